@@ -1,0 +1,182 @@
+//! The headless echo server: the seed page's minimal server, in Rust.
+//!
+//! ```text
+//! cargo run --release --example echo_server -- [--port 9080] [--bind 127.0.0.1]
+//!     [--cert FILE --key FILE] [--protocol NAME]... [--quiet]
+//! ```
+//! Echoes text as text and binary as binary. Ctrl-C closes every client with 1001 and exits.
+
+use std::collections::HashMap;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use wspeer::{Error, Packet, ServerEvent, TlsOptions, WebSocketPeer, WebSocketServer, WriteMode};
+
+struct Options {
+    port: u16,
+    bind: String,
+    cert: Option<String>,
+    key: Option<String>,
+    protocols: Vec<String>,
+    quiet: bool,
+}
+
+fn parse_args() -> Result<Options, String> {
+    let mut options = Options {
+        port: 9080,
+        bind: "127.0.0.1".into(),
+        cert: None,
+        key: None,
+        protocols: Vec::new(),
+        quiet: false,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value"));
+        match arg.as_str() {
+            "--port" => {
+                let v = value("--port")?;
+                options.port = v.parse().map_err(|_| format!("bad port {v:?}"))?;
+            }
+            "--bind" => options.bind = value("--bind")?,
+            "--cert" => options.cert = Some(value("--cert")?),
+            "--key" => options.key = Some(value("--key")?),
+            "--protocol" => options.protocols.push(value("--protocol")?),
+            "--quiet" => options.quiet = true,
+            "-h" | "--help" => {
+                return Err("usage: echo_server [--port 9080] [--bind 127.0.0.1] \
+                            [--cert FILE --key FILE] [--protocol NAME]... [--quiet]"
+                    .into());
+            }
+            other => return Err(format!("unknown argument {other:?} (try --help)")),
+        }
+    }
+    if options.cert.is_some() != options.key.is_some() {
+        return Err("--cert and --key go together".into());
+    }
+    Ok(options)
+}
+
+fn read(path: &str) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("cannot read {path}: {e}"))
+}
+
+/// Echoes what `peer` has queued, in order. A packet that does not fit the outbound budget
+/// waits in `stalled`, and reading from that client stops until it goes out: the client is
+/// slowed down by TCP instead of losing echoes.
+fn pump(id: i32, peer: &mut WebSocketPeer, stalled: &mut HashMap<i32, Packet>, quiet: bool) {
+    loop {
+        let packet = match stalled.remove(&id) {
+            Some(packet) => packet,
+            None => match peer.recv() {
+                Some(packet) => {
+                    if !quiet {
+                        println!(
+                            "Got data from client {id}: {} ... echoing",
+                            String::from_utf8_lossy(packet.data())
+                        );
+                    }
+                    packet
+                }
+                None => return,
+            },
+        };
+        let mode = if packet.is_text() { WriteMode::Text } else { WriteMode::Binary };
+        match peer.send(packet.data(), mode) {
+            Ok(()) => {}
+            Err(Error::OutboundBufferFull { .. } | Error::OutboundQueueFull { .. }) => {
+                stalled.insert(id, packet);
+                return;
+            }
+            Err(e) => {
+                eprintln!("Cannot echo to client {id}: {e}");
+                return;
+            }
+        }
+    }
+}
+
+fn run(options: Options) -> Result<(), String> {
+    let mut server = WebSocketServer::new();
+    server.set_supported_protocols(&options.protocols);
+    let scheme = if let (Some(cert), Some(key)) = (&options.cert, &options.key) {
+        let tls = TlsOptions::server(&read(cert)?, &read(key)?).map_err(|e| e.to_string())?;
+        server.set_tls_options(Some(tls)).map_err(|e| e.to_string())?;
+        "wss"
+    } else {
+        "ws"
+    };
+    server
+        .listen_on(&options.bind, options.port)
+        .map_err(|e| format!("Unable to start server: {e}"))?;
+    let addr = server.local_addr().ok_or("no local address")?;
+    println!("Listening on {scheme}://{addr}");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))
+        .map_err(|e| format!("cannot install the Ctrl-C handler: {e}"))?;
+
+    let mut stalled: HashMap<i32, Packet> = HashMap::new();
+    let mut stopping_since: Option<Instant> = None;
+    loop {
+        server.poll_with_timeout(Duration::from_millis(10));
+        while let Some(event) = server.pop_event() {
+            match event {
+                ServerEvent::ClientConnected { id, protocol } => {
+                    println!("Client {id} connected with protocol: {protocol}");
+                }
+                ServerEvent::ClientCloseRequest { id, code, reason } => {
+                    println!("Client {id} disconnecting with code: {code}, reason: {reason}");
+                }
+                ServerEvent::ClientDisconnected { id, was_clean } => {
+                    stalled.remove(&id);
+                    println!("Client {id} disconnected, clean: {was_clean}");
+                }
+                ServerEvent::DataReceived { id } => {
+                    if !stalled.contains_key(&id) {
+                        if let Some(peer) = server.get_peer(id) {
+                            pump(id, peer, &mut stalled, options.quiet);
+                        }
+                    }
+                }
+            }
+        }
+        let waiting: Vec<i32> = stalled.keys().copied().collect();
+        for id in waiting {
+            if let Some(peer) = server.get_peer(id) {
+                pump(id, peer, &mut stalled, options.quiet);
+            }
+        }
+        if stop.load(Ordering::SeqCst) && stopping_since.is_none() {
+            println!("Stopping: closing {} client(s)", server.peer_count());
+            server.stop();
+            stopping_since = Some(Instant::now());
+        }
+        if let Some(since) = stopping_since {
+            if server.peer_count() == 0 || since.elapsed() > Duration::from_secs(6) {
+                println!("Stopped");
+                return Ok(());
+            }
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let options = match parse_args() {
+        Ok(options) => options,
+        Err(message) => {
+            eprintln!("{message}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(options) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("{message}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,122 @@
+//! Tunables Godot exposes on `WebSocketPeer` and its server, with Godot's defaults.
+
+use std::time::Duration;
+
+use crate::error::Error;
+
+/// Godot's `DEFAULT_BUFFER_SIZE`: the default for both buffer limits.
+pub const DEFAULT_BUFFER_SIZE: usize = 65535;
+
+/// Settings of one WebSocket connection. `Default` gives Godot 4.4's defaults plus
+/// wspeer's own timeouts.
+///
+/// Changes take effect at the next `connect_to_url` / `accept_stream` (as in Godot, an open
+/// connection keeps the values it started with).
+#[derive(Clone, Debug)]
+pub struct PeerConfig {
+    /// Sub-protocols offered by a client (in order of preference) or accepted by a server.
+    /// A server picks the first one *in the client's order* that it supports.
+    pub supported_protocols: Vec<String>,
+    /// Extra `"Name: value"` header lines, sent in the client's request and in the server's
+    /// `101` response.
+    pub handshake_headers: Vec<String>,
+    /// Largest message accepted, in bytes (larger: closed with 1009). Reading also pauses
+    /// while this many bytes wait unread in the packet queue (TCP back-pressure).
+    pub inbound_buffer_size: usize,
+    /// Most bytes that may wait to be written to the socket; `send` fails beyond it.
+    /// `0` disables the byte check (the packet count still applies).
+    pub outbound_buffer_size: usize,
+    /// Most messages waiting in each direction: unread inbound packets (reading pauses)
+    /// and unwritten outbound messages (`send` fails).
+    pub max_queued_packets: usize,
+    /// Send a ping every interval; a ping still unanswered at the next interval drops the
+    /// connection uncleanly (close code -1). `Duration::ZERO` (the default) turns it off.
+    pub heartbeat_interval: Duration,
+    /// After we send a close frame, how long to wait for the remote's answer before
+    /// dropping the connection. Beyond Godot, which waits forever.
+    pub close_timeout: Duration,
+    /// Client only: time allowed for name resolution, TCP connect, TLS and WebSocket
+    /// handshake together. Beyond Godot's `WebSocketPeer`, which has none.
+    pub connect_timeout: Duration,
+    /// Whether `TCP_NODELAY` is set on new connections (Godot: on).
+    pub no_delay: bool,
+}
+
+impl Default for PeerConfig {
+    fn default() -> Self {
+        PeerConfig {
+            supported_protocols: Vec::new(),
+            handshake_headers: Vec::new(),
+            inbound_buffer_size: DEFAULT_BUFFER_SIZE,
+            outbound_buffer_size: DEFAULT_BUFFER_SIZE,
+            max_queued_packets: 4096,
+            heartbeat_interval: Duration::ZERO,
+            close_timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(30),
+            no_delay: true,
+        }
+    }
+}
+
+impl PeerConfig {
+    /// Checks every value that could make the connection unusable, before any I/O.
+    pub(crate) fn validate(&self) -> Result<(), Error> {
+        for line in &self.handshake_headers {
+            parse_header_line(line)?;
+        }
+        for p in &self.supported_protocols {
+            let valid = !p.is_empty()
+                && p.bytes().all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b));
+            if !valid {
+                return Err(Error::InvalidProtocol(p.clone()));
+            }
+        }
+        if self.inbound_buffer_size == 0 {
+            return Err(Error::InvalidConfig("inbound_buffer_size must be at least 1".into()));
+        }
+        if self.max_queued_packets == 0 {
+            return Err(Error::InvalidConfig("max_queued_packets must be at least 1".into()));
+        }
+        Ok(())
+    }
+}
+
+/// Splits a `"Name: value"` line into a validated header name and value.
+pub(crate) fn parse_header_line(
+    line: &str,
+) -> Result<(tungstenite::http::HeaderName, tungstenite::http::HeaderValue), Error> {
+    let invalid = || Error::InvalidHeader(line.to_string());
+    let (name, value) = line.split_once(':').ok_or_else(invalid)?;
+    let name = tungstenite::http::HeaderName::from_bytes(name.trim().as_bytes())
+        .map_err(|_| invalid())?;
+    let value =
+        tungstenite::http::HeaderValue::from_str(value.trim()).map_err(|_| invalid())?;
+    Ok((name, value))
+}
+
+/// Settings of a [`WebSocketServer`](crate::WebSocketServer): the [`PeerConfig`] given to
+/// every accepted connection plus the listener's own limits.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// Settings for each accepted peer.
+    pub peer: PeerConfig,
+    /// Time allowed from TCP accept to an open WebSocket (TLS included). Godot: 3 s.
+    pub handshake_timeout: Duration,
+    /// Connections still in their handshake at once; further connections are accepted and
+    /// closed at once.
+    pub max_pending_handshakes: usize,
+    /// Connections accepted per `poll()`; the rest wait in the kernel backlog for the next
+    /// call, so a connection storm cannot stall a frame.
+    pub max_accepts_per_poll: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            peer: PeerConfig::default(),
+            handshake_timeout: Duration::from_secs(3),
+            max_pending_handshakes: 256,
+            max_accepts_per_poll: 64,
+        }
+    }
+}

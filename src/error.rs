@@ -1,0 +1,208 @@
+//! The crate's one error type, with messages that say what to do.
+
+use std::fmt;
+use std::io;
+
+/// Everything that can go wrong in wspeer.
+///
+/// Calls that can fail right away return `Result<_, Error>`. Failures that happen later,
+/// inside `poll()` (a refused connection, a bad certificate, a protocol violation by the
+/// remote), move the peer to [`State::Closed`](crate::State::Closed) and are kept for
+/// [`WebSocketPeer::get_last_error`](crate::WebSocketPeer::get_last_error).
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// The URL could not be parsed or is missing its host.
+    InvalidUrl(String),
+    /// The URL's scheme is not `ws` or `wss`.
+    UnsupportedScheme(String),
+    /// `connect_to_url`, `accept_stream` or `listen` was called while a connection (or a
+    /// listener) is still in use: close it and poll until `Closed` first.
+    AlreadyInUse,
+    /// Sending or reading needs an open connection.
+    NotOpen,
+    /// Sending would exceed `outbound_buffer_size`; nothing was queued. Retry after a few
+    /// `poll()` calls have flushed data, or raise the limit.
+    OutboundBufferFull {
+        /// Bytes already waiting to be written to the socket.
+        buffered: usize,
+        /// Size of the message that was refused, framed.
+        message: usize,
+        /// The configured `outbound_buffer_size`.
+        limit: usize,
+    },
+    /// Sending would exceed `max_queued_packets` outbound messages; nothing was queued.
+    OutboundQueueFull {
+        /// The configured `max_queued_packets`.
+        limit: usize,
+    },
+    /// The message is larger than the peer accepts in one message (`inbound_buffer_size`
+    /// of the receiving side is unknown here; this is our own `outbound_buffer_size`).
+    MessageTooLarge {
+        /// Size of the refused message.
+        size: usize,
+        /// The configured `outbound_buffer_size`.
+        limit: usize,
+    },
+    /// Text messages must be valid UTF-8.
+    InvalidUtf8,
+    /// A close code that may not be sent (RFC 6455 §7.4): use 1000–1003, 1007–1014 or
+    /// 3000–4999, or a negative code to abort without a close frame.
+    InvalidCloseCode(i32),
+    /// A close reason longer than 123 bytes does not fit in a control frame.
+    CloseReasonTooLong(usize),
+    /// A handshake header line is not a valid `"Name: value"` HTTP header.
+    InvalidHeader(String),
+    /// A setting is out of its valid range.
+    InvalidConfig(String),
+    /// A sub-protocol name is not a valid HTTP token.
+    InvalidProtocol(String),
+    /// TLS options of the wrong kind (server options for a client or the reverse), or
+    /// unusable certificates/keys.
+    InvalidTlsOptions(String),
+    /// The TLS layer failed: certificate not trusted, wrong host name, expired, alert from
+    /// the remote, ...
+    Tls(rustls::Error),
+    /// The host name did not resolve to any address.
+    Resolve(String),
+    /// Every resolved address refused or failed the TCP connection.
+    Connect(String),
+    /// The connection was not open within the configured time.
+    ConnectTimeout,
+    /// The WebSocket handshake failed (non-101 answer, sub-protocol mismatch, bad headers).
+    Handshake(String),
+    /// The remote sent something RFC 6455 forbids; the connection was closed with the given
+    /// close code (1002 protocol error, 1007 bad UTF-8, 1009 message too big).
+    Protocol {
+        /// The close code sent to the remote.
+        code: u16,
+        /// What the remote did wrong.
+        detail: String,
+    },
+    /// The remote did not answer a heartbeat ping within one interval.
+    HeartbeatTimeout,
+    /// The remote did not answer our close frame within the close timeout.
+    CloseTimeout,
+    /// The connection ended without a close frame (reset, EOF, or a socket error).
+    ConnectionLost(String),
+    /// No peer with this id on this server.
+    PeerNotFound(i32),
+    /// A socket or OS error.
+    Io(io::Error),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::InvalidUrl(why) => write!(f, "invalid URL: {why}"),
+            Error::UnsupportedScheme(s) => {
+                write!(f, "unsupported URL scheme {s:?}: use ws:// or wss://")
+            }
+            Error::AlreadyInUse => write!(
+                f,
+                "already in use: close the connection and poll until Closed before reusing it"
+            ),
+            Error::NotOpen => write!(f, "the connection is not open"),
+            Error::OutboundBufferFull { buffered, message, limit } => write!(
+                f,
+                "outbound buffer full: {buffered} bytes waiting + {message} would exceed \
+                 outbound_buffer_size {limit}; nothing was queued, poll() and retry"
+            ),
+            Error::OutboundQueueFull { limit } => write!(
+                f,
+                "outbound queue full: {limit} messages (max_queued_packets) are still waiting; \
+                 nothing was queued, poll() and retry"
+            ),
+            Error::MessageTooLarge { size, limit } => write!(
+                f,
+                "message of {size} bytes can never fit outbound_buffer_size {limit}: \
+                 raise the limit or split the message"
+            ),
+            Error::InvalidUtf8 => write!(f, "text messages must be valid UTF-8"),
+            Error::InvalidCloseCode(c) => write!(
+                f,
+                "close code {c} may not be sent: use 1000-1003, 1007-1014, 3000-4999, \
+                 or a negative code to abort"
+            ),
+            Error::CloseReasonTooLong(n) => {
+                write!(f, "close reason is {n} bytes; at most 123 fit in a close frame")
+            }
+            Error::InvalidHeader(h) => {
+                write!(f, "invalid handshake header {h:?}: expected \"Name: value\"")
+            }
+            Error::InvalidConfig(why) => write!(f, "invalid setting: {why}"),
+            Error::InvalidProtocol(p) => write!(f, "invalid sub-protocol name {p:?}"),
+            Error::InvalidTlsOptions(why) => write!(f, "invalid TLS options: {why}"),
+            Error::Tls(e) => write!(f, "TLS error: {}", describe_tls(e)),
+            Error::Resolve(why) => write!(f, "could not resolve host: {why}"),
+            Error::Connect(why) => write!(f, "could not connect: {why}"),
+            Error::ConnectTimeout => write!(f, "connection not open within the connect timeout"),
+            Error::Handshake(why) => write!(f, "WebSocket handshake failed: {why}"),
+            Error::Protocol { code, detail } => {
+                write!(f, "protocol violation by the remote ({detail}); closed with {code}")
+            }
+            Error::HeartbeatTimeout => {
+                write!(f, "the remote did not answer a heartbeat ping in time")
+            }
+            Error::CloseTimeout => write!(f, "the remote did not finish the close handshake in time"),
+            Error::ConnectionLost(why) => write!(f, "connection lost: {why}"),
+            Error::PeerNotFound(id) => write!(f, "no peer with id {id}"),
+            Error::Io(e) => write!(f, "I/O error: {e}"),
+        }
+    }
+}
+
+/// Spells out the common certificate failures in words a user can act on.
+fn describe_tls(e: &rustls::Error) -> String {
+    use rustls::CertificateError as C;
+    match e {
+        rustls::Error::InvalidCertificate(cert) => match cert {
+            C::UnknownIssuer => "certificate signed by an unknown issuer (not in the trusted \
+                                 roots; trust its CA with TlsOptions::client_with_ca)"
+                .into(),
+            C::NotValidForName | C::NotValidForNameContext { .. } => {
+                format!("certificate not valid for this host name ({cert:?})")
+            }
+            C::Expired | C::ExpiredContext { .. } => format!("certificate expired ({cert:?})"),
+            C::NotValidYet | C::NotValidYetContext { .. } => {
+                format!("certificate not valid yet ({cert:?})")
+            }
+            C::Revoked => "certificate revoked".into(),
+            C::BadSignature | C::BadEncoding => format!("malformed certificate ({cert:?})"),
+            other => format!("invalid certificate: {other:?}"),
+        },
+        rustls::Error::AlertReceived(alert) => format!("the remote sent TLS alert {alert:?}"),
+        other => other.to_string(),
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Tls(e) => Some(e),
+            Error::Io(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<io::Error> for Error {
+    fn from(e: io::Error) -> Self {
+        // rustls failures travel through `io::Error` inside the stream layer; surface them.
+        if !e.get_ref().is_some_and(|inner| inner.is::<rustls::Error>()) {
+            return Error::Io(e);
+        }
+        let kind = e.kind();
+        match e.into_inner().map(|inner| inner.downcast::<rustls::Error>()) {
+            Some(Ok(tls)) => Error::Tls(*tls),
+            Some(Err(other)) => Error::Io(io::Error::new(kind, other)),
+            None => Error::Io(kind.into()),
+        }
+    }
+}
+
+impl From<rustls::Error> for Error {
+    fn from(e: rustls::Error) -> Self {
+        Error::Tls(e)
+    }
+}

@@ -1,0 +1,62 @@
+//! Godot's WebSocket networking model for any game loop: no async runtime, no hidden I/O
+//! threads.
+//!
+//! Call `poll()` once per frame; non-blocking sockets advance only then, and messages
+//! wait in queues read with `get_available_packet_count()` / `get_packet()`.
+//!
+//! ```no_run
+//! use wspeer::{ServerEvent, State, WebSocketPeer, WebSocketServer};
+//!
+//! let mut server = WebSocketServer::new();
+//! server.listen_on("127.0.0.1", 9080)?;
+//!
+//! let mut socket = WebSocketPeer::new();
+//! socket.connect_to_url("ws://127.0.0.1:9080", None)?;
+//!
+//! let mut sent = false;
+//! loop {
+//!     // --- one frame ---
+//!     server.poll();
+//!     while let Some(event) = server.pop_event() {
+//!         if let ServerEvent::DataReceived { id } = event {
+//!             let peer = server.get_peer(id).expect("reported peers exist");
+//!             let packet = peer.get_packet().unwrap_or_default();
+//!             peer.put_packet(&packet)?; // echo
+//!         }
+//!     }
+//!
+//!     socket.poll();
+//!     if socket.get_ready_state() == State::Open {
+//!         if !sent {
+//!             socket.send_text("Test packet")?;
+//!             sent = true;
+//!         }
+//!         while let Some(packet) = socket.get_packet() {
+//!             println!("Got data from server: {}", String::from_utf8_lossy(&packet));
+//!             socket.close(1000, "done")?;
+//!         }
+//!     }
+//!     if socket.get_ready_state() == State::Closed {
+//!         println!("closed with code {}", socket.get_close_code());
+//!         break;
+//!     }
+//!     std::thread::sleep(std::time::Duration::from_millis(1)); // the rest of the frame
+//! }
+//! # Ok::<(), wspeer::Error>(())
+//! ```
+#![warn(missing_docs)]
+
+mod config;
+mod error;
+mod ids;
+mod peer;
+mod server;
+mod stream;
+mod target;
+mod tls;
+
+pub use config::{DEFAULT_BUFFER_SIZE, PeerConfig, ServerConfig};
+pub use error::Error;
+pub use peer::{HandshakeRequest, Packet, State, WebSocketPeer, WriteMode};
+pub use server::{ServerEvent, WebSocketServer};
+pub use tls::TlsOptions;

@@ -1,0 +1,1302 @@
+//! `WebSocketPeer`: one connection's state machine, packet queue, outbound budget and
+//! close handshake.
+
+use std::collections::VecDeque;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use mio::net::TcpStream;
+use mio::{Events, Interest, Poll, Registry, Token};
+use tungstenite::handshake::client::ClientHandshake;
+use tungstenite::handshake::server::{Callback, ErrorResponse, Request, Response, ServerHandshake};
+use tungstenite::handshake::{HandshakeError, MidHandshake};
+use tungstenite::http::{HeaderName, HeaderValue, StatusCode};
+use tungstenite::protocol::frame::CloseFrame;
+use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::protocol::WebSocketConfig;
+use tungstenite::{Bytes, Message, WebSocket};
+
+use crate::config::{PeerConfig, parse_header_line};
+use crate::error::Error;
+use crate::stream::Transport;
+use crate::target::{Lookup, Target};
+use crate::tls::TlsOptions;
+
+/// Where a connection is, as Godot's `WebSocketPeer.State`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum State {
+    /// Resolving, connecting, or in the TLS/WebSocket handshake.
+    Connecting,
+    /// Open: messages flow both ways.
+    Open,
+    /// A close frame was sent or received; keep polling until `Closed`.
+    Closing,
+    /// Closed, or never opened. Packets received before the close can still be read.
+    Closed,
+}
+
+/// How [`WebSocketPeer::send`] frames a message, as Godot's `WriteMode`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum WriteMode {
+    /// A text frame: the payload must be valid UTF-8.
+    Text,
+    /// A binary frame.
+    #[default]
+    Binary,
+}
+
+/// One received message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Packet {
+    data: Bytes,
+    is_text: bool,
+}
+
+impl Packet {
+    /// The payload.
+    pub fn data(&self) -> &[u8] {
+        &self.data
+    }
+
+    /// Whether it arrived as a text frame (then [`as_text`](Self::as_text) is `Some`).
+    pub fn is_text(&self) -> bool {
+        self.is_text
+    }
+
+    /// The payload as text, for text frames (always valid UTF-8: checked on arrival).
+    pub fn as_text(&self) -> Option<&str> {
+        if self.is_text { std::str::from_utf8(&self.data).ok() } else { None }
+    }
+
+    /// The payload as an owned vector.
+    pub fn into_vec(self) -> Vec<u8> {
+        Vec::from(self.data)
+    }
+}
+
+/// The client's upgrade request, as a server saw it: path, query and every header.
+/// Beyond Godot, which only exposes `get_requested_url()`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HandshakeRequest {
+    /// The request path, e.g. `/game`.
+    pub path: String,
+    /// The query string without `?`, if any.
+    pub query: Option<String>,
+    /// Every header in arrival order, names lower-cased; values that are not UTF-8 are
+    /// decoded lossily.
+    pub headers: Vec<(String, String)>,
+}
+
+impl HandshakeRequest {
+    /// The first value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// What happened to a server-owned peer during one `advance`, for the server's events.
+#[derive(Default, Debug)]
+pub(crate) struct Notices {
+    pub(crate) opened: bool,
+    pub(crate) packets: usize,
+    pub(crate) close_request: Option<(i32, String)>,
+    pub(crate) closed: bool,
+}
+
+/// The server side's handshake callback: picks the sub-protocol, adds our headers and
+/// records the request for [`WebSocketPeer::get_handshake_request`].
+struct Accept {
+    protocols: Vec<String>,
+    headers: Vec<(HeaderName, HeaderValue)>,
+    outcome: Arc<Mutex<Option<(HandshakeRequest, String)>>>,
+}
+
+fn reject(status: StatusCode, why: String) -> ErrorResponse {
+    let mut response = ErrorResponse::new(Some(why));
+    *response.status_mut() = status;
+    response
+}
+
+impl Callback for Accept {
+    fn on_request(self, request: &Request, mut response: Response) -> Result<Response, ErrorResponse> {
+        let offered: Vec<&str> = request
+            .headers()
+            .get_all("Sec-WebSocket-Protocol")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .collect();
+        // Godot's rule: the first protocol in the client's order that we support; a client
+        // offering none is refused when we require one, and the reverse.
+        let selected = match (offered.is_empty(), self.protocols.is_empty()) {
+            (true, true) => String::new(),
+            (true, false) => {
+                return Err(reject(
+                    StatusCode::BAD_REQUEST,
+                    format!("a sub-protocol is required: {}\n", self.protocols.join(", ")),
+                ));
+            }
+            (false, _) => match offered.iter().find(|p| self.protocols.iter().any(|s| s == *p)) {
+                Some(p) => p.to_string(),
+                None => {
+                    return Err(reject(
+                        StatusCode::BAD_REQUEST,
+                        format!("none of the offered sub-protocols is supported: {}\n", offered.join(", ")),
+                    ));
+                }
+            },
+        };
+        let headers = response.headers_mut();
+        if !selected.is_empty() {
+            if let Ok(value) = HeaderValue::from_str(&selected) {
+                headers.insert("Sec-WebSocket-Protocol", value);
+            }
+        }
+        for (name, value) in self.headers {
+            headers.append(name, value);
+        }
+        let seen = HandshakeRequest {
+            path: request.uri().path().to_string(),
+            query: request.uri().query().map(str::to_string),
+            headers: request
+                .headers()
+                .iter()
+                .map(|(n, v)| (n.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+                .collect(),
+        };
+        if let Ok(mut outcome) = self.outcome.lock() {
+            *outcome = Some((seen, selected));
+        }
+        Ok(response)
+    }
+}
+
+type ClientMid = MidHandshake<ClientHandshake<Transport>>;
+type ServerMid = MidHandshake<ServerHandshake<Transport, Accept>>;
+
+/// The connection's life, one variant per stage; each owns exactly what that stage needs.
+enum Phase {
+    /// Never connected, or finished.
+    Closed,
+    Resolving(Lookup),
+    Connecting {
+        tcp: TcpStream,
+        remaining: VecDeque<SocketAddr>,
+    },
+    ClientHandshake(Box<ClientMid>),
+    ServerHandshake(Box<ServerMid>, Arc<Mutex<Option<(HandshakeRequest, String)>>>),
+    Open(Box<WebSocket<Transport>>),
+    /// The WebSocket part is over; the last bytes (our close frame) still go out. With
+    /// `drain`, the remote may still be sending (we closed because of its error): read and
+    /// discard until it closes, so our close frame is not lost to a TCP reset.
+    Lingering {
+        transport: Transport,
+        drain: bool,
+        shut: bool,
+    },
+}
+
+/// A standalone peer's own poller (a server's peers share the server's).
+struct Poller {
+    poll: Poll,
+    events: Events,
+}
+
+const PEER_TOKEN: Token = Token(0);
+
+/// One WebSocket connection, client or server side: Godot's `WebSocketPeer`.
+///
+/// Nothing happens in the background: call [`poll`](Self::poll) once per frame and read
+/// what arrived with [`get_available_packet_count`](Self::get_available_packet_count) /
+/// [`get_packet`](Self::get_packet) (or [`recv`](Self::recv) /
+/// [`packets`](Self::packets)).
+///
+/// ```no_run
+/// use wspeer::{State, WebSocketPeer};
+///
+/// let mut socket = WebSocketPeer::new();
+/// socket.connect_to_url("ws://127.0.0.1:9080", None)?;
+/// loop {
+///     socket.poll();
+///     match socket.get_ready_state() {
+///         State::Open => {
+///             while let Some(packet) = socket.get_packet() {
+///                 println!("Got data from server: {}", String::from_utf8_lossy(&packet));
+///             }
+///         }
+///         State::Closed => {
+///             println!("closed with code {}", socket.get_close_code());
+///             break;
+///         }
+///         _ => {}
+///     }
+///     std::thread::sleep(std::time::Duration::from_millis(16)); // the rest of your frame
+/// }
+/// # Ok::<(), wspeer::Error>(())
+/// ```
+pub struct WebSocketPeer {
+    config: PeerConfig,
+    /// The settings this connection started with (Godot captures them at connect/accept).
+    live: PeerConfig,
+    phase: Phase,
+    poller: Option<Poller>,
+    target: Option<(Target, Option<TlsOptions>)>,
+    is_client: bool,
+    inbound: VecDeque<Packet>,
+    inbound_bytes: usize,
+    last_was_string: bool,
+    /// For each queued outbound message, the transport byte count at which it is fully
+    /// written: the count of unwritten messages, for `max_queued_packets`.
+    outbound_ends: VecDeque<u64>,
+    close_sent: bool,
+    close_received: bool,
+    close_code: i32,
+    close_reason: String,
+    deadline_open: Option<Instant>,
+    deadline_close: Option<Instant>,
+    next_ping: Option<Instant>,
+    ping_outstanding: bool,
+    requested_url: String,
+    selected_protocol: String,
+    remote_addr: Option<SocketAddr>,
+    handshake_request: Option<HandshakeRequest>,
+    last_error: Option<Error>,
+    notices: Option<Notices>,
+}
+
+impl Default for WebSocketPeer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for WebSocketPeer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebSocketPeer")
+            .field("state", &self.get_ready_state())
+            .field("requested_url", &self.requested_url)
+            .field("remote_addr", &self.remote_addr)
+            .field("packets", &self.inbound.len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn socket_options(tcp: &TcpStream, no_delay: bool) {
+    if let Err(e) = tcp.set_nodelay(no_delay) {
+        log::debug!("set_nodelay failed: {e}");
+    }
+}
+
+impl WebSocketPeer {
+    /// A closed peer with Godot's default settings.
+    pub fn new() -> Self {
+        Self::with_config(PeerConfig::default())
+    }
+
+    /// A closed peer with the given settings.
+    pub fn with_config(config: PeerConfig) -> Self {
+        WebSocketPeer {
+            live: config.clone(),
+            config,
+            phase: Phase::Closed,
+            poller: None,
+            target: None,
+            is_client: false,
+            inbound: VecDeque::new(),
+            inbound_bytes: 0,
+            last_was_string: false,
+            outbound_ends: VecDeque::new(),
+            close_sent: false,
+            close_received: false,
+            close_code: -1,
+            close_reason: String::new(),
+            deadline_open: None,
+            deadline_close: None,
+            next_ping: None,
+            ping_outstanding: false,
+            requested_url: String::new(),
+            selected_protocol: String::new(),
+            remote_addr: None,
+            handshake_request: None,
+            last_error: None,
+            notices: None,
+        }
+    }
+
+    // ----- settings (Godot's properties) -----
+
+    /// The settings used by the next connection.
+    pub fn config(&self) -> &PeerConfig {
+        &self.config
+    }
+
+    /// Changes the settings used by the next connection.
+    pub fn config_mut(&mut self) -> &mut PeerConfig {
+        &mut self.config
+    }
+
+    /// Godot's `supported_protocols` setter (entries are trimmed, as in Godot).
+    pub fn set_supported_protocols<S: AsRef<str>>(&mut self, protocols: &[S]) {
+        self.config.supported_protocols =
+            protocols.iter().map(|p| p.as_ref().trim().to_string()).collect();
+    }
+
+    /// Godot's `supported_protocols` getter.
+    pub fn get_supported_protocols(&self) -> &[String] {
+        &self.config.supported_protocols
+    }
+
+    /// Godot's `handshake_headers` setter: `"Name: value"` lines, checked at connect time.
+    pub fn set_handshake_headers<S: AsRef<str>>(&mut self, headers: &[S]) {
+        self.config.handshake_headers = headers.iter().map(|h| h.as_ref().to_string()).collect();
+    }
+
+    /// Godot's `handshake_headers` getter.
+    pub fn get_handshake_headers(&self) -> &[String] {
+        &self.config.handshake_headers
+    }
+
+    /// Godot's `inbound_buffer_size` setter.
+    pub fn set_inbound_buffer_size(&mut self, bytes: usize) {
+        self.config.inbound_buffer_size = bytes;
+    }
+
+    /// Godot's `inbound_buffer_size` getter.
+    pub fn get_inbound_buffer_size(&self) -> usize {
+        self.config.inbound_buffer_size
+    }
+
+    /// Godot's `outbound_buffer_size` setter (`0` = no byte limit).
+    pub fn set_outbound_buffer_size(&mut self, bytes: usize) {
+        self.config.outbound_buffer_size = bytes;
+    }
+
+    /// Godot's `outbound_buffer_size` getter.
+    pub fn get_outbound_buffer_size(&self) -> usize {
+        self.config.outbound_buffer_size
+    }
+
+    /// Godot's `max_queued_packets` setter.
+    pub fn set_max_queued_packets(&mut self, packets: usize) {
+        self.config.max_queued_packets = packets;
+    }
+
+    /// Godot's `max_queued_packets` getter.
+    pub fn get_max_queued_packets(&self) -> usize {
+        self.config.max_queued_packets
+    }
+
+    /// Godot's `heartbeat_interval` setter (`Duration::ZERO` = off).
+    pub fn set_heartbeat_interval(&mut self, interval: Duration) {
+        self.config.heartbeat_interval = interval;
+    }
+
+    /// Godot's `heartbeat_interval` getter.
+    pub fn get_heartbeat_interval(&self) -> Duration {
+        self.config.heartbeat_interval
+    }
+
+    // ----- starting a connection -----
+
+    /// Starts connecting to a `ws://` or `wss://` URL; the connection advances in
+    /// [`poll`](Self::poll). `tls` applies to `wss://` (`None` = [`TlsOptions::client`]).
+    ///
+    /// Returns at once: host names are resolved on a short-lived helper thread (an IP
+    /// literal never starts one) and every resolved address is tried in turn.
+    pub fn connect_to_url(&mut self, url: &str, tls: Option<TlsOptions>) -> Result<(), Error> {
+        self.check_reusable()?;
+        let target = Target::parse(url)?;
+        if let Some(options) = &tls {
+            options.check_client()?;
+        }
+        let tls = match (target.secure, tls) {
+            (true, None) => Some(TlsOptions::client()?),
+            (true, Some(options)) => Some(options),
+            (false, _) => None,
+        };
+        self.config.validate()?;
+        self.reset_for_connection();
+        self.is_client = true;
+        self.requested_url = url.to_string();
+        let now = Instant::now();
+        self.deadline_open = Some(now + self.live.connect_timeout);
+        let poll = Poll::new()?;
+        self.phase = match target.literal_addr() {
+            Some(addr) => {
+                let tcp = Self::start_tcp(addr, Some(poll.registry()))?;
+                Phase::Connecting { tcp, remaining: VecDeque::new() }
+            }
+            None => Phase::Resolving(Lookup::start(target.host.clone(), target.port)?),
+        };
+        self.target = Some((target, tls));
+        self.poller = Some(Poller { poll, events: Events::with_capacity(16) });
+        Ok(())
+    }
+
+    /// Takes an accepted TCP connection and runs the server side of the handshake (TLS
+    /// first, with server `tls` options) inside [`poll`](Self::poll), as Godot's
+    /// `accept_stream`. The handshake must finish within `connect_timeout`.
+    pub fn accept_stream(
+        &mut self,
+        stream: std::net::TcpStream,
+        tls: Option<&TlsOptions>,
+    ) -> Result<(), Error> {
+        self.check_reusable()?;
+        stream.set_nonblocking(true)?;
+        let mut tcp = TcpStream::from_std(stream);
+        let poll = Poll::new()?;
+        poll.registry().register(&mut tcp, PEER_TOKEN, Interest::READABLE | Interest::WRITABLE)?;
+        let deadline = Instant::now() + self.config.connect_timeout;
+        self.start_server_side(tcp, tls, deadline)?;
+        self.poller = Some(Poller { poll, events: Events::with_capacity(16) });
+        Ok(())
+    }
+
+    /// A peer for a connection a [`WebSocketServer`](crate::WebSocketServer) accepted and
+    /// registered with its own poller.
+    pub(crate) fn server_side(
+        config: PeerConfig,
+        tcp: TcpStream,
+        tls: Option<&TlsOptions>,
+        deadline: Instant,
+    ) -> Result<Self, Error> {
+        let mut peer = Self::with_config(config);
+        peer.start_server_side(tcp, tls, deadline)?;
+        peer.notices = Some(Notices::default());
+        Ok(peer)
+    }
+
+    fn start_server_side(
+        &mut self,
+        tcp: TcpStream,
+        tls: Option<&TlsOptions>,
+        deadline: Instant,
+    ) -> Result<(), Error> {
+        if let Some(options) = tls {
+            options.check_server()?;
+        }
+        self.config.validate()?;
+        self.reset_for_connection();
+        socket_options(&tcp, self.live.no_delay);
+        self.remote_addr = tcp.peer_addr().ok();
+        let session = tls.map(TlsOptions::start_server).transpose()?;
+        let secure = session.is_some();
+        let outcome = Arc::new(Mutex::new(None));
+        let accept = Accept {
+            protocols: self.live.supported_protocols.clone(),
+            headers: self.parsed_headers()?,
+            outcome: outcome.clone(),
+        };
+        let mid = ServerHandshake::start(Transport::new(tcp, session), accept, Some(self.ws_config()));
+        self.phase = Phase::ServerHandshake(Box::new(mid), outcome);
+        self.deadline_open = Some(deadline);
+        self.requested_url = if secure { "wss://".into() } else { "ws://".into() };
+        Ok(())
+    }
+
+    fn check_reusable(&self) -> Result<(), Error> {
+        match self.get_ready_state() {
+            State::Closed | State::Closing => Ok(()),
+            _ => Err(Error::AlreadyInUse),
+        }
+    }
+
+    /// Forgets the previous connection (Godot's `_clear()`), keeping the settings.
+    fn reset_for_connection(&mut self) {
+        let config = self.config.clone();
+        let notices = self.notices.take();
+        *self = Self::with_config(config);
+        self.notices = notices;
+    }
+
+    fn ws_config(&self) -> WebSocketConfig {
+        let limit = self.live.inbound_buffer_size;
+        WebSocketConfig::default()
+            // Small: it is allocated per connection; large messages still arrive in pieces.
+            .read_buffer_size(limit.clamp(512, 8 * 1024))
+            // Frames go straight into our transport, which never blocks a write.
+            .write_buffer_size(0)
+            .max_message_size(Some(limit))
+            .max_frame_size(Some(limit))
+    }
+
+    fn parsed_headers(&self) -> Result<Vec<(HeaderName, HeaderValue)>, Error> {
+        self.live.handshake_headers.iter().map(|h| parse_header_line(h)).collect()
+    }
+
+    fn start_tcp(addr: SocketAddr, registry: Option<&Registry>) -> Result<TcpStream, Error> {
+        let mut tcp = TcpStream::connect(addr)?;
+        if let Some(registry) = registry {
+            registry.register(&mut tcp, PEER_TOKEN, Interest::READABLE | Interest::WRITABLE)?;
+        }
+        Ok(tcp)
+    }
+
+    // ----- the frame -----
+
+    /// Does everything that is ready (connect, handshake, read, write, timers) and returns
+    /// at once. Call it once per frame; packets only arrive here.
+    ///
+    /// A peer owned by a [`WebSocketServer`](crate::WebSocketServer) is advanced by the
+    /// server's `poll()`; calling this on it does nothing.
+    pub fn poll(&mut self) {
+        self.poll_at(Instant::now());
+    }
+
+    /// [`poll`](Self::poll) with the current time given, so timeouts can be tested (or
+    /// driven by a game clock) without sleeping.
+    pub fn poll_at(&mut self, now: Instant) {
+        let Some(mut poller) = self.poller.take() else {
+            return;
+        };
+        match poller.poll.poll(&mut poller.events, Some(Duration::ZERO)) {
+            Ok(()) => {
+                for event in poller.events.iter() {
+                    self.on_ready(
+                        event.is_readable() || event.is_read_closed() || event.is_error(),
+                        event.is_writable() || event.is_write_closed() || event.is_error(),
+                    );
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => log::warn!("poll failed: {e}"),
+        }
+        self.advance(now, Some(poller.poll.registry()));
+        if matches!(self.phase, Phase::Closed) {
+            // Nothing left to watch; a new connection makes a new poller.
+            return;
+        }
+        self.poller = Some(poller);
+    }
+
+    /// Records readiness reported by a poller.
+    pub(crate) fn on_ready(&mut self, readable: bool, writable: bool) {
+        if let Some(transport) = self.transport_mut() {
+            transport.readable |= readable;
+            transport.writable |= writable;
+        }
+    }
+
+    fn transport_mut(&mut self) -> Option<&mut Transport> {
+        match &mut self.phase {
+            Phase::ClientHandshake(mid) => Some(mid.get_mut().get_mut()),
+            Phase::ServerHandshake(mid, _) => Some(mid.get_mut().get_mut()),
+            Phase::Open(ws) => Some(ws.get_mut()),
+            Phase::Lingering { transport, .. } => Some(transport),
+            _ => None,
+        }
+    }
+
+    fn transport(&self) -> Option<&Transport> {
+        match &self.phase {
+            Phase::ClientHandshake(mid) => Some(mid.get_ref().get_ref()),
+            Phase::ServerHandshake(mid, _) => Some(mid.get_ref().get_ref()),
+            Phase::Open(ws) => Some(ws.get_ref()),
+            Phase::Lingering { transport, .. } => Some(transport),
+            _ => None,
+        }
+    }
+
+    /// Advances the connection as far as it can go without waiting.
+    pub(crate) fn advance(&mut self, now: Instant, registry: Option<&Registry>) {
+        // Each pass either changes the phase (then the next pass continues from there) or
+        // settles; a phase never repeats within one call, so this ends.
+        for _ in 0..8 {
+            let before = std::mem::discriminant(&self.phase);
+            self.step(now, registry);
+            if std::mem::discriminant(&self.phase) == before {
+                break;
+            }
+        }
+    }
+
+    fn step(&mut self, now: Instant, registry: Option<&Registry>) {
+        if let (Some(deadline), State::Connecting) = (self.deadline_open, self.get_ready_state()) {
+            if now >= deadline {
+                self.fail(Error::ConnectTimeout);
+                return;
+            }
+        }
+        match std::mem::replace(&mut self.phase, Phase::Closed) {
+            Phase::Closed => {}
+            Phase::Resolving(lookup) => match lookup.try_result() {
+                None => self.phase = Phase::Resolving(lookup),
+                Some(Err(e)) => self.fail(e),
+                Some(Ok(addrs)) => {
+                    let remaining: VecDeque<SocketAddr> = addrs.into();
+                    self.connect_next(remaining, None, registry);
+                }
+            },
+            Phase::Connecting { tcp, remaining } => self.step_connect(tcp, remaining, registry),
+            Phase::ClientHandshake(mid) => self.step_client_handshake(*mid),
+            Phase::ServerHandshake(mid, outcome) => self.step_server_handshake(*mid, outcome),
+            Phase::Open(ws) => self.step_open(ws, now),
+            Phase::Lingering { transport, drain, shut } => {
+                self.step_lingering(transport, drain, shut, now)
+            }
+        }
+    }
+
+    fn connect_next(
+        &mut self,
+        mut remaining: VecDeque<SocketAddr>,
+        last_error: Option<io::Error>,
+        registry: Option<&Registry>,
+    ) {
+        let mut last_error = last_error;
+        while let Some(addr) = remaining.pop_front() {
+            match Self::start_tcp(addr, registry) {
+                Ok(tcp) => {
+                    self.phase = Phase::Connecting { tcp, remaining };
+                    return;
+                }
+                Err(Error::Io(e)) => last_error = Some(e),
+                Err(e) => return self.fail(e),
+            }
+        }
+        let why = last_error.map_or_else(|| "no address to try".to_string(), |e| e.to_string());
+        self.fail(Error::Connect(why));
+    }
+
+    /// Non-blocking connect, mio's documented way: a pending error means failure, a peer
+    /// address means connected, `NotConnected` means not yet.
+    fn step_connect(
+        &mut self,
+        tcp: TcpStream,
+        remaining: VecDeque<SocketAddr>,
+        registry: Option<&Registry>,
+    ) {
+        let failure = match tcp.take_error() {
+            Ok(Some(e)) | Err(e) => Some(e),
+            Ok(None) => match tcp.peer_addr() {
+                Ok(addr) => {
+                    self.remote_addr = Some(addr);
+                    None
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotConnected => {
+                    self.phase = Phase::Connecting { tcp, remaining };
+                    return;
+                }
+                Err(e) => Some(e),
+            },
+        };
+        if let Some(e) = failure {
+            log::debug!("connect attempt failed: {e}");
+            drop(tcp);
+            return self.connect_next(remaining, Some(e), registry);
+        }
+        socket_options(&tcp, self.live.no_delay);
+        let Some((target, tls)) = self.target.clone() else {
+            return self.fail(Error::Connect("no target".into()));
+        };
+        let session = match tls.as_ref().map(|t| t.start_client(&target.host)).transpose() {
+            Ok(session) => session,
+            Err(e) => return self.fail(e),
+        };
+        let request = match self.client_request(&target) {
+            Ok(request) => request,
+            Err(e) => return self.fail(e),
+        };
+        match ClientHandshake::start(Transport::new(tcp, session), request, Some(self.ws_config())) {
+            Ok(mid) => self.phase = Phase::ClientHandshake(Box::new(mid)),
+            Err(e) => self.fail(Error::Handshake(e.to_string())),
+        }
+    }
+
+    fn client_request(&self, target: &Target) -> Result<tungstenite::handshake::client::Request, Error> {
+        use tungstenite::client::IntoClientRequest;
+        let mut request = target
+            .uri
+            .clone()
+            .into_client_request()
+            .map_err(|e| Error::InvalidUrl(e.to_string()))?;
+        let headers = request.headers_mut();
+        if !self.live.supported_protocols.is_empty() {
+            let joined = self.live.supported_protocols.join(", ");
+            let value = HeaderValue::from_str(&joined).map_err(|_| Error::InvalidProtocol(joined))?;
+            headers.insert("Sec-WebSocket-Protocol", value);
+        }
+        for (name, value) in self.parsed_headers()? {
+            headers.append(name, value);
+        }
+        Ok(request)
+    }
+
+    fn step_client_handshake(&mut self, mid: ClientMid) {
+        match mid.handshake() {
+            Ok((ws, response)) => {
+                self.selected_protocol = response
+                    .headers()
+                    .get("Sec-WebSocket-Protocol")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_string();
+                self.open(ws);
+            }
+            Err(HandshakeError::Interrupted(mid)) => {
+                self.phase = Phase::ClientHandshake(Box::new(mid));
+                self.push_pending();
+            }
+            Err(HandshakeError::Failure(e)) => self.fail(handshake_error(e)),
+        }
+    }
+
+    fn step_server_handshake(
+        &mut self,
+        mid: ServerMid,
+        outcome: Arc<Mutex<Option<(HandshakeRequest, String)>>>,
+    ) {
+        match mid.handshake() {
+            Ok(ws) => {
+                if let Some((request, protocol)) = outcome.lock().ok().and_then(|mut o| o.take()) {
+                    let host = request.header("host").unwrap_or("").to_string();
+                    let path = match &request.query {
+                        Some(q) => format!("{}?{q}", request.path),
+                        None => request.path.clone(),
+                    };
+                    self.requested_url = format!("{}{host}{path}", self.requested_url);
+                    self.selected_protocol = protocol;
+                    self.handshake_request = Some(request);
+                }
+                self.open(ws);
+            }
+            Err(HandshakeError::Interrupted(mid)) => {
+                self.phase = Phase::ServerHandshake(Box::new(mid), outcome);
+                self.push_pending();
+            }
+            Err(HandshakeError::Failure(e)) => self.fail(handshake_error(e)),
+        }
+    }
+
+    fn open(&mut self, ws: WebSocket<Transport>) {
+        self.deadline_open = None;
+        if !self.live.heartbeat_interval.is_zero() {
+            self.next_ping = Some(Instant::now() + self.live.heartbeat_interval);
+        }
+        if let Some(notices) = &mut self.notices {
+            notices.opened = true;
+        }
+        self.phase = Phase::Open(Box::new(ws));
+    }
+
+    fn push_pending(&mut self) {
+        if let Some(transport) = self.transport_mut() {
+            transport.push();
+        }
+    }
+
+    fn has_inbound_room(&self) -> bool {
+        self.inbound.len() < self.live.max_queued_packets
+            && self.inbound_bytes < self.live.inbound_buffer_size
+    }
+
+    fn step_open(&mut self, mut ws: Box<WebSocket<Transport>>, now: Instant) {
+        if let Some(due) = self.next_ping.filter(|due| now >= *due && !self.close_sent) {
+            if self.ping_outstanding {
+                return self.fail(Error::HeartbeatTimeout);
+            }
+            // Ping frames are tiny and control frames bypass the outbound budget.
+            let _ = ws.write(Message::Ping(Bytes::new()));
+            self.ping_outstanding = true;
+            let interval = self.live.heartbeat_interval;
+            // Catch up without a burst if frames were far apart.
+            let mut next = due + interval;
+            if next <= now {
+                next = now + interval;
+            }
+            self.next_ping = Some(next);
+        }
+        if self.deadline_close.is_some_and(|d| now >= d) {
+            return self.finish_timed_out();
+        }
+        loop {
+            // Stop reading while the application has not drained its queue, or while our
+            // own replies pile up unsent: TCP flow control then slows the remote down.
+            let outbound_full = self.live.outbound_buffer_size > 0
+                && ws.get_ref().buffered() > self.live.outbound_buffer_size;
+            if !self.has_inbound_room() || outbound_full {
+                break;
+            }
+            match ws.read() {
+                Ok(message) => {
+                    if self.on_message(&mut ws, message, now) {
+                        return self.finish_close_handshake(ws, now);
+                    }
+                }
+                Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(tungstenite::Error::ConnectionClosed) => {
+                    return self.finish_close_handshake(ws, now);
+                }
+                Err(e) => return self.on_read_error(ws, e, now),
+            }
+        }
+        match ws.flush() {
+            Ok(()) => {}
+            Err(tungstenite::Error::ConnectionClosed) => return self.finish_close_handshake(ws, now),
+            Err(e) => return self.on_read_error(ws, e, now),
+        }
+        if let Some(e) = ws.get_mut().take_write_error() {
+            return self.fail(Error::ConnectionLost(e.to_string()));
+        }
+        self.reap_outbound(ws.get_ref());
+        self.phase = Phase::Open(ws);
+    }
+
+    /// Handles one message; true when the close handshake is complete.
+    fn on_message(&mut self, ws: &mut WebSocket<Transport>, message: Message, now: Instant) -> bool {
+        match message {
+            Message::Text(text) => self.queue_packet(Packet { data: text.into(), is_text: true }),
+            Message::Binary(data) => self.queue_packet(Packet { data, is_text: false }),
+            Message::Pong(_) => self.ping_outstanding = false,
+            Message::Ping(_) | Message::Frame(_) => {}
+            Message::Close(frame) => {
+                let (code, reason) = match frame {
+                    Some(f) => (i32::from(u16::from(f.code)), f.reason.to_string()),
+                    None => (1005, String::new()),
+                };
+                self.close_received = true;
+                self.close_code = code;
+                self.close_reason = reason.clone();
+                if !self.close_sent {
+                    // The remote started it; tungstenite has queued the echo.
+                    self.close_sent = true;
+                    self.deadline_close = Some(now + self.live.close_timeout);
+                    if let Some(notices) = &mut self.notices {
+                        notices.close_request = Some((code, reason));
+                    }
+                }
+                // Push the echo (or nothing, if this was the answer to ours) now.
+                return !matches!(ws.flush(), Err(tungstenite::Error::Io(_)));
+            }
+        }
+        false
+    }
+
+    fn queue_packet(&mut self, packet: Packet) {
+        self.inbound_bytes += packet.data.len();
+        self.inbound.push_back(packet);
+        if let Some(notices) = &mut self.notices {
+            notices.packets += 1;
+        }
+    }
+
+    fn on_read_error(&mut self, mut ws: Box<WebSocket<Transport>>, e: tungstenite::Error, now: Instant) {
+        use tungstenite::error::{CapacityError, ProtocolError};
+        let (code, detail) = match e {
+            tungstenite::Error::Capacity(CapacityError::MessageTooLong { size, max_size }) => (
+                1009,
+                format!("message of {size} bytes exceeds inbound_buffer_size {max_size}"),
+            ),
+            tungstenite::Error::Capacity(other) => (1009, other.to_string()),
+            tungstenite::Error::Utf8(detail) => (1007, format!("invalid UTF-8 in a text message: {detail}")),
+            tungstenite::Error::Protocol(ProtocolError::ResetWithoutClosingHandshake) => {
+                return self.lost(ws, "the remote closed the connection without a close frame".into());
+            }
+            tungstenite::Error::Protocol(p) => (1002, p.to_string()),
+            tungstenite::Error::Io(io_error) => {
+                let error = Error::from(io_error);
+                return self.lost_with(ws, error);
+            }
+            other => return self.lost(ws, other.to_string()),
+        };
+        let reason = match code {
+            1009 => "Message too big",
+            1007 => "Invalid frame payload data",
+            _ => "Protocol error",
+        };
+        log::debug!("closing with {code}: {detail}");
+        if !self.close_sent {
+            let frame = CloseFrame { code: CloseCode::from(code), reason: reason.into() };
+            let _ = ws.close(Some(frame));
+            self.close_sent = true;
+        }
+        let _ = ws.flush();
+        self.close_code = i32::from(code);
+        self.close_reason = reason.to_string();
+        self.last_error = Some(Error::Protocol { code, detail });
+        self.deadline_close = Some(now + self.live.close_timeout);
+        self.phase = Phase::Lingering { transport: ws.into_inner(), drain: true, shut: false };
+    }
+
+    /// The stream failed; a failure after the remote's close frame is still a clean close
+    /// (TLS peers often skip close_notify).
+    fn lost(&mut self, ws: Box<WebSocket<Transport>>, why: String) {
+        self.lost_with(ws, Error::ConnectionLost(why));
+    }
+
+    fn lost_with(&mut self, ws: Box<WebSocket<Transport>>, error: Error) {
+        if self.close_received {
+            drop(ws);
+            self.phase = Phase::Closed;
+            self.finish_notice();
+        } else {
+            self.fail(error);
+        }
+    }
+
+    fn finish_close_handshake(&mut self, ws: Box<WebSocket<Transport>>, now: Instant) {
+        if self.deadline_close.is_none() {
+            self.deadline_close = Some(now + self.live.close_timeout);
+        }
+        self.phase = Phase::Lingering { transport: ws.into_inner(), drain: false, shut: false };
+    }
+
+    fn finish_timed_out(&mut self) {
+        if self.close_received || self.last_error.is_some() {
+            // The close frames were exchanged (or we closed because of the remote's
+            // error); only the TCP teardown was slow.
+            self.phase = Phase::Closed;
+            self.finish_notice();
+        } else {
+            self.fail(Error::CloseTimeout);
+        }
+    }
+
+    fn step_lingering(&mut self, mut transport: Transport, drain: bool, mut shut: bool, now: Instant) {
+        if self.deadline_close.is_some_and(|d| now >= d) {
+            return self.finish_timed_out();
+        }
+        transport.push();
+        if transport.has_write_error() {
+            return self.finish_timed_out();
+        }
+        if !transport.has_pending_output() {
+            if !shut {
+                transport.shutdown();
+                shut = true;
+            }
+            if !drain || transport.discard_input() {
+                self.phase = Phase::Closed;
+                return self.finish_notice();
+            }
+        } else if drain {
+            transport.discard_input();
+        }
+        self.phase = Phase::Lingering { transport, drain, shut };
+    }
+
+    /// Ends the connection uncleanly: close code -1, the error kept for the user.
+    fn fail(&mut self, error: Error) {
+        log::debug!("connection failed: {error}");
+        self.phase = Phase::Closed;
+        self.close_code = -1;
+        self.close_reason.clear();
+        self.last_error = Some(error);
+        self.finish_notice();
+    }
+
+    fn finish_notice(&mut self) {
+        self.deadline_open = None;
+        self.deadline_close = None;
+        self.next_ping = None;
+        self.outbound_ends.clear();
+        if let Some(notices) = &mut self.notices {
+            notices.closed = true;
+        }
+    }
+
+    /// Forgets outbound messages that have fully reached the socket.
+    fn reap_outbound(&mut self, transport: &Transport) {
+        while self.outbound_ends.front().is_some_and(|end| *end <= transport.bytes_sent) {
+            self.outbound_ends.pop_front();
+        }
+    }
+
+    /// The earliest moment this peer needs `advance` without any socket event.
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        [self.deadline_open, self.deadline_close, self.next_ping].into_iter().flatten().min()
+    }
+
+    /// Takes what happened since the last call (server-owned peers only).
+    pub(crate) fn take_notices(&mut self) -> Notices {
+        self.notices.as_mut().map(std::mem::take).unwrap_or_default()
+    }
+
+    // ----- sending -----
+
+    /// Sends one message as text or binary. Fails without queueing anything when the
+    /// connection is not open, the text is not UTF-8, or the message would exceed
+    /// `outbound_buffer_size` bytes or `max_queued_packets` messages waiting.
+    pub fn send(&mut self, data: &[u8], mode: WriteMode) -> Result<(), Error> {
+        match mode {
+            WriteMode::Text => {
+                let text = std::str::from_utf8(data).map_err(|_| Error::InvalidUtf8)?;
+                self.send_text(text)
+            }
+            WriteMode::Binary => {
+                self.send_message(data.len(), || Message::Binary(Bytes::copy_from_slice(data)))
+            }
+        }
+    }
+
+    /// Sends a text message (Godot's `send_text`).
+    pub fn send_text(&mut self, text: &str) -> Result<(), Error> {
+        self.send_message(text.len(), || Message::Text(text.into()))
+    }
+
+    /// Sends a binary message (Godot's `put_packet`, always binary as in Godot 4).
+    pub fn put_packet(&mut self, data: &[u8]) -> Result<(), Error> {
+        self.send(data, WriteMode::Binary)
+    }
+
+    fn send_message(&mut self, len: usize, make: impl FnOnce() -> Message) -> Result<(), Error> {
+        let (max_packets, limit) = (self.live.max_queued_packets, self.live.outbound_buffer_size);
+        let Phase::Open(ws) = &mut self.phase else {
+            return Err(Error::NotOpen);
+        };
+        if self.close_sent {
+            return Err(Error::NotOpen);
+        }
+        let sent = ws.get_ref().bytes_sent;
+        while self.outbound_ends.front().is_some_and(|end| *end <= sent) {
+            self.outbound_ends.pop_front();
+        }
+        if self.outbound_ends.len() >= max_packets {
+            return Err(Error::OutboundQueueFull { limit: max_packets });
+        }
+        let buffered = ws.get_ref().buffered();
+        if limit > 0 {
+            if len > limit {
+                return Err(Error::MessageTooLarge { size: len, limit });
+            }
+            // As Godot: bytes already waiting plus the new payload must fit.
+            if buffered + len > limit {
+                return Err(Error::OutboundBufferFull { buffered, message: len, limit });
+            }
+        }
+        match ws.write(make()) {
+            Ok(()) => {}
+            Err(tungstenite::Error::Io(e)) => return self.send_failed(Error::ConnectionLost(e.to_string())),
+            Err(e) => return Err(Error::ConnectionLost(e.to_string())),
+        }
+        let transport = ws.get_mut();
+        transport.push();
+        if let Some(e) = transport.take_write_error() {
+            return self.send_failed(Error::ConnectionLost(e.to_string()));
+        }
+        let end = transport.bytes_sent + transport.buffered() as u64;
+        if end > transport.bytes_sent {
+            self.outbound_ends.push_back(end);
+        }
+        Ok(())
+    }
+
+    fn send_failed(&mut self, error: Error) -> Result<(), Error> {
+        let message = error.to_string();
+        self.fail(error);
+        Err(Error::ConnectionLost(message))
+    }
+
+    // ----- receiving -----
+
+    /// Packets waiting to be read (Godot's `get_available_packet_count`). Unlike Godot,
+    /// packets that arrived before a close stay readable after it.
+    pub fn get_available_packet_count(&self) -> usize {
+        self.inbound.len()
+    }
+
+    /// The next packet's payload, or `None` when the queue is empty (Godot's
+    /// `get_packet`). [`was_string_packet`](Self::was_string_packet) then tells its type.
+    pub fn get_packet(&mut self) -> Option<Vec<u8>> {
+        self.recv().map(Packet::into_vec)
+    }
+
+    /// The next packet with its type, without copying the payload.
+    pub fn recv(&mut self) -> Option<Packet> {
+        let packet = self.inbound.pop_front()?;
+        self.inbound_bytes -= packet.data.len();
+        self.last_was_string = packet.is_text;
+        Some(packet)
+    }
+
+    /// Drains the packet queue as an iterator (`for p in peer.packets() { ... }`).
+    pub fn packets(&mut self) -> impl Iterator<Item = Packet> + '_ {
+        std::iter::from_fn(move || self.recv())
+    }
+
+    /// Whether the last packet returned by `get_packet`/`recv` was a text frame.
+    pub fn was_string_packet(&self) -> bool {
+        self.last_was_string
+    }
+
+    // ----- closing -----
+
+    /// Starts the close handshake with `code` and `reason` (Godot's `close`); keep polling
+    /// until [`State::Closed`]. A negative code drops the connection at once without a
+    /// close frame (close code -1). While connecting, the attempt is abandoned.
+    ///
+    /// Fails (and changes nothing) for a code RFC 6455 forbids on the wire or a reason
+    /// over 123 bytes.
+    pub fn close(&mut self, code: i32, reason: &str) -> Result<(), Error> {
+        if code < 0 {
+            if !matches!(self.phase, Phase::Closed) {
+                self.phase = Phase::Closed;
+                self.close_code = -1;
+                self.close_reason.clear();
+                self.finish_notice();
+            }
+            return Ok(());
+        }
+        let wire_code = u16::try_from(code).map_err(|_| Error::InvalidCloseCode(code))?;
+        if !CloseCode::from(wire_code).is_allowed() || wire_code < 1000 {
+            return Err(Error::InvalidCloseCode(code));
+        }
+        if reason.len() > 123 {
+            return Err(Error::CloseReasonTooLong(reason.len()));
+        }
+        let now = Instant::now();
+        match &mut self.phase {
+            Phase::Open(ws) if !self.close_sent => {
+                let frame = CloseFrame { code: CloseCode::from(wire_code), reason: reason.into() };
+                let _ = ws.close(Some(frame));
+                self.close_sent = true;
+                self.deadline_close = Some(now + self.live.close_timeout);
+            }
+            Phase::Open(_) | Phase::Lingering { .. } | Phase::Closed => {}
+            _ => {
+                self.phase = Phase::Closed;
+                self.close_code = -1;
+                self.close_reason.clear();
+                self.finish_notice();
+            }
+        }
+        Ok(())
+    }
+
+    /// The connection's state (Godot's `get_ready_state`).
+    pub fn get_ready_state(&self) -> State {
+        match &self.phase {
+            Phase::Closed => State::Closed,
+            Phase::Resolving(_)
+            | Phase::Connecting { .. }
+            | Phase::ClientHandshake(_)
+            | Phase::ServerHandshake(..) => State::Connecting,
+            Phase::Open(_) if self.close_sent => State::Closing,
+            Phase::Open(_) => State::Open,
+            Phase::Lingering { .. } => State::Closing,
+        }
+    }
+
+    /// The close code the remote sent, or -1 when the connection did not close cleanly
+    /// (Godot's `get_close_code`). 1005 means a close frame without a code. After we
+    /// closed because of the remote's protocol error, the code we sent (1002, 1007, 1009).
+    pub fn get_close_code(&self) -> i32 {
+        self.close_code
+    }
+
+    /// The close reason that went with [`get_close_code`](Self::get_close_code).
+    pub fn get_close_reason(&self) -> &str {
+        &self.close_reason
+    }
+
+    /// Why the connection failed or closed uncleanly, if it did: the certificate error,
+    /// the refused connection, the timeout, the protocol violation. Beyond Godot.
+    pub fn get_last_error(&self) -> Option<&Error> {
+        self.last_error.as_ref()
+    }
+
+    // ----- information -----
+
+    /// The remote IP address, once connected (Godot's `get_connected_host`).
+    pub fn get_connected_host(&self) -> Option<std::net::IpAddr> {
+        self.remote_addr.map(|a| a.ip())
+    }
+
+    /// The remote TCP port, or 0 before a connection (Godot's `get_connected_port`).
+    pub fn get_connected_port(&self) -> u16 {
+        self.remote_addr.map_or(0, |a| a.port())
+    }
+
+    /// Client: the URL given to `connect_to_url`. Server side: `ws://` or `wss://` + the
+    /// `Host` header + the request path (Godot's `get_requested_url`).
+    pub fn get_requested_url(&self) -> &str {
+        &self.requested_url
+    }
+
+    /// The negotiated sub-protocol, or `""` (Godot's `get_selected_protocol`).
+    pub fn get_selected_protocol(&self) -> &str {
+        &self.selected_protocol
+    }
+
+    /// Server side: the client's upgrade request (path, query, headers), once open.
+    pub fn get_handshake_request(&self) -> Option<&HandshakeRequest> {
+        self.handshake_request.as_ref()
+    }
+
+    /// Turns `TCP_NODELAY` on or off for this connection (on by default, as in Godot).
+    pub fn set_no_delay(&mut self, enabled: bool) -> Result<(), Error> {
+        self.config.no_delay = enabled;
+        self.live.no_delay = enabled;
+        let tcp = match &self.phase {
+            Phase::Connecting { tcp, .. } => Some(tcp),
+            _ => self.transport().map(Transport::tcp),
+        };
+        if let Some(tcp) = tcp {
+            tcp.set_nodelay(enabled)?;
+        }
+        Ok(())
+    }
+
+    /// Bytes queued but not yet written to the socket (Godot's
+    /// `get_current_outbound_buffered_amount`), frame headers included.
+    pub fn get_current_outbound_buffered_amount(&self) -> usize {
+        self.transport().map_or(0, Transport::buffered)
+    }
+
+    /// The mio source of a server-owned peer, for deregistration.
+    pub(crate) fn tcp_mut(&mut self) -> Option<&mut TcpStream> {
+        self.transport_mut().map(Transport::tcp_mut)
+    }
+
+}
+
+fn handshake_error(e: tungstenite::Error) -> Error {
+    match e {
+        tungstenite::Error::Io(io_error) => match Error::from(io_error) {
+            Error::Io(other) => Error::Handshake(other.to_string()),
+            tls => tls,
+        },
+        tungstenite::Error::Http(response) => Error::Handshake(format!(
+            "the server answered {} instead of 101 Switching Protocols{}",
+            response.status(),
+            response
+                .body()
+                .as_deref()
+                .map(|b| format!(": {}", String::from_utf8_lossy(b).trim()))
+                .unwrap_or_default()
+        )),
+        other => Error::Handshake(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn close_code_validation() {
+        let mut peer = WebSocketPeer::new();
+        for bad in [0, 999, 1004, 1005, 1006, 1015, 2000, 5000, 70000] {
+            assert!(matches!(peer.close(bad, ""), Err(Error::InvalidCloseCode(c)) if c == bad));
+        }
+        assert!(matches!(peer.close(1000, &"x".repeat(124)), Err(Error::CloseReasonTooLong(124))));
+        assert!(peer.close(1000, &"x".repeat(123)).is_ok());
+        assert!(peer.close(4999, "").is_ok());
+    }
+
+    #[test]
+    fn idle_peer_refuses_to_send() {
+        let mut peer = WebSocketPeer::new();
+        assert!(matches!(peer.send_text("x"), Err(Error::NotOpen)));
+        assert!(matches!(peer.send(&[0xff], WriteMode::Text), Err(Error::InvalidUtf8)));
+        assert_eq!(peer.get_ready_state(), State::Closed);
+        assert_eq!(peer.get_close_code(), -1);
+    }
+}

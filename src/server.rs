@@ -1,0 +1,570 @@
+//! `WebSocketServer`: the listener, the peers it accepted, their ids, timers and the
+//! ordered event queue the game drains after `poll()`.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use mio::net::TcpListener;
+use mio::{Events, Interest, Poll, Token};
+use slab::Slab;
+
+use crate::config::ServerConfig;
+use crate::error::Error;
+use crate::ids::PeerIds;
+use crate::peer::{State, WebSocketPeer};
+use crate::tls::TlsOptions;
+
+/// What happened on a [`WebSocketServer`], drained in order after `poll()` (Godot's
+/// signals, as values).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ServerEvent {
+    /// A client finished its handshake (`client_connected(id, protocol)`); `protocol` is the
+    /// selected sub-protocol or `""`.
+    ClientConnected {
+        /// The new peer's id.
+        id: i32,
+        /// The selected sub-protocol, or `""`.
+        protocol: String,
+    },
+    /// A client sent a close frame (`client_close_request(id, code, reason)`). Its
+    /// `ClientDisconnected` follows once the close handshake completes.
+    ClientCloseRequest {
+        /// The peer's id.
+        id: i32,
+        /// The close code the client sent (1005 if none).
+        code: i32,
+        /// The close reason the client sent.
+        reason: String,
+    },
+    /// A client is gone (`client_disconnected(id, was_clean_close)`). Its unread packets
+    /// stay readable through `get_peer(id)` until the next `poll()`.
+    ClientDisconnected {
+        /// The peer's id.
+        id: i32,
+        /// Whether the close handshake completed (the close code is not -1).
+        was_clean: bool,
+    },
+    /// One message arrived from a client (`data_received(id)`): read it with
+    /// `get_peer(id).get_packet()`.
+    DataReceived {
+        /// The peer's id.
+        id: i32,
+    },
+}
+
+/// One accepted connection in the server's slab.
+struct Slot {
+    id: i32,
+    peer: WebSocketPeer,
+    /// `ClientConnected` was reported (the peer is visible to the application).
+    connected: bool,
+    /// The deadline this slot has in the timer heap, if any.
+    scheduled: Option<Instant>,
+    /// Already in this poll's work list.
+    queued: bool,
+}
+
+const LISTENER: Token = Token(usize::MAX);
+
+/// A WebSocket server driven by the game loop: Godot 3's `WebSocketServer`, in Rust.
+///
+/// Each [`poll`](Self::poll) accepts waiting connections (bounded per call), advances
+/// handshakes, reads the peers that are ready (never scans idle ones), fires due timers,
+/// and queues [`ServerEvent`]s for the game to drain with [`pop_event`](Self::pop_event).
+///
+/// ```no_run
+/// use wspeer::{ServerEvent, WebSocketServer};
+///
+/// let mut server = WebSocketServer::new();
+/// server.listen(9080)?;
+/// loop {
+///     server.poll();
+///     while let Some(event) = server.pop_event() {
+///         match event {
+///             ServerEvent::ClientConnected { id, protocol } => {
+///                 println!("Client {id} connected with protocol: {protocol}")
+///             }
+///             ServerEvent::DataReceived { id } => {
+///                 let peer = server.get_peer(id).expect("reported peers exist");
+///                 if let Some(packet) = peer.recv() {
+///                     let _ = peer.put_packet(packet.data());
+///                 }
+///             }
+///             _ => {}
+///         }
+///     }
+///     std::thread::sleep(std::time::Duration::from_millis(16)); // the rest of your frame
+/// }
+/// # Ok::<(), wspeer::Error>(())
+/// ```
+pub struct WebSocketServer {
+    config: ServerConfig,
+    tls: Option<TlsOptions>,
+    poll: Poll,
+    events: Events,
+    listener: Option<TcpListener>,
+    /// The listener reported readiness and has not yet answered `WouldBlock`.
+    listener_ready: bool,
+    slots: Slab<Slot>,
+    by_id: HashMap<i32, usize>,
+    ids: PeerIds,
+    queue: VecDeque<ServerEvent>,
+    timers: BinaryHeap<Reverse<(Instant, usize, i32)>>,
+    /// Peers the application touched since the last poll (it may have drained packets,
+    /// sent, or closed): they are advanced even without a socket event.
+    touched: Vec<usize>,
+    /// Peers that ended in the last poll; removed at the start of the next.
+    retired: Vec<usize>,
+    work: Vec<usize>,
+    pending: usize,
+    connected: usize,
+    refusing: bool,
+    refused: u64,
+}
+
+impl Default for WebSocketServer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for WebSocketServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebSocketServer")
+            .field("local_addr", &self.local_addr())
+            .field("peers", &self.connected)
+            .field("pending", &self.pending)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WebSocketServer {
+    /// A server with Godot's defaults, not yet listening.
+    pub fn new() -> Self {
+        Self::with_config(ServerConfig::default())
+    }
+
+    /// A server with the given settings, not yet listening.
+    ///
+    /// # Panics
+    /// Only if the OS refuses to create an epoll/kqueue instance (out of file
+    /// descriptors); [`try_with_config`](Self::try_with_config) reports that as an error.
+    pub fn with_config(config: ServerConfig) -> Self {
+        match Self::try_with_config(config) {
+            Ok(server) => server,
+            Err(e) => panic!("wspeer: cannot create a poller: {e}"),
+        }
+    }
+
+    /// A server with the given settings, or the OS error if no poller can be created.
+    pub fn try_with_config(config: ServerConfig) -> Result<Self, Error> {
+        Ok(WebSocketServer {
+            config,
+            tls: None,
+            poll: Poll::new()?,
+            events: Events::with_capacity(1024),
+            listener: None,
+            listener_ready: false,
+            slots: Slab::new(),
+            by_id: HashMap::new(),
+            ids: PeerIds::new(),
+            queue: VecDeque::new(),
+            timers: BinaryHeap::new(),
+            touched: Vec::new(),
+            retired: Vec::new(),
+            work: Vec::new(),
+            pending: 0,
+            connected: 0,
+            refusing: false,
+            refused: 0,
+        })
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &ServerConfig {
+        &self.config
+    }
+
+    /// Changes the settings; they apply to connections accepted afterwards.
+    pub fn config_mut(&mut self) -> &mut ServerConfig {
+        &mut self.config
+    }
+
+    /// Godot's `supported_protocols` for every accepted peer.
+    pub fn set_supported_protocols<S: AsRef<str>>(&mut self, protocols: &[S]) {
+        self.config.peer.supported_protocols =
+            protocols.iter().map(|p| p.as_ref().trim().to_string()).collect();
+    }
+
+    /// Godot's `handshake_headers` (extra `"Name: value"` lines in every `101` response).
+    pub fn set_handshake_headers<S: AsRef<str>>(&mut self, headers: &[S]) {
+        self.config.peer.handshake_headers = headers.iter().map(|h| h.as_ref().to_string()).collect();
+    }
+
+    /// Godot's `handshake_timeout`.
+    pub fn set_handshake_timeout(&mut self, timeout: Duration) {
+        self.config.handshake_timeout = timeout;
+    }
+
+    /// Serve `wss://` with these server options (`None`: plain `ws://`). Applies to
+    /// connections accepted afterwards.
+    pub fn set_tls_options(&mut self, tls: Option<TlsOptions>) -> Result<(), Error> {
+        if let Some(options) = &tls {
+            options.check_server()?;
+        }
+        self.tls = tls;
+        Ok(())
+    }
+
+    /// Listens on `port` on every interface (Godot's `listen(port)` with `bind_ip "*"`).
+    pub fn listen(&mut self, port: u16) -> Result<(), Error> {
+        self.listen_on("*", port)
+    }
+
+    /// Listens on `bind` (an IP address, `"*"` for every interface, or `"localhost"`) and
+    /// `port` (`0` picks a free port: see [`local_addr`](Self::local_addr)).
+    pub fn listen_on(&mut self, bind: &str, port: u16) -> Result<(), Error> {
+        if self.listener.is_some() {
+            return Err(Error::AlreadyInUse);
+        }
+        self.config.peer.validate()?;
+        let candidates: Vec<IpAddr> = match bind {
+            "*" | "" => vec![Ipv6Addr::UNSPECIFIED.into(), Ipv4Addr::UNSPECIFIED.into()],
+            "localhost" => vec![Ipv4Addr::LOCALHOST.into(), Ipv6Addr::LOCALHOST.into()],
+            ip => vec![ip
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse()
+                .map_err(|_| Error::InvalidConfig(format!("bind address {bind:?} is not an IP address or \"*\"")))?],
+        };
+        let mut last_error = None;
+        for ip in candidates {
+            match TcpListener::bind(SocketAddr::new(ip, port)) {
+                Ok(mut listener) => {
+                    self.poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
+                    self.listener = Some(listener);
+                    self.listener_ready = true;
+                    self.refusing = false;
+                    return Ok(());
+                }
+                Err(e) => last_error = Some(e),
+            }
+        }
+        Err(Error::Io(last_error.unwrap_or_else(|| io::ErrorKind::AddrNotAvailable.into())))
+    }
+
+    /// The address the server listens on, if it does.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.listener.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// Whether the server is listening.
+    pub fn is_listening(&self) -> bool {
+        self.listener.is_some()
+    }
+
+    /// While true, new connections are accepted and closed at once, and handshakes that
+    /// finish are dropped (Godot's `refuse_new_connections`).
+    pub fn set_refuse_new_connections(&mut self, refuse: bool) {
+        self.refusing = refuse;
+    }
+
+    /// Godot's `refuse_new_connections` getter.
+    pub fn is_refusing_new_connections(&self) -> bool {
+        self.refusing
+    }
+
+    /// Connections closed at once because of `refuse_new_connections` or the pending
+    /// handshake limit, since the server started.
+    pub fn refused_connections(&self) -> u64 {
+        self.refused
+    }
+
+    /// Stops listening and starts closing every peer with 1001 ("going away"); their
+    /// close frames are written now, as far as the sockets take them. Keep calling
+    /// [`poll`](Self::poll) until [`peer_count`](Self::peer_count) is 0 to finish the
+    /// close handshakes (each bounded by `close_timeout`) and flush what was queued.
+    pub fn stop(&mut self) {
+        if let Some(mut listener) = self.listener.take() {
+            let _ = self.poll.registry().deregister(&mut listener);
+        }
+        self.listener_ready = false;
+        for (key, slot) in self.slots.iter_mut() {
+            let code = if slot.connected { 1001 } else { -1 };
+            let _ = slot.peer.close(code, "Server stopping");
+            if !slot.queued {
+                slot.queued = true;
+                self.touched.push(key);
+            }
+        }
+    }
+
+    // ----- the frame -----
+
+    /// Does everything that is ready and returns at once; then drain
+    /// [`pop_event`](Self::pop_event). Costs O(ready peers + due timers), not O(peers).
+    pub fn poll(&mut self) {
+        self.collect_readiness(Some(Duration::ZERO));
+        self.process(Instant::now());
+    }
+
+    /// [`poll`](Self::poll) with the current time given, for tests and game clocks.
+    pub fn poll_at(&mut self, now: Instant) {
+        self.collect_readiness(Some(Duration::ZERO));
+        self.process(now);
+    }
+
+    /// Like [`poll`](Self::poll), but when nothing is ready it sleeps in the OS until
+    /// network activity, the next timer, or `max_wait`, whichever comes first. For headless
+    /// servers with no frame to render: low latency without a busy loop.
+    pub fn poll_with_timeout(&mut self, max_wait: Duration) {
+        let mut wait = max_wait;
+        if !self.touched.is_empty() || !self.retired.is_empty() || self.listener_ready {
+            wait = Duration::ZERO;
+        } else if let Some(Reverse((due, _, _))) = self.timers.peek() {
+            wait = wait.min(due.saturating_duration_since(Instant::now()));
+        }
+        self.collect_readiness(Some(wait));
+        self.process(Instant::now());
+    }
+
+    fn collect_readiness(&mut self, timeout: Option<Duration>) {
+        match self.poll.poll(&mut self.events, timeout) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return,
+            Err(e) => {
+                log::warn!("poll failed: {e}");
+                return;
+            }
+        }
+        for event in self.events.iter() {
+            if event.token() == LISTENER {
+                self.listener_ready = true;
+                continue;
+            }
+            let key = event.token().0;
+            if let Some(slot) = self.slots.get_mut(key) {
+                slot.peer.on_ready(
+                    event.is_readable() || event.is_read_closed() || event.is_error(),
+                    event.is_writable() || event.is_write_closed() || event.is_error(),
+                );
+                if !slot.queued {
+                    slot.queued = true;
+                    self.work.push(key);
+                }
+            }
+        }
+    }
+
+    fn process(&mut self, now: Instant) {
+        for key in self.retired.drain(..) {
+            let slot = self.slots.remove(key);
+            self.by_id.remove(&slot.id);
+        }
+        self.accept_waiting(now);
+        while let Some(Reverse((due, key, id))) = self.timers.peek().copied() {
+            if due > now {
+                break;
+            }
+            self.timers.pop();
+            if let Some(slot) = self.slots.get_mut(key) {
+                if slot.id == id && slot.scheduled == Some(due) {
+                    slot.scheduled = None;
+                    if !slot.queued {
+                        slot.queued = true;
+                        self.work.push(key);
+                    }
+                }
+            }
+        }
+        self.work.append(&mut self.touched);
+        let work = std::mem::take(&mut self.work);
+        for &key in &work {
+            self.advance_slot(key, now);
+        }
+        self.work = work;
+        self.work.clear();
+    }
+
+    fn accept_waiting(&mut self, now: Instant) {
+        if !self.listener_ready {
+            return;
+        }
+        for _ in 0..self.config.max_accepts_per_poll {
+            let Some(listener) = &self.listener else { return };
+            let (mut tcp, addr) = match listener.accept() {
+                Ok(accepted) => accepted,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.listener_ready = false;
+                    return;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // Out of file descriptors, or the connection died in the backlog: try
+                    // again next poll rather than spin now.
+                    log::warn!("accept failed: {e}");
+                    return;
+                }
+            };
+            if self.refusing || self.pending >= self.config.max_pending_handshakes {
+                log::debug!("refusing connection from {addr}");
+                self.refused += 1;
+                continue;
+            }
+            let entry = self.slots.vacant_entry();
+            let key = entry.key();
+            if let Err(e) = self.poll.registry().register(&mut tcp, Token(key), Interest::READABLE | Interest::WRITABLE) {
+                log::warn!("cannot register connection from {addr}: {e}");
+                continue;
+            }
+            let deadline = now + self.config.handshake_timeout;
+            let peer = match WebSocketPeer::server_side(self.config.peer.clone(), tcp, self.tls.as_ref(), deadline) {
+                Ok(peer) => peer,
+                Err(e) => {
+                    log::warn!("cannot start a handshake with {addr}: {e}");
+                    continue;
+                }
+            };
+            let Some(id) = self.ids.next() else {
+                log::error!("peer ids exhausted; refusing {addr}");
+                self.refused += 1;
+                continue;
+            };
+            entry.insert(Slot { id, peer, connected: false, scheduled: None, queued: true });
+            self.by_id.insert(id, key);
+            self.pending += 1;
+            self.work.push(key);
+        }
+    }
+
+    fn advance_slot(&mut self, key: usize, now: Instant) {
+        let Some(slot) = self.slots.get_mut(key) else { return };
+        slot.queued = false;
+        slot.peer.advance(now, None);
+        let notices = slot.peer.take_notices();
+        let id = slot.id;
+        if notices.opened {
+            self.pending -= 1;
+            if self.refusing {
+                // Godot drops handshakes that finish while refusing.
+                let _ = slot.peer.close(-1, "");
+                self.refused += 1;
+                self.retired.push(key);
+                return;
+            }
+            slot.connected = true;
+            self.connected += 1;
+            let protocol = slot.peer.get_selected_protocol().to_string();
+            self.queue.push_back(ServerEvent::ClientConnected { id, protocol });
+        }
+        for _ in 0..notices.packets {
+            self.queue.push_back(ServerEvent::DataReceived { id });
+        }
+        if let Some((code, reason)) = notices.close_request {
+            self.queue.push_back(ServerEvent::ClientCloseRequest { id, code, reason });
+        }
+        if notices.closed {
+            if slot.connected {
+                self.connected -= 1;
+                let was_clean = slot.peer.get_close_code() != -1;
+                self.queue.push_back(ServerEvent::ClientDisconnected { id, was_clean });
+            } else if !notices.opened {
+                self.pending -= 1;
+            }
+            if let Some(tcp) = slot.peer.tcp_mut() {
+                let _ = self.poll.registry().deregister(tcp);
+            }
+            self.retired.push(key);
+            return;
+        }
+        let next = slot.peer.next_deadline();
+        if next != slot.scheduled {
+            slot.scheduled = next;
+            if let Some(due) = next {
+                self.timers.push(Reverse((due, key, id)));
+            }
+        }
+    }
+
+    /// Takes the oldest event, if any.
+    pub fn pop_event(&mut self) -> Option<ServerEvent> {
+        self.queue.pop_front()
+    }
+
+    /// Drains the events in order (`for e in server.events() { ... }`).
+    pub fn events(&mut self) -> impl Iterator<Item = ServerEvent> + '_ {
+        self.queue.drain(..)
+    }
+
+    // ----- peers -----
+
+    fn connected_slot(&mut self, id: i32) -> Option<(usize, &mut Slot)> {
+        let key = *self.by_id.get(&id)?;
+        let slot = self.slots.get_mut(key)?;
+        slot.connected.then_some((key, slot))
+    }
+
+    /// The connected peer `id` (after `ClientConnected`, until the poll after its
+    /// `ClientDisconnected`), to read its packets, send, or close it. Whatever you do to
+    /// it is carried on by the next `poll()`.
+    pub fn get_peer(&mut self, id: i32) -> Option<&mut WebSocketPeer> {
+        let (key, slot) = self.connected_slot(id)?;
+        if !slot.queued {
+            slot.queued = true;
+            self.touched.push(key);
+        }
+        let slot = self.slots.get_mut(key)?;
+        Some(&mut slot.peer)
+    }
+
+    /// Whether peer `id` is connected (or just disconnected, until the next poll).
+    pub fn has_peer(&self, id: i32) -> bool {
+        self.by_id
+            .get(&id)
+            .and_then(|key| self.slots.get(*key))
+            .is_some_and(|slot| slot.connected)
+    }
+
+    /// Ids of the connected peers, in no particular order.
+    pub fn peer_ids(&self) -> impl Iterator<Item = i32> + '_ {
+        self.slots
+            .iter()
+            .filter(|(_, slot)| slot.connected && slot.peer.get_ready_state() != State::Closed)
+            .map(|(_, slot)| slot.id)
+    }
+
+    /// Connected peers (handshake done, not yet disconnected).
+    pub fn peer_count(&self) -> usize {
+        self.connected
+    }
+
+    /// Connections still in their TLS or WebSocket handshake.
+    pub fn pending_count(&self) -> usize {
+        self.pending
+    }
+
+    /// Starts closing peer `id` with `code` and `reason` (negative code: drop at once).
+    pub fn disconnect_peer(&mut self, id: i32, code: i32, reason: &str) -> Result<(), Error> {
+        self.get_peer(id).ok_or(Error::PeerNotFound(id))?.close(code, reason)
+    }
+
+    /// The remote IP address of peer `id`.
+    pub fn get_peer_address(&self, id: i32) -> Option<IpAddr> {
+        let slot = self.slots.get(*self.by_id.get(&id)?)?;
+        slot.peer.get_connected_host()
+    }
+
+    /// The remote TCP port of peer `id`.
+    pub fn get_peer_port(&self, id: i32) -> Option<u16> {
+        let slot = self.slots.get(*self.by_id.get(&id)?)?;
+        slot.peer.get_connected_host().map(|_| slot.peer.get_connected_port())
+    }
+
+    /// Slab slots in use (connected, pending and just-closed peers): for leak checks.
+    pub fn slot_count(&self) -> usize {
+        self.slots.len()
+    }
+}

@@ -1,0 +1,242 @@
+//! One `Read + Write` over a non-blocking mio `TcpStream`, plain or TLS, with our own
+//! outbound buffer and the readiness flags that edge-triggered polling requires.
+
+use std::collections::VecDeque;
+use std::io::{self, Read, Write};
+use std::net::Shutdown;
+
+use mio::net::TcpStream;
+
+/// The byte pipe under tungstenite.
+///
+/// Writes never block and never fail with `WouldBlock`: tungstenite's frames land in
+/// `outbound`, and [`push`](Self::push) moves them to the socket as far as it accepts.
+/// So tungstenite never holds a half-written frame, the number of unsent bytes is
+/// known exactly (`get_current_outbound_buffered_amount`), and the limits the peer
+/// checks before queueing a message bound this buffer.
+///
+/// Reads pass `WouldBlock` through untouched. `readable`/`writable` record the last
+/// readiness mio reported and are cleared only when the socket itself answers
+/// `WouldBlock`: with edge-triggered events, that is the only moment we may stop trying.
+pub(crate) struct Transport {
+    tcp: TcpStream,
+    tls: Option<Box<rustls::Connection>>,
+    outbound: VecDeque<u8>,
+    /// Bytes ever moved out of `outbound` (to the socket or into rustls).
+    pub(crate) bytes_sent: u64,
+    pub(crate) readable: bool,
+    pub(crate) writable: bool,
+    /// The first write failure; the connection is dead once this is set.
+    write_error: Option<io::Error>,
+}
+
+/// After a large message has gone out, keep at most this much buffer capacity per peer,
+/// so idle peers stay small.
+const RETAINED_CAPACITY: usize = 16 * 1024;
+
+impl Transport {
+    pub(crate) fn new(tcp: TcpStream, tls: Option<rustls::Connection>) -> Self {
+        Transport {
+            tcp,
+            tls: tls.map(Box::new),
+            outbound: VecDeque::new(),
+            bytes_sent: 0,
+            // A fresh socket may already be ready; one attempt costs a syscall at most.
+            readable: true,
+            writable: true,
+            write_error: None,
+        }
+    }
+
+    pub(crate) fn tcp(&self) -> &TcpStream {
+        &self.tcp
+    }
+
+    pub(crate) fn tcp_mut(&mut self) -> &mut TcpStream {
+        &mut self.tcp
+    }
+
+    /// Bytes accepted from tungstenite but not yet handed to the socket (or to rustls).
+    pub(crate) fn buffered(&self) -> usize {
+        self.outbound.len()
+    }
+
+    /// Whether anything still waits to reach the socket, TLS records included.
+    pub(crate) fn has_pending_output(&self) -> bool {
+        !self.outbound.is_empty() || self.tls.as_ref().is_some_and(|t| t.wants_write())
+    }
+
+    /// The write failure that killed this connection, if any.
+    pub(crate) fn take_write_error(&mut self) -> Option<io::Error> {
+        self.write_error.take()
+    }
+
+    pub(crate) fn has_write_error(&self) -> bool {
+        self.write_error.is_some()
+    }
+
+    /// Moves buffered bytes to the socket until it would block. Errors are kept for
+    /// [`take_write_error`](Self::take_write_error).
+    pub(crate) fn push(&mut self) {
+        if self.write_error.is_some() {
+            return;
+        }
+        let result = match self.tls.as_deref_mut() {
+            None => push_plain(&mut self.tcp, &mut self.outbound, &mut self.bytes_sent, &mut self.writable),
+            Some(tls) => push_tls(
+                &mut self.tcp,
+                tls,
+                &mut self.outbound,
+                &mut self.bytes_sent,
+                &mut self.writable,
+            ),
+        };
+        if let Err(e) = result {
+            self.write_error = Some(e);
+        }
+        if self.outbound.is_empty() && self.outbound.capacity() > RETAINED_CAPACITY {
+            self.outbound.shrink_to(RETAINED_CAPACITY);
+        }
+    }
+
+    /// Reads and throws away whatever arrives, until the socket would block. Returns true
+    /// at end of stream (or on an error, which ends the stream just as well).
+    pub(crate) fn discard_input(&mut self) -> bool {
+        let mut scratch = [0u8; 4096];
+        loop {
+            match self.read(&mut scratch) {
+                Ok(0) => return true,
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return true,
+            }
+        }
+    }
+
+    /// Ends our direction of the stream: TLS close_notify (best effort), then TCP FIN.
+    pub(crate) fn shutdown(&mut self) {
+        if let Some(tls) = self.tls.as_deref_mut() {
+            tls.send_close_notify();
+        }
+        self.push();
+        let _ = self.tcp.shutdown(Shutdown::Write);
+    }
+}
+
+fn push_plain(
+    tcp: &mut TcpStream,
+    outbound: &mut VecDeque<u8>,
+    bytes_sent: &mut u64,
+    writable: &mut bool,
+) -> io::Result<()> {
+    while !outbound.is_empty() && *writable {
+        let (front, back) = outbound.as_slices();
+        let slices = [io::IoSlice::new(front), io::IoSlice::new(back)];
+        match tcp.write_vectored(&slices) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => {
+                outbound.drain(..n);
+                *bytes_sent += n as u64;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => *writable = false,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+fn push_tls(
+    tcp: &mut TcpStream,
+    tls: &mut rustls::Connection,
+    outbound: &mut VecDeque<u8>,
+    bytes_sent: &mut u64,
+    writable: &mut bool,
+) -> io::Result<()> {
+    loop {
+        // Hand plaintext to rustls while its buffer takes it (Ok(0) = full, not an error).
+        while !outbound.is_empty() {
+            let (front, _) = outbound.as_slices();
+            let n = tls.writer().write(front)?;
+            if n == 0 {
+                break;
+            }
+            outbound.drain(..n);
+            *bytes_sent += n as u64;
+        }
+        if !tls.wants_write() || !*writable {
+            return Ok(());
+        }
+        match tls.write_tls(tcp) {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => *writable = false,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+impl Read for Transport {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let Some(tls) = self.tls.as_deref_mut() else {
+            if !self.readable {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            return match self.tcp.read(buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.readable = false;
+                    Err(e)
+                }
+                other => other,
+            };
+        };
+        loop {
+            match tls.reader().read(buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                other => return other,
+            }
+            if !self.readable {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            match tls.read_tls(&mut self.tcp) {
+                Ok(_) => {
+                    let processed = tls.process_new_packets();
+                    // Handshake replies, key updates and alerts must go out even while the
+                    // application is only reading.
+                    if let Err(e) =
+                        push_tls(&mut self.tcp, tls, &mut VecDeque::new(), &mut 0, &mut self.writable)
+                    {
+                        self.write_error.get_or_insert(e);
+                    }
+                    if let Err(e) = processed {
+                        return Err(io::Error::new(io::ErrorKind::InvalidData, e));
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.readable = false;
+                    return Err(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+impl Write for Transport {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if let Some(e) = &self.write_error {
+            return Err(io::Error::new(e.kind(), e.to_string()));
+        }
+        self.outbound.extend(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.push();
+        match &self.write_error {
+            Some(e) => Err(io::Error::new(e.kind(), e.to_string())),
+            None => Ok(()),
+        }
+    }
+}
