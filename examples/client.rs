@@ -28,7 +28,10 @@ fn parse_args() -> Result<(String, Option<TlsOptions>), String> {
             other => return Err(format!("unexpected argument {other:?} (try --help)")),
         }
     }
-    Ok((url.ok_or("usage: client URL [--insecure] [--ca FILE]")?, tls))
+    Ok((
+        url.ok_or("usage: client URL [--insecure] [--ca FILE]")?,
+        tls,
+    ))
 }
 
 fn main() -> ExitCode {
@@ -74,7 +77,11 @@ fn main() -> ExitCode {
                 if let Some(error) = socket.get_last_error() {
                     eprintln!("Error: {error}");
                 }
-                return if code != -1 && sent { ExitCode::SUCCESS } else { ExitCode::FAILURE };
+                return if code != -1 && sent {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                };
             }
         }
         if !closing && started.elapsed() > Duration::from_secs(10) {

@@ -83,7 +83,11 @@ fn pump(id: i32, peer: &mut WebSocketPeer, stalled: &mut HashMap<i32, Packet>, q
                 None => return,
             },
         };
-        let mode = if packet.is_text() { WriteMode::Text } else { WriteMode::Binary };
+        let mode = if packet.is_text() {
+            WriteMode::Text
+        } else {
+            WriteMode::Binary
+        };
         match peer.send(packet.data(), mode) {
             Ok(()) => {}
             Err(Error::OutboundBufferFull { .. } | Error::OutboundQueueFull { .. }) => {
@@ -103,7 +107,9 @@ fn run(options: Options) -> Result<(), String> {
     server.set_supported_protocols(&options.protocols);
     let scheme = if let (Some(cert), Some(key)) = (&options.cert, &options.key) {
         let tls = TlsOptions::server(&read(cert)?, &read(key)?).map_err(|e| e.to_string())?;
-        server.set_tls_options(Some(tls)).map_err(|e| e.to_string())?;
+        server
+            .set_tls_options(Some(tls))
+            .map_err(|e| e.to_string())?;
         "wss"
     } else {
         "ws"

@@ -66,16 +66,21 @@ impl PeerConfig {
         }
         for p in &self.supported_protocols {
             let valid = !p.is_empty()
-                && p.bytes().all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b));
+                && p.bytes()
+                    .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b));
             if !valid {
                 return Err(Error::InvalidProtocol(p.clone()));
             }
         }
         if self.inbound_buffer_size == 0 {
-            return Err(Error::InvalidConfig("inbound_buffer_size must be at least 1".into()));
+            return Err(Error::InvalidConfig(
+                "inbound_buffer_size must be at least 1".into(),
+            ));
         }
         if self.max_queued_packets == 0 {
-            return Err(Error::InvalidConfig("max_queued_packets must be at least 1".into()));
+            return Err(Error::InvalidConfig(
+                "max_queued_packets must be at least 1".into(),
+            ));
         }
         Ok(())
     }
@@ -84,13 +89,18 @@ impl PeerConfig {
 /// Splits a `"Name: value"` line into a validated header name and value.
 pub(crate) fn parse_header_line(
     line: &str,
-) -> Result<(tungstenite::http::HeaderName, tungstenite::http::HeaderValue), Error> {
+) -> Result<
+    (
+        tungstenite::http::HeaderName,
+        tungstenite::http::HeaderValue,
+    ),
+    Error,
+> {
     let invalid = || Error::InvalidHeader(line.to_string());
     let (name, value) = line.split_once(':').ok_or_else(invalid)?;
-    let name = tungstenite::http::HeaderName::from_bytes(name.trim().as_bytes())
-        .map_err(|_| invalid())?;
-    let value =
-        tungstenite::http::HeaderValue::from_str(value.trim()).map_err(|_| invalid())?;
+    let name =
+        tungstenite::http::HeaderName::from_bytes(name.trim().as_bytes()).map_err(|_| invalid())?;
+    let value = tungstenite::http::HeaderValue::from_str(value.trim()).map_err(|_| invalid())?;
     Ok((name, value))
 }
 

@@ -103,7 +103,11 @@ impl fmt::Display for Error {
                 "already in use: close the connection and poll until Closed before reusing it"
             ),
             Error::NotOpen => write!(f, "the connection is not open"),
-            Error::OutboundBufferFull { buffered, message, limit } => write!(
+            Error::OutboundBufferFull {
+                buffered,
+                message,
+                limit,
+            } => write!(
                 f,
                 "outbound buffer full: {buffered} bytes waiting + {message} would exceed \
                  outbound_buffer_size {limit}; nothing was queued, poll() and retry"
@@ -125,10 +129,16 @@ impl fmt::Display for Error {
                  or a negative code to abort"
             ),
             Error::CloseReasonTooLong(n) => {
-                write!(f, "close reason is {n} bytes; at most 123 fit in a close frame")
+                write!(
+                    f,
+                    "close reason is {n} bytes; at most 123 fit in a close frame"
+                )
             }
             Error::InvalidHeader(h) => {
-                write!(f, "invalid handshake header {h:?}: expected \"Name: value\"")
+                write!(
+                    f,
+                    "invalid handshake header {h:?}: expected \"Name: value\""
+                )
             }
             Error::InvalidConfig(why) => write!(f, "invalid setting: {why}"),
             Error::InvalidProtocol(p) => write!(f, "invalid sub-protocol name {p:?}"),
@@ -139,12 +149,17 @@ impl fmt::Display for Error {
             Error::ConnectTimeout => write!(f, "connection not open within the connect timeout"),
             Error::Handshake(why) => write!(f, "WebSocket handshake failed: {why}"),
             Error::Protocol { code, detail } => {
-                write!(f, "protocol violation by the remote ({detail}); closed with {code}")
+                write!(
+                    f,
+                    "protocol violation by the remote ({detail}); closed with {code}"
+                )
             }
             Error::HeartbeatTimeout => {
                 write!(f, "the remote did not answer a heartbeat ping in time")
             }
-            Error::CloseTimeout => write!(f, "the remote did not finish the close handshake in time"),
+            Error::CloseTimeout => {
+                write!(f, "the remote did not finish the close handshake in time")
+            }
             Error::ConnectionLost(why) => write!(f, "connection lost: {why}"),
             Error::PeerNotFound(id) => write!(f, "no peer with id {id}"),
             Error::Io(e) => write!(f, "I/O error: {e}"),
@@ -193,7 +208,10 @@ impl From<io::Error> for Error {
             return Error::Io(e);
         }
         let kind = e.kind();
-        match e.into_inner().map(|inner| inner.downcast::<rustls::Error>()) {
+        match e
+            .into_inner()
+            .map(|inner| inner.downcast::<rustls::Error>())
+        {
             Some(Ok(tls)) => Error::Tls(*tls),
             Some(Err(other)) => Error::Io(io::Error::new(kind, other)),
             None => Error::Io(kind.into()),

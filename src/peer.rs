@@ -13,9 +13,9 @@ use tungstenite::handshake::client::ClientHandshake;
 use tungstenite::handshake::server::{Callback, ErrorResponse, Request, Response, ServerHandshake};
 use tungstenite::handshake::{HandshakeError, MidHandshake};
 use tungstenite::http::{HeaderName, HeaderValue, StatusCode};
+use tungstenite::protocol::WebSocketConfig;
 use tungstenite::protocol::frame::CloseFrame;
 use tungstenite::protocol::frame::coding::CloseCode;
-use tungstenite::protocol::WebSocketConfig;
 use tungstenite::{Bytes, Message, WebSocket};
 
 use crate::config::{PeerConfig, parse_header_line};
@@ -67,7 +67,11 @@ impl Packet {
 
     /// The payload as text, for text frames (always valid UTF-8: checked on arrival).
     pub fn as_text(&self) -> Option<&str> {
-        if self.is_text { std::str::from_utf8(&self.data).ok() } else { None }
+        if self.is_text {
+            std::str::from_utf8(&self.data).ok()
+        } else {
+            None
+        }
     }
 
     /// The payload as an owned vector.
@@ -123,7 +127,11 @@ fn reject(status: StatusCode, why: String) -> ErrorResponse {
 }
 
 impl Callback for Accept {
-    fn on_request(self, request: &Request, mut response: Response) -> Result<Response, ErrorResponse> {
+    fn on_request(
+        self,
+        request: &Request,
+        mut response: Response,
+    ) -> Result<Response, ErrorResponse> {
         let offered: Vec<&str> = request
             .headers()
             .get_all("Sec-WebSocket-Protocol")
@@ -140,15 +148,24 @@ impl Callback for Accept {
             (true, false) => {
                 return Err(reject(
                     StatusCode::BAD_REQUEST,
-                    format!("a sub-protocol is required: {}\n", self.protocols.join(", ")),
+                    format!(
+                        "a sub-protocol is required: {}\n",
+                        self.protocols.join(", ")
+                    ),
                 ));
             }
-            (false, _) => match offered.iter().find(|p| self.protocols.iter().any(|s| s == *p)) {
+            (false, _) => match offered
+                .iter()
+                .find(|p| self.protocols.iter().any(|s| s == *p))
+            {
                 Some(p) => p.to_string(),
                 None => {
                     return Err(reject(
                         StatusCode::BAD_REQUEST,
-                        format!("none of the offered sub-protocols is supported: {}\n", offered.join(", ")),
+                        format!(
+                            "none of the offered sub-protocols is supported: {}\n",
+                            offered.join(", ")
+                        ),
                     ));
                 }
             },
@@ -168,7 +185,12 @@ impl Callback for Accept {
             headers: request
                 .headers()
                 .iter()
-                .map(|(n, v)| (n.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+                .map(|(n, v)| {
+                    (
+                        n.as_str().to_string(),
+                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                    )
+                })
                 .collect(),
         };
         if let Ok(mut outcome) = self.outcome.lock() {
@@ -191,7 +213,10 @@ enum Phase {
         remaining: VecDeque<SocketAddr>,
     },
     ClientHandshake(Box<ClientMid>),
-    ServerHandshake(Box<ServerMid>, Arc<Mutex<Option<(HandshakeRequest, String)>>>),
+    ServerHandshake(
+        Box<ServerMid>,
+        Arc<Mutex<Option<(HandshakeRequest, String)>>>,
+    ),
     Open(Box<WebSocket<Transport>>),
     /// The WebSocket part is over; the last bytes (our close frame) still go out. With
     /// `drain`, the remote may still be sending (we closed because of its error): read and
@@ -344,8 +369,10 @@ impl WebSocketPeer {
 
     /// Godot's `supported_protocols` setter (entries are trimmed, as in Godot).
     pub fn set_supported_protocols<S: AsRef<str>>(&mut self, protocols: &[S]) {
-        self.config.supported_protocols =
-            protocols.iter().map(|p| p.as_ref().trim().to_string()).collect();
+        self.config.supported_protocols = protocols
+            .iter()
+            .map(|p| p.as_ref().trim().to_string())
+            .collect();
     }
 
     /// Godot's `supported_protocols` getter.
@@ -431,12 +458,18 @@ impl WebSocketPeer {
         self.phase = match target.literal_addr() {
             Some(addr) => {
                 let tcp = Self::start_tcp(addr, Some(poll.registry()))?;
-                Phase::Connecting { tcp, remaining: VecDeque::new() }
+                Phase::Connecting {
+                    tcp,
+                    remaining: VecDeque::new(),
+                }
             }
             None => Phase::Resolving(Lookup::start(target.host.clone(), target.port)?),
         };
         self.target = Some((target, tls));
-        self.poller = Some(Poller { poll, events: Events::with_capacity(16) });
+        self.poller = Some(Poller {
+            poll,
+            events: Events::with_capacity(16),
+        });
         Ok(())
     }
 
@@ -452,10 +485,17 @@ impl WebSocketPeer {
         stream.set_nonblocking(true)?;
         let mut tcp = TcpStream::from_std(stream);
         let poll = Poll::new()?;
-        poll.registry().register(&mut tcp, PEER_TOKEN, Interest::READABLE | Interest::WRITABLE)?;
+        poll.registry().register(
+            &mut tcp,
+            PEER_TOKEN,
+            Interest::READABLE | Interest::WRITABLE,
+        )?;
         let deadline = Instant::now() + self.config.connect_timeout;
         self.start_server_side(tcp, tls, deadline)?;
-        self.poller = Some(Poller { poll, events: Events::with_capacity(16) });
+        self.poller = Some(Poller {
+            poll,
+            events: Events::with_capacity(16),
+        });
         Ok(())
     }
 
@@ -494,10 +534,15 @@ impl WebSocketPeer {
             headers: self.parsed_headers()?,
             outcome: outcome.clone(),
         };
-        let mid = ServerHandshake::start(Transport::new(tcp, session), accept, Some(self.ws_config()));
+        let mid =
+            ServerHandshake::start(Transport::new(tcp, session), accept, Some(self.ws_config()));
         self.phase = Phase::ServerHandshake(Box::new(mid), outcome);
         self.deadline_open = Some(deadline);
-        self.requested_url = if secure { "wss://".into() } else { "ws://".into() };
+        self.requested_url = if secure {
+            "wss://".into()
+        } else {
+            "ws://".into()
+        };
         Ok(())
     }
 
@@ -528,13 +573,21 @@ impl WebSocketPeer {
     }
 
     fn parsed_headers(&self) -> Result<Vec<(HeaderName, HeaderValue)>, Error> {
-        self.live.handshake_headers.iter().map(|h| parse_header_line(h)).collect()
+        self.live
+            .handshake_headers
+            .iter()
+            .map(|h| parse_header_line(h))
+            .collect()
     }
 
     fn start_tcp(addr: SocketAddr, registry: Option<&Registry>) -> Result<TcpStream, Error> {
         let mut tcp = TcpStream::connect(addr)?;
         if let Some(registry) = registry {
-            registry.register(&mut tcp, PEER_TOKEN, Interest::READABLE | Interest::WRITABLE)?;
+            registry.register(
+                &mut tcp,
+                PEER_TOKEN,
+                Interest::READABLE | Interest::WRITABLE,
+            )?;
         }
         Ok(tcp)
     }
@@ -638,9 +691,11 @@ impl WebSocketPeer {
             Phase::ClientHandshake(mid) => self.step_client_handshake(*mid),
             Phase::ServerHandshake(mid, outcome) => self.step_server_handshake(*mid, outcome),
             Phase::Open(ws) => self.step_open(ws, now),
-            Phase::Lingering { transport, drain, shut } => {
-                self.step_lingering(transport, drain, shut, now)
-            }
+            Phase::Lingering {
+                transport,
+                drain,
+                shut,
+            } => self.step_lingering(transport, drain, shut, now),
         }
     }
 
@@ -696,7 +751,11 @@ impl WebSocketPeer {
         let Some((target, tls)) = self.target.clone() else {
             return self.fail(Error::Connect("no target".into()));
         };
-        let session = match tls.as_ref().map(|t| t.start_client(&target.host)).transpose() {
+        let session = match tls
+            .as_ref()
+            .map(|t| t.start_client(&target.host))
+            .transpose()
+        {
             Ok(session) => session,
             Err(e) => return self.fail(e),
         };
@@ -704,13 +763,20 @@ impl WebSocketPeer {
             Ok(request) => request,
             Err(e) => return self.fail(e),
         };
-        match ClientHandshake::start(Transport::new(tcp, session), request, Some(self.ws_config())) {
+        match ClientHandshake::start(
+            Transport::new(tcp, session),
+            request,
+            Some(self.ws_config()),
+        ) {
             Ok(mid) => self.phase = Phase::ClientHandshake(Box::new(mid)),
             Err(e) => self.fail(Error::Handshake(e.to_string())),
         }
     }
 
-    fn client_request(&self, target: &Target) -> Result<tungstenite::handshake::client::Request, Error> {
+    fn client_request(
+        &self,
+        target: &Target,
+    ) -> Result<tungstenite::handshake::client::Request, Error> {
         use tungstenite::client::IntoClientRequest;
         let mut request = target
             .uri
@@ -720,7 +786,8 @@ impl WebSocketPeer {
         let headers = request.headers_mut();
         if !self.live.supported_protocols.is_empty() {
             let joined = self.live.supported_protocols.join(", ");
-            let value = HeaderValue::from_str(&joined).map_err(|_| Error::InvalidProtocol(joined))?;
+            let value =
+                HeaderValue::from_str(&joined).map_err(|_| Error::InvalidProtocol(joined))?;
             headers.insert("Sec-WebSocket-Protocol", value);
         }
         for (name, value) in self.parsed_headers()? {
@@ -839,7 +906,9 @@ impl WebSocketPeer {
         }
         match ws.flush() {
             Ok(()) => {}
-            Err(tungstenite::Error::ConnectionClosed) => return self.finish_close_handshake(ws, now),
+            Err(tungstenite::Error::ConnectionClosed) => {
+                return self.finish_close_handshake(ws, now);
+            }
             Err(e) => return self.on_read_error(ws, e, now),
         }
         if let Some(e) = ws.get_mut().take_write_error() {
@@ -850,10 +919,21 @@ impl WebSocketPeer {
     }
 
     /// Handles one message; true when the close handshake is complete.
-    fn on_message(&mut self, ws: &mut WebSocket<Transport>, message: Message, now: Instant) -> bool {
+    fn on_message(
+        &mut self,
+        ws: &mut WebSocket<Transport>,
+        message: Message,
+        now: Instant,
+    ) -> bool {
         match message {
-            Message::Text(text) => self.queue_packet(Packet { data: text.into(), is_text: true }),
-            Message::Binary(data) => self.queue_packet(Packet { data, is_text: false }),
+            Message::Text(text) => self.queue_packet(Packet {
+                data: text.into(),
+                is_text: true,
+            }),
+            Message::Binary(data) => self.queue_packet(Packet {
+                data,
+                is_text: false,
+            }),
             Message::Pong(_) => self.ping_outstanding = false,
             Message::Ping(_) | Message::Frame(_) => {}
             Message::Close(frame) => {
@@ -887,7 +967,12 @@ impl WebSocketPeer {
         }
     }
 
-    fn on_read_error(&mut self, mut ws: Box<WebSocket<Transport>>, e: tungstenite::Error, now: Instant) {
+    fn on_read_error(
+        &mut self,
+        mut ws: Box<WebSocket<Transport>>,
+        e: tungstenite::Error,
+        now: Instant,
+    ) {
         use tungstenite::error::{CapacityError, ProtocolError};
         let (code, detail) = match e {
             tungstenite::Error::Capacity(CapacityError::MessageTooLong { size, max_size }) => (
@@ -895,9 +980,14 @@ impl WebSocketPeer {
                 format!("message of {size} bytes exceeds inbound_buffer_size {max_size}"),
             ),
             tungstenite::Error::Capacity(other) => (1009, other.to_string()),
-            tungstenite::Error::Utf8(detail) => (1007, format!("invalid UTF-8 in a text message: {detail}")),
+            tungstenite::Error::Utf8(detail) => {
+                (1007, format!("invalid UTF-8 in a text message: {detail}"))
+            }
             tungstenite::Error::Protocol(ProtocolError::ResetWithoutClosingHandshake) => {
-                return self.lost(ws, "the remote closed the connection without a close frame".into());
+                return self.lost(
+                    ws,
+                    "the remote closed the connection without a close frame".into(),
+                );
             }
             tungstenite::Error::Protocol(p) => (1002, p.to_string()),
             tungstenite::Error::Io(io_error) => {
@@ -913,7 +1003,10 @@ impl WebSocketPeer {
         };
         log::debug!("closing with {code}: {detail}");
         if !self.close_sent {
-            let frame = CloseFrame { code: CloseCode::from(code), reason: reason.into() };
+            let frame = CloseFrame {
+                code: CloseCode::from(code),
+                reason: reason.into(),
+            };
             let _ = ws.close(Some(frame));
             self.close_sent = true;
         }
@@ -922,7 +1015,11 @@ impl WebSocketPeer {
         self.close_reason = reason.to_string();
         self.last_error = Some(Error::Protocol { code, detail });
         self.deadline_close = Some(now + self.live.close_timeout);
-        self.phase = Phase::Lingering { transport: ws.into_inner(), drain: true, shut: false };
+        self.phase = Phase::Lingering {
+            transport: ws.into_inner(),
+            drain: true,
+            shut: false,
+        };
     }
 
     /// The stream failed; a failure after the remote's close frame is still a clean close
@@ -945,7 +1042,11 @@ impl WebSocketPeer {
         if self.deadline_close.is_none() {
             self.deadline_close = Some(now + self.live.close_timeout);
         }
-        self.phase = Phase::Lingering { transport: ws.into_inner(), drain: false, shut: false };
+        self.phase = Phase::Lingering {
+            transport: ws.into_inner(),
+            drain: false,
+            shut: false,
+        };
     }
 
     fn finish_timed_out(&mut self) {
@@ -959,7 +1060,13 @@ impl WebSocketPeer {
         }
     }
 
-    fn step_lingering(&mut self, mut transport: Transport, drain: bool, mut shut: bool, now: Instant) {
+    fn step_lingering(
+        &mut self,
+        mut transport: Transport,
+        drain: bool,
+        mut shut: bool,
+        now: Instant,
+    ) {
         if self.deadline_close.is_some_and(|d| now >= d) {
             return self.finish_timed_out();
         }
@@ -979,7 +1086,11 @@ impl WebSocketPeer {
         } else if drain {
             transport.discard_input();
         }
-        self.phase = Phase::Lingering { transport, drain, shut };
+        self.phase = Phase::Lingering {
+            transport,
+            drain,
+            shut,
+        };
     }
 
     /// Ends the connection uncleanly: close code -1, the error kept for the user.
@@ -1004,19 +1115,29 @@ impl WebSocketPeer {
 
     /// Forgets outbound messages that have fully reached the socket.
     fn reap_outbound(&mut self, transport: &Transport) {
-        while self.outbound_ends.front().is_some_and(|end| *end <= transport.bytes_sent) {
+        while self
+            .outbound_ends
+            .front()
+            .is_some_and(|end| *end <= transport.bytes_sent)
+        {
             self.outbound_ends.pop_front();
         }
     }
 
     /// The earliest moment this peer needs `advance` without any socket event.
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        [self.deadline_open, self.deadline_close, self.next_ping].into_iter().flatten().min()
+        [self.deadline_open, self.deadline_close, self.next_ping]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Takes what happened since the last call (server-owned peers only).
     pub(crate) fn take_notices(&mut self) -> Notices {
-        self.notices.as_mut().map(std::mem::take).unwrap_or_default()
+        self.notices
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
     }
 
     // ----- sending -----
@@ -1068,12 +1189,18 @@ impl WebSocketPeer {
             }
             // As Godot: bytes already waiting plus the new payload must fit.
             if buffered + len > limit {
-                return Err(Error::OutboundBufferFull { buffered, message: len, limit });
+                return Err(Error::OutboundBufferFull {
+                    buffered,
+                    message: len,
+                    limit,
+                });
             }
         }
         match ws.write(make()) {
             Ok(()) => {}
-            Err(tungstenite::Error::Io(e)) => return self.send_failed(Error::ConnectionLost(e.to_string())),
+            Err(tungstenite::Error::Io(e)) => {
+                return self.send_failed(Error::ConnectionLost(e.to_string()));
+            }
             Err(e) => return Err(Error::ConnectionLost(e.to_string())),
         }
         let transport = ws.get_mut();
@@ -1154,7 +1281,10 @@ impl WebSocketPeer {
         let now = Instant::now();
         match &mut self.phase {
             Phase::Open(ws) if !self.close_sent => {
-                let frame = CloseFrame { code: CloseCode::from(wire_code), reason: reason.into() };
+                let frame = CloseFrame {
+                    code: CloseCode::from(wire_code),
+                    reason: reason.into(),
+                };
                 let _ = ws.close(Some(frame));
                 self.close_sent = true;
                 self.deadline_close = Some(now + self.live.close_timeout);
@@ -1254,7 +1384,6 @@ impl WebSocketPeer {
     pub(crate) fn tcp_mut(&mut self) -> Option<&mut TcpStream> {
         self.transport_mut().map(Transport::tcp_mut)
     }
-
 }
 
 fn handshake_error(e: tungstenite::Error) -> Error {
@@ -1286,7 +1415,10 @@ mod tests {
         for bad in [0, 999, 1004, 1005, 1006, 1015, 2000, 5000, 70000] {
             assert!(matches!(peer.close(bad, ""), Err(Error::InvalidCloseCode(c)) if c == bad));
         }
-        assert!(matches!(peer.close(1000, &"x".repeat(124)), Err(Error::CloseReasonTooLong(124))));
+        assert!(matches!(
+            peer.close(1000, &"x".repeat(124)),
+            Err(Error::CloseReasonTooLong(124))
+        ));
         assert!(peer.close(1000, &"x".repeat(123)).is_ok());
         assert!(peer.close(4999, "").is_ok());
     }
@@ -1295,7 +1427,10 @@ mod tests {
     fn idle_peer_refuses_to_send() {
         let mut peer = WebSocketPeer::new();
         assert!(matches!(peer.send_text("x"), Err(Error::NotOpen)));
-        assert!(matches!(peer.send(&[0xff], WriteMode::Text), Err(Error::InvalidUtf8)));
+        assert!(matches!(
+            peer.send(&[0xff], WriteMode::Text),
+            Err(Error::InvalidUtf8)
+        ));
         assert_eq!(peer.get_ready_state(), State::Closed);
         assert_eq!(peer.get_close_code(), -1);
     }

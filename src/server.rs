@@ -195,13 +195,16 @@ impl WebSocketServer {
 
     /// Godot's `supported_protocols` for every accepted peer.
     pub fn set_supported_protocols<S: AsRef<str>>(&mut self, protocols: &[S]) {
-        self.config.peer.supported_protocols =
-            protocols.iter().map(|p| p.as_ref().trim().to_string()).collect();
+        self.config.peer.supported_protocols = protocols
+            .iter()
+            .map(|p| p.as_ref().trim().to_string())
+            .collect();
     }
 
     /// Godot's `handshake_headers` (extra `"Name: value"` lines in every `101` response).
     pub fn set_handshake_headers<S: AsRef<str>>(&mut self, headers: &[S]) {
-        self.config.peer.handshake_headers = headers.iter().map(|h| h.as_ref().to_string()).collect();
+        self.config.peer.handshake_headers =
+            headers.iter().map(|h| h.as_ref().to_string()).collect();
     }
 
     /// Godot's `handshake_timeout`.
@@ -234,17 +237,24 @@ impl WebSocketServer {
         let candidates: Vec<IpAddr> = match bind {
             "*" | "" => vec![Ipv6Addr::UNSPECIFIED.into(), Ipv4Addr::UNSPECIFIED.into()],
             "localhost" => vec![Ipv4Addr::LOCALHOST.into(), Ipv6Addr::LOCALHOST.into()],
-            ip => vec![ip
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .parse()
-                .map_err(|_| Error::InvalidConfig(format!("bind address {bind:?} is not an IP address or \"*\"")))?],
+            ip => vec![
+                ip.trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .parse()
+                    .map_err(|_| {
+                        Error::InvalidConfig(format!(
+                            "bind address {bind:?} is not an IP address or \"*\""
+                        ))
+                    })?,
+            ],
         };
         let mut last_error = None;
         for ip in candidates {
             match TcpListener::bind(SocketAddr::new(ip, port)) {
                 Ok(mut listener) => {
-                    self.poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
+                    self.poll
+                        .registry()
+                        .register(&mut listener, LISTENER, Interest::READABLE)?;
                     self.listener = Some(listener);
                     self.listener_ready = true;
                     self.refusing = false;
@@ -253,7 +263,9 @@ impl WebSocketServer {
                 Err(e) => last_error = Some(e),
             }
         }
-        Err(Error::Io(last_error.unwrap_or_else(|| io::ErrorKind::AddrNotAvailable.into())))
+        Err(Error::Io(
+            last_error.unwrap_or_else(|| io::ErrorKind::AddrNotAvailable.into()),
+        ))
     }
 
     /// The address the server listens on, if it does.
@@ -394,7 +406,9 @@ impl WebSocketServer {
             return;
         }
         for _ in 0..self.config.max_accepts_per_poll {
-            let Some(listener) = &self.listener else { return };
+            let Some(listener) = &self.listener else {
+                return;
+            };
             let (mut tcp, addr) = match listener.accept() {
                 Ok(accepted) => accepted,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -416,12 +430,21 @@ impl WebSocketServer {
             }
             let entry = self.slots.vacant_entry();
             let key = entry.key();
-            if let Err(e) = self.poll.registry().register(&mut tcp, Token(key), Interest::READABLE | Interest::WRITABLE) {
+            if let Err(e) = self.poll.registry().register(
+                &mut tcp,
+                Token(key),
+                Interest::READABLE | Interest::WRITABLE,
+            ) {
                 log::warn!("cannot register connection from {addr}: {e}");
                 continue;
             }
             let deadline = now + self.config.handshake_timeout;
-            let peer = match WebSocketPeer::server_side(self.config.peer.clone(), tcp, self.tls.as_ref(), deadline) {
+            let peer = match WebSocketPeer::server_side(
+                self.config.peer.clone(),
+                tcp,
+                self.tls.as_ref(),
+                deadline,
+            ) {
                 Ok(peer) => peer,
                 Err(e) => {
                     log::warn!("cannot start a handshake with {addr}: {e}");
@@ -433,7 +456,13 @@ impl WebSocketServer {
                 self.refused += 1;
                 continue;
             };
-            entry.insert(Slot { id, peer, connected: false, scheduled: None, queued: true });
+            entry.insert(Slot {
+                id,
+                peer,
+                connected: false,
+                scheduled: None,
+                queued: true,
+            });
             self.by_id.insert(id, key);
             self.pending += 1;
             self.work.push(key);
@@ -441,7 +470,9 @@ impl WebSocketServer {
     }
 
     fn advance_slot(&mut self, key: usize, now: Instant) {
-        let Some(slot) = self.slots.get_mut(key) else { return };
+        let Some(slot) = self.slots.get_mut(key) else {
+            return;
+        };
         slot.queued = false;
         slot.peer.advance(now, None);
         let notices = slot.peer.take_notices();
@@ -458,19 +489,22 @@ impl WebSocketServer {
             slot.connected = true;
             self.connected += 1;
             let protocol = slot.peer.get_selected_protocol().to_string();
-            self.queue.push_back(ServerEvent::ClientConnected { id, protocol });
+            self.queue
+                .push_back(ServerEvent::ClientConnected { id, protocol });
         }
         for _ in 0..notices.packets {
             self.queue.push_back(ServerEvent::DataReceived { id });
         }
         if let Some((code, reason)) = notices.close_request {
-            self.queue.push_back(ServerEvent::ClientCloseRequest { id, code, reason });
+            self.queue
+                .push_back(ServerEvent::ClientCloseRequest { id, code, reason });
         }
         if notices.closed {
             if slot.connected {
                 self.connected -= 1;
                 let was_clean = slot.peer.get_close_code() != -1;
-                self.queue.push_back(ServerEvent::ClientDisconnected { id, was_clean });
+                self.queue
+                    .push_back(ServerEvent::ClientDisconnected { id, was_clean });
             } else if !notices.opened {
                 self.pending -= 1;
             }
@@ -548,7 +582,9 @@ impl WebSocketServer {
 
     /// Starts closing peer `id` with `code` and `reason` (negative code: drop at once).
     pub fn disconnect_peer(&mut self, id: i32, code: i32, reason: &str) -> Result<(), Error> {
-        self.get_peer(id).ok_or(Error::PeerNotFound(id))?.close(code, reason)
+        self.get_peer(id)
+            .ok_or(Error::PeerNotFound(id))?
+            .close(code, reason)
     }
 
     /// The remote IP address of peer `id`.
@@ -560,7 +596,9 @@ impl WebSocketServer {
     /// The remote TCP port of peer `id`.
     pub fn get_peer_port(&self, id: i32) -> Option<u16> {
         let slot = self.slots.get(*self.by_id.get(&id)?)?;
-        slot.peer.get_connected_host().map(|_| slot.peer.get_connected_port())
+        slot.peer
+            .get_connected_host()
+            .map(|_| slot.peer.get_connected_port())
     }
 
     /// Slab slots in use (connected, pending and just-closed peers): for leak checks.

@@ -82,7 +82,12 @@ impl Transport {
             return;
         }
         let result = match self.tls.as_deref_mut() {
-            None => push_plain(&mut self.tcp, &mut self.outbound, &mut self.bytes_sent, &mut self.writable),
+            None => push_plain(
+                &mut self.tcp,
+                &mut self.outbound,
+                &mut self.bytes_sent,
+                &mut self.writable,
+            ),
             Some(tls) => push_tls(
                 &mut self.tcp,
                 tls,
@@ -204,9 +209,13 @@ impl Read for Transport {
                     let processed = tls.process_new_packets();
                     // Handshake replies, key updates and alerts must go out even while the
                     // application is only reading.
-                    if let Err(e) =
-                        push_tls(&mut self.tcp, tls, &mut VecDeque::new(), &mut 0, &mut self.writable)
-                    {
+                    if let Err(e) = push_tls(
+                        &mut self.tcp,
+                        tls,
+                        &mut VecDeque::new(),
+                        &mut 0,
+                        &mut self.writable,
+                    ) {
                         self.write_error.get_or_insert(e);
                     }
                     if let Err(e) = processed {

@@ -28,16 +28,24 @@ impl Target {
         if url.is_empty() {
             return Err(Error::InvalidUrl("empty URL".into()));
         }
-        let with_scheme = if url.contains("://") { url.to_string() } else { format!("ws://{url}") };
-        let uri: Uri =
-            with_scheme.parse().map_err(|e| Error::InvalidUrl(format!("{url:?}: {e}")))?;
+        let with_scheme = if url.contains("://") {
+            url.to_string()
+        } else {
+            format!("ws://{url}")
+        };
+        let uri: Uri = with_scheme
+            .parse()
+            .map_err(|e| Error::InvalidUrl(format!("{url:?}: {e}")))?;
         let secure = match uri.scheme_str() {
             Some(s) if s.eq_ignore_ascii_case("ws") => false,
             Some(s) if s.eq_ignore_ascii_case("wss") => true,
             other => return Err(Error::UnsupportedScheme(other.unwrap_or("").to_string())),
         };
         let raw_host = uri.host().unwrap_or("");
-        let host = raw_host.trim_start_matches('[').trim_end_matches(']').to_string();
+        let host = raw_host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
         if host.is_empty() {
             return Err(Error::InvalidUrl(format!("{url:?} has no host")));
         }
@@ -51,12 +59,20 @@ impl Target {
         let uri: Uri = format!("{}://{authority}{path}", if secure { "wss" } else { "ws" })
             .parse()
             .map_err(|e| Error::InvalidUrl(format!("{url:?}: {e}")))?;
-        Ok(Target { uri, host, port, secure })
+        Ok(Target {
+            uri,
+            host,
+            port,
+            secure,
+        })
     }
 
     /// The address itself when the host is an IP literal: no lookup, no thread.
     pub(crate) fn literal_addr(&self) -> Option<SocketAddr> {
-        self.host.parse::<IpAddr>().ok().map(|ip| SocketAddr::new(ip, self.port))
+        self.host
+            .parse::<IpAddr>()
+            .ok()
+            .map(|ip| SocketAddr::new(ip, self.port))
     }
 }
 
@@ -89,9 +105,9 @@ impl Lookup {
             Ok(Ok(addrs)) => Some(Ok(addrs)),
             Ok(Err(e)) => Some(Err(Error::Resolve(e.to_string()))),
             Err(mpsc::TryRecvError::Empty) => None,
-            Err(mpsc::TryRecvError::Disconnected) => {
-                Some(Err(Error::Resolve("the lookup thread ended without an answer".into())))
-            }
+            Err(mpsc::TryRecvError::Disconnected) => Some(Err(Error::Resolve(
+                "the lookup thread ended without an answer".into(),
+            ))),
         }
     }
 }
@@ -112,13 +128,24 @@ mod tests {
         let t = Target::parse("ws://[::1]:9000/").unwrap();
         assert_eq!(t.host, "::1");
         assert_eq!(t.literal_addr(), Some("[::1]:9000".parse().unwrap()));
-        assert!(Target::parse("ws://localhost:1/").unwrap().literal_addr().is_none());
+        assert!(
+            Target::parse("ws://localhost:1/")
+                .unwrap()
+                .literal_addr()
+                .is_none()
+        );
     }
 
     #[test]
     fn rejects_bad_urls() {
         assert!(matches!(Target::parse(""), Err(Error::InvalidUrl(_))));
-        assert!(matches!(Target::parse("http://x/"), Err(Error::UnsupportedScheme(_))));
-        assert!(matches!(Target::parse("ws://:80/"), Err(Error::InvalidUrl(_))));
+        assert!(matches!(
+            Target::parse("http://x/"),
+            Err(Error::UnsupportedScheme(_))
+        ));
+        assert!(matches!(
+            Target::parse("ws://:80/"),
+            Err(Error::InvalidUrl(_))
+        ));
     }
 }

@@ -51,7 +51,9 @@ fn parse_certs(pem: &[u8], what: &str) -> Result<Vec<CertificateDer<'static>>, E
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| Error::InvalidTlsOptions(format!("{what}: {e}")))?;
     if certs.is_empty() {
-        return Err(Error::InvalidTlsOptions(format!("{what}: no PEM certificate found")));
+        return Err(Error::InvalidTlsOptions(format!(
+            "{what}: no PEM certificate found"
+        )));
     }
     Ok(certs)
 }
@@ -82,14 +84,20 @@ impl TlsOptions {
     /// local development only. Godot's `TLSOptions.client_unsafe()`.
     pub fn client_unsafe() -> Result<Self, Error> {
         let provider = provider();
-        let verifier = Arc::new(AcceptAnyCertificate { provider: provider.clone() });
+        let verifier = Arc::new(AcceptAnyCertificate {
+            provider: provider.clone(),
+        });
         let config = ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()?
             .dangerous()
             .with_custom_certificate_verifier(verifier)
             .with_no_client_auth();
         Ok(TlsOptions {
-            kind: Kind::Client { config: Arc::new(config), name_override: None, verifies: false },
+            kind: Kind::Client {
+                config: Arc::new(config),
+                name_override: None,
+                verifies: false,
+            },
         })
     }
 
@@ -110,12 +118,20 @@ impl TlsOptions {
     /// Client options from a rustls configuration of your own (client certificates, other
     /// root stores, ALPN...). Build it with `builder_with_provider`, not `builder()`.
     pub fn from_client_config(config: Arc<ClientConfig>) -> Self {
-        TlsOptions { kind: Kind::Client { config, name_override: None, verifies: true } }
+        TlsOptions {
+            kind: Kind::Client {
+                config,
+                name_override: None,
+                verifies: true,
+            },
+        }
     }
 
     /// Server options from a rustls configuration of your own.
     pub fn from_server_config(config: Arc<ServerConfig>) -> Self {
-        TlsOptions { kind: Kind::Server { config } }
+        TlsOptions {
+            kind: Kind::Server { config },
+        }
     }
 
     /// Verify (and send as SNI) this name instead of the URL's host. Godot's
@@ -142,7 +158,13 @@ impl TlsOptions {
     /// Whether these are client options that skip verification (Godot's
     /// `is_unsafe_client()`).
     pub fn is_unsafe_client(&self) -> bool {
-        matches!(self.kind, Kind::Client { verifies: false, .. })
+        matches!(
+            self.kind,
+            Kind::Client {
+                verifies: false,
+                ..
+            }
+        )
     }
 
     /// The name verified instead of the URL's host, if any.
@@ -155,7 +177,12 @@ impl TlsOptions {
 
     /// Starts a client TLS session for `host` (the URL's host, or the override).
     pub(crate) fn start_client(&self, host: &str) -> Result<rustls::Connection, Error> {
-        let Kind::Client { config, name_override, .. } = &self.kind else {
+        let Kind::Client {
+            config,
+            name_override,
+            ..
+        } = &self.kind
+        else {
             return Err(Error::InvalidTlsOptions(
                 "server options given to a client; use TlsOptions::client()".into(),
             ));
@@ -200,7 +227,11 @@ impl TlsOptions {
 impl fmt::Debug for TlsOptions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.kind {
-            Kind::Client { name_override, verifies, .. } => f
+            Kind::Client {
+                name_override,
+                verifies,
+                ..
+            } => f
                 .debug_struct("TlsOptions::Client")
                 .field("verifies", verifies)
                 .field("name_override", name_override)
@@ -258,6 +289,8 @@ impl ServerCertVerifier for AcceptAnyCertificate {
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider.signature_verification_algorithms.supported_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }

@@ -1,0 +1,145 @@
+//! Shared test harness: a server and clients on loopback, polled together like a game loop.
+#![allow(dead_code)]
+
+use std::time::{Duration, Instant};
+
+use wspeer::{
+    PeerConfig, ServerConfig, ServerEvent, State, TlsOptions, WebSocketPeer, WebSocketServer,
+};
+
+/// Generous: only a broken implementation gets near it.
+pub const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A listening server on 127.0.0.1 with an ephemeral port.
+pub fn server_with(config: ServerConfig) -> WebSocketServer {
+    let mut server = WebSocketServer::with_config(config);
+    server.listen_on("127.0.0.1", 0).expect("listen");
+    server
+}
+
+pub fn server() -> WebSocketServer {
+    server_with(ServerConfig::default())
+}
+
+pub fn url(server: &WebSocketServer, path: &str) -> String {
+    format!("ws://{}{path}", server.local_addr().expect("listening"))
+}
+
+/// Polls the server and every client (a frame), until `done` says so or TIMEOUT passes.
+/// Server events are collected into `events`.
+pub fn run_until(
+    server: &mut WebSocketServer,
+    clients: &mut [&mut WebSocketPeer],
+    events: &mut Vec<ServerEvent>,
+    what: &str,
+    mut done: impl FnMut(&mut WebSocketServer, &mut [&mut WebSocketPeer], &[ServerEvent]) -> bool,
+) {
+    let start = Instant::now();
+    loop {
+        server.poll();
+        events.extend(server.events());
+        for client in clients.iter_mut() {
+            client.poll();
+        }
+        if done(server, clients, events) {
+            return;
+        }
+        assert!(
+            start.elapsed() < TIMEOUT,
+            "timed out waiting for: {what}; events so far: {events:?}"
+        );
+        std::thread::sleep(Duration::from_micros(200));
+    }
+}
+
+/// Polls only clients until `done`.
+pub fn run_clients_until(
+    clients: &mut [&mut WebSocketPeer],
+    what: &str,
+    mut done: impl FnMut(&mut [&mut WebSocketPeer]) -> bool,
+) {
+    let start = Instant::now();
+    loop {
+        for client in clients.iter_mut() {
+            client.poll();
+        }
+        if done(clients) {
+            return;
+        }
+        assert!(start.elapsed() < TIMEOUT, "timed out waiting for: {what}");
+        std::thread::sleep(Duration::from_micros(200));
+    }
+}
+
+/// Connects a client with `config` and polls until it is open; returns it and its server id.
+pub fn connect_with(
+    server: &mut WebSocketServer,
+    path: &str,
+    config: PeerConfig,
+    tls: Option<TlsOptions>,
+) -> (WebSocketPeer, i32) {
+    let mut client = WebSocketPeer::with_config(config);
+    let scheme_url = url(server, path);
+    let target = if tls.is_some() {
+        scheme_url.replacen("ws://", "wss://", 1)
+    } else {
+        scheme_url
+    };
+    client.connect_to_url(&target, tls).expect("connect_to_url");
+    let mut events = Vec::new();
+    run_until(
+        server,
+        &mut [&mut client],
+        &mut events,
+        "client open",
+        |_, c, ev| {
+            c[0].get_ready_state() == State::Open
+                && ev
+                    .iter()
+                    .any(|e| matches!(e, ServerEvent::ClientConnected { .. }))
+        },
+    );
+    let id = events
+        .iter()
+        .find_map(|e| match e {
+            ServerEvent::ClientConnected { id, .. } => Some(*id),
+            _ => None,
+        })
+        .expect("connected event");
+    (client, id)
+}
+
+pub fn connect(server: &mut WebSocketServer) -> (WebSocketPeer, i32) {
+    connect_with(server, "/", PeerConfig::default(), None)
+}
+
+/// A test CA and a leaf for `names`, signed by it: (ca_pem, leaf_chain_pem, leaf_key_pem).
+pub struct TestPki {
+    pub ca_pem: String,
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+pub fn pki_for(names: &[&str]) -> TestPki {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().expect("ca key");
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "wspeer test CA");
+    let ca_cert = ca_params.self_signed(&ca_key).expect("ca cert");
+    let issuer = Issuer::new(ca_params, ca_key);
+    let leaf_key = KeyPair::generate().expect("leaf key");
+    let leaf_params =
+        CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+            .expect("leaf params");
+    let leaf = leaf_params
+        .signed_by(&leaf_key, &issuer)
+        .expect("leaf cert");
+    TestPki {
+        ca_pem: ca_cert.pem(),
+        cert_pem: leaf.pem(),
+        key_pem: leaf_key.serialize_pem(),
+    }
+}
