@@ -1,5 +1,9 @@
 //! Tunables Godot exposes on `WebSocketPeer` and its server, with Godot's defaults.
 
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::Error;
@@ -40,6 +44,32 @@ pub struct PeerConfig {
     pub connect_timeout: Duration,
     /// Whether `TCP_NODELAY` is set on new connections (Godot: on).
     pub no_delay: bool,
+    /// Client only: how host names become addresses. `None` (the default) asks the OS
+    /// resolver. Either way the lookup runs on a short-lived thread, never in `poll()`.
+    pub resolver: Option<Resolver>,
+}
+
+/// A host name lookup of your own (service discovery, a DNS cache, tests): given a host and
+/// port, the addresses to try in order. It runs on wspeer's lookup thread and may block.
+#[derive(Clone)]
+pub struct Resolver(pub Arc<LookupFn>);
+
+/// The function behind a [`Resolver`].
+pub type LookupFn = dyn Fn(&str, u16) -> io::Result<Vec<SocketAddr>> + Send + Sync;
+
+impl Resolver {
+    /// Wraps a lookup function.
+    pub fn new(
+        lookup: impl Fn(&str, u16) -> io::Result<Vec<SocketAddr>> + Send + Sync + 'static,
+    ) -> Self {
+        Resolver(Arc::new(lookup))
+    }
+}
+
+impl fmt::Debug for Resolver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Resolver(..)")
+    }
 }
 
 impl Default for PeerConfig {
@@ -54,6 +84,7 @@ impl Default for PeerConfig {
             close_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(30),
             no_delay: true,
+            resolver: None,
         }
     }
 }

@@ -55,7 +55,7 @@ mod stream;
 mod target;
 mod tls;
 
-pub use config::{DEFAULT_BUFFER_SIZE, PeerConfig, ServerConfig};
+pub use config::{DEFAULT_BUFFER_SIZE, PeerConfig, Resolver, ServerConfig};
 pub use error::Error;
 pub use peer::{HandshakeRequest, Packet, State, WebSocketPeer, WriteMode};
 pub use server::{ServerEvent, WebSocketServer};

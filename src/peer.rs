@@ -292,6 +292,7 @@ pub struct WebSocketPeer {
     selected_protocol: String,
     remote_addr: Option<SocketAddr>,
     handshake_request: Option<HandshakeRequest>,
+    response_headers: Vec<(String, String)>,
     last_error: Option<Error>,
     notices: Option<Notices>,
 }
@@ -350,6 +351,7 @@ impl WebSocketPeer {
             selected_protocol: String::new(),
             remote_addr: None,
             handshake_request: None,
+            response_headers: Vec::new(),
             last_error: None,
             notices: None,
         }
@@ -463,7 +465,11 @@ impl WebSocketPeer {
                     remaining: VecDeque::new(),
                 }
             }
-            None => Phase::Resolving(Lookup::start(target.host.clone(), target.port)?),
+            None => Phase::Resolving(Lookup::start(
+                target.host.clone(),
+                target.port,
+                self.live.resolver.clone(),
+            )?),
         };
         self.target = Some((target, tls));
         self.poller = Some(Poller {
@@ -805,6 +811,7 @@ impl WebSocketPeer {
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or("")
                     .to_string();
+                self.response_headers = header_list(response.headers());
                 self.open(ws);
             }
             Err(HandshakeError::Interrupted(mid)) => {
@@ -1360,6 +1367,12 @@ impl WebSocketPeer {
         self.handshake_request.as_ref()
     }
 
+    /// Client side: the headers of the server's `101` response (names lower-cased), once
+    /// open; empty before. Beyond Godot.
+    pub fn get_handshake_response_headers(&self) -> &[(String, String)] {
+        &self.response_headers
+    }
+
     /// Turns `TCP_NODELAY` on or off for this connection (on by default, as in Godot).
     pub fn set_no_delay(&mut self, enabled: bool) -> Result<(), Error> {
         self.config.no_delay = enabled;
@@ -1384,6 +1397,18 @@ impl WebSocketPeer {
     pub(crate) fn tcp_mut(&mut self) -> Option<&mut TcpStream> {
         self.transport_mut().map(Transport::tcp_mut)
     }
+}
+
+fn header_list(headers: &tungstenite::http::HeaderMap) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .map(|(n, v)| {
+            (
+                n.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect()
 }
 
 fn handshake_error(e: tungstenite::Error) -> Error {

@@ -8,6 +8,7 @@ use std::thread;
 
 use tungstenite::http::Uri;
 
+use crate::config::Resolver;
 use crate::error::Error;
 
 /// A parsed `ws://` or `wss://` URL.
@@ -84,12 +85,19 @@ pub(crate) struct Lookup {
 }
 
 impl Lookup {
-    pub(crate) fn start(host: String, port: u16) -> Result<Self, Error> {
+    pub(crate) fn start(
+        host: String,
+        port: u16,
+        resolver: Option<Resolver>,
+    ) -> Result<Self, Error> {
         let (tx, answer) = mpsc::channel();
         thread::Builder::new()
             .name("wspeer-resolve".into())
             .spawn(move || {
-                let result = (host.as_str(), port).to_socket_addrs().map(|a| a.collect());
+                let result = match resolver {
+                    Some(Resolver(lookup)) => lookup(&host, port),
+                    None => (host.as_str(), port).to_socket_addrs().map(|a| a.collect()),
+                };
                 let _ = tx.send(result);
             })
             .map_err(|e| Error::Resolve(format!("could not start the lookup thread: {e}")))?;

@@ -1,6 +1,8 @@
 //! Shared test harness: a server and clients on loopback, polled together like a game loop.
 #![allow(dead_code)]
 
+pub mod raw;
+
 use std::time::{Duration, Instant};
 
 use wspeer::{
@@ -121,13 +123,20 @@ pub struct TestPki {
 }
 
 pub fn pki_for(names: &[&str]) -> TestPki {
+    pki_with_ca_name("wspeer test CA", names)
+}
+
+/// Like [`pki_for`], with the CA's common name chosen. Two CAs in one test need different
+/// names: a verifier that finds a trusted CA with the issuer's name but another key
+/// reports a bad signature, not an unknown issuer.
+pub fn pki_with_ca_name(ca_name: &str, names: &[&str]) -> TestPki {
     use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
     let ca_key = KeyPair::generate().expect("ca key");
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     ca_params
         .distinguished_name
-        .push(rcgen::DnType::CommonName, "wspeer test CA");
+        .push(rcgen::DnType::CommonName, ca_name);
     let ca_cert = ca_params.self_signed(&ca_key).expect("ca cert");
     let issuer = Issuer::new(ca_params, ca_key);
     let leaf_key = KeyPair::generate().expect("leaf key");
@@ -142,4 +151,31 @@ pub fn pki_for(names: &[&str]) -> TestPki {
         cert_pem: leaf.pem(),
         key_pem: leaf_key.serialize_pem(),
     }
+}
+
+impl TestPki {
+    /// Server options serving this leaf (and its chain).
+    pub fn server_options(&self) -> TlsOptions {
+        TlsOptions::server(self.cert_pem.as_bytes(), self.key_pem.as_bytes())
+            .expect("server TLS options")
+    }
+
+    /// Client options trusting only this PKI's CA.
+    pub fn client_options(&self) -> TlsOptions {
+        TlsOptions::client_with_ca(self.ca_pem.as_bytes()).expect("client TLS options")
+    }
+}
+
+/// A listening wss:// server on 127.0.0.1 (ephemeral port) presenting `pki`'s leaf.
+pub fn tls_server_with(config: ServerConfig, pki: &TestPki) -> WebSocketServer {
+    let mut server = WebSocketServer::with_config(config);
+    server
+        .set_tls_options(Some(pki.server_options()))
+        .expect("set_tls_options");
+    server.listen_on("127.0.0.1", 0).expect("listen");
+    server
+}
+
+pub fn wss_url(server: &WebSocketServer, path: &str) -> String {
+    format!("wss://{}{path}", server.local_addr().expect("listening"))
 }

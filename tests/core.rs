@@ -1,0 +1,931 @@
+//! The core contract on real loopback sockets: round trips, limits, closes, timeouts,
+//! sub-protocols, headers, back-pressure, id lifecycle and non-blocking resolution.
+
+#![allow(clippy::field_reassign_with_default)] // configs read best as "defaults, then this change"
+
+mod common;
+
+use std::collections::HashSet;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::raw;
+use common::*;
+use wspeer::*;
+
+fn events_until(
+    server: &mut WebSocketServer,
+    clients: &mut [&mut WebSocketPeer],
+    what: &str,
+    done: impl Fn(&[ServerEvent]) -> bool,
+) -> Vec<ServerEvent> {
+    let mut events = Vec::new();
+    run_until(server, clients, &mut events, what, |_, _, ev| done(ev));
+    events
+}
+
+fn disconnected(id: i32) -> impl Fn(&[ServerEvent]) -> bool {
+    move |ev| {
+        ev.iter()
+            .any(|e| matches!(e, ServerEvent::ClientDisconnected { id: i, .. } if *i == id))
+    }
+}
+
+/// Polls the server at a fixed (possibly future) instant until `done`.
+fn server_at_until(
+    server: &mut WebSocketServer,
+    now: Instant,
+    what: &str,
+    mut done: impl FnMut(&mut WebSocketServer, &[ServerEvent]) -> bool,
+) -> Vec<ServerEvent> {
+    let start = Instant::now();
+    let mut events = Vec::new();
+    loop {
+        server.poll_at(now);
+        events.extend(server.events());
+        if done(server, &events) {
+            return events;
+        }
+        assert!(
+            start.elapsed() < TIMEOUT,
+            "timed out waiting for: {what}; events: {events:?}"
+        );
+        std::thread::sleep(Duration::from_micros(200));
+    }
+}
+
+/// A hand-driven client, upgraded on a helper thread while this thread polls the server.
+fn raw_client(server: &mut WebSocketServer) -> std::net::TcpStream {
+    let addr = server.local_addr().unwrap();
+    let upgrading = std::thread::spawn(move || raw::upgrade(addr, "/", ""));
+    let start = Instant::now();
+    while !upgrading.is_finished() {
+        server.poll();
+        assert!(start.elapsed() < TIMEOUT, "raw upgrade stalled");
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    let (stream, head) = upgrading.join().unwrap();
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    stream
+}
+
+fn connected_id(events: &[ServerEvent]) -> Option<i32> {
+    events.iter().find_map(|e| match e {
+        ServerEvent::ClientConnected { id, .. } => Some(*id),
+        _ => None,
+    })
+}
+
+#[test]
+fn server_initiated_close_carries_code_and_reason() {
+    let mut server = server();
+    let (mut client, id) = connect(&mut server);
+    server.disconnect_peer(id, 4001, "srv bye").unwrap();
+    let events = events_until(
+        &mut server,
+        &mut [&mut client],
+        "disconnect",
+        disconnected(id),
+    );
+    run_clients_until(&mut [&mut client], "client closed", |c| {
+        c[0].get_ready_state() == State::Closed
+    });
+    assert_eq!(client.get_close_code(), 4001);
+    assert_eq!(client.get_close_reason(), "srv bye");
+    assert!(client.get_last_error().is_none());
+    assert!(events.contains(&ServerEvent::ClientDisconnected {
+        id,
+        was_clean: true
+    }));
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, ServerEvent::ClientCloseRequest { .. })),
+        "a close we started is not the client's request: {events:?}"
+    );
+}
+
+#[test]
+fn abort_is_unclean_on_both_sides() {
+    let mut server = server();
+    let (mut client, id) = connect(&mut server);
+    client.close(-1, "").unwrap();
+    assert_eq!(
+        client.get_ready_state(),
+        State::Closed,
+        "abort is immediate"
+    );
+    assert_eq!(client.get_close_code(), -1);
+    let events = events_until(&mut server, &mut [], "disconnect", disconnected(id));
+    assert!(events.contains(&ServerEvent::ClientDisconnected {
+        id,
+        was_clean: false
+    }));
+    assert_eq!(server.get_peer(id).unwrap().get_close_code(), -1);
+    assert!(matches!(
+        server.get_peer(id).unwrap().get_last_error(),
+        Some(Error::ConnectionLost(_))
+    ));
+}
+
+#[test]
+fn packets_stay_readable_after_the_close() {
+    let mut server = server();
+    let (mut client, id) = connect(&mut server);
+    for text in ["one", "two", "three"] {
+        server.get_peer(id).unwrap().send_text(text).unwrap();
+    }
+    server.disconnect_peer(id, 1000, "done").unwrap();
+    events_until(
+        &mut server,
+        &mut [&mut client],
+        "disconnect",
+        disconnected(id),
+    );
+    run_clients_until(&mut [&mut client], "closed", |c| {
+        c[0].get_ready_state() == State::Closed
+    });
+    let got: Vec<String> = client
+        .packets()
+        .map(|p| p.as_text().unwrap().to_string())
+        .collect();
+    assert_eq!(got, ["one", "two", "three"]);
+
+    // Server side: unread packets survive the ClientDisconnected event until the next poll.
+    let (mut client, id) = connect(&mut server);
+    client.send_text("a").unwrap();
+    client.send_text("b").unwrap();
+    client.close(1000, "").unwrap();
+    let mut events = Vec::new();
+    let start = Instant::now();
+    while !disconnected(id)(&events) {
+        server.poll();
+        client.poll();
+        // Only look at events; do not touch the peer until it has disconnected.
+        events.extend(server.events());
+        assert!(start.elapsed() < TIMEOUT);
+    }
+    let peer = server
+        .get_peer(id)
+        .expect("still there until the next poll");
+    assert_eq!(peer.get_ready_state(), State::Closed);
+    assert_eq!(peer.get_available_packet_count(), 2);
+    assert_eq!(peer.get_packet().unwrap(), b"a");
+    server.poll();
+    assert!(server.get_peer(id).is_none(), "removed by the next poll");
+}
+
+#[test]
+fn message_at_the_limit_passes_and_over_it_closes_1009() {
+    let mut server = server();
+    let (mut client, id) = connect(&mut server);
+    let exact = vec![7u8; DEFAULT_BUFFER_SIZE];
+    server.get_peer(id).unwrap().put_packet(&exact).unwrap();
+    run_until(
+        &mut server,
+        &mut [&mut client],
+        &mut Vec::new(),
+        "exact",
+        |_, c, _| c[0].get_available_packet_count() == 1,
+    );
+    assert_eq!(client.get_packet().unwrap(), exact);
+
+    // Server to client, one byte over the client's limit (the server has no byte limit).
+    let mut config = ServerConfig::default();
+    config.peer.outbound_buffer_size = 0;
+    let mut server = server_with(config);
+    let (mut client, id) = connect(&mut server);
+    server
+        .get_peer(id)
+        .unwrap()
+        .put_packet(&vec![1u8; DEFAULT_BUFFER_SIZE + 1])
+        .unwrap();
+    let events = events_until(&mut server, &mut [&mut client], "1009", disconnected(id));
+    run_clients_until(&mut [&mut client], "closed", |c| {
+        c[0].get_ready_state() == State::Closed
+    });
+    assert_eq!(client.get_close_code(), 1009);
+    assert_eq!(client.get_close_reason(), "Message too big");
+    assert!(matches!(
+        client.get_last_error(),
+        Some(Error::Protocol { code: 1009, .. })
+    ));
+    assert_eq!(
+        client.get_available_packet_count(),
+        0,
+        "nothing partial delivered"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, ServerEvent::ClientCloseRequest { code: 1009, .. }))
+    );
+
+    // Client to server: the server's peer closes with 1009.
+    let mut server = common::server();
+    let mut config = PeerConfig::default();
+    config.outbound_buffer_size = 0;
+    let (mut client, id) = connect_with(&mut server, "/", config, None);
+    client
+        .put_packet(&vec![2u8; DEFAULT_BUFFER_SIZE + 1])
+        .unwrap();
+    events_until(
+        &mut server,
+        &mut [&mut client],
+        "disconnect",
+        disconnected(id),
+    );
+    assert_eq!(server.get_peer(id).unwrap().get_close_code(), 1009);
+    run_clients_until(&mut [&mut client], "closed", |c| {
+        c[0].get_ready_state() == State::Closed
+    });
+    assert_eq!(client.get_close_code(), 1009);
+}
+
+#[test]
+fn send_refuses_bad_input_and_oversized_messages() {
+    let mut peer = WebSocketPeer::new();
+    assert!(matches!(peer.send_text("early"), Err(Error::NotOpen)));
+    let mut server = server();
+    let (mut client, _) = connect(&mut server);
+    assert!(matches!(
+        client.send(&[0xC3, 0x28], WriteMode::Text),
+        Err(Error::InvalidUtf8)
+    ));
+    let too_big = vec![0u8; DEFAULT_BUFFER_SIZE + 1];
+    assert!(matches!(
+        client.put_packet(&too_big),
+        Err(Error::MessageTooLarge { size, limit: DEFAULT_BUFFER_SIZE }) if size == too_big.len()
+    ));
+    assert_eq!(client.get_current_outbound_buffered_amount(), 0);
+    assert!(matches!(
+        client.close(1005, ""),
+        Err(Error::InvalidCloseCode(1005))
+    ));
+    assert_eq!(
+        client.get_ready_state(),
+        State::Open,
+        "a refused close changes nothing"
+    );
+}
+
+#[test]
+fn close_timeout_ends_a_peer_that_never_answers() {
+    let mut server = server();
+    let mut silent = raw_client(&mut server);
+    let events = server_at_until(&mut server, Instant::now(), "connected", |_, ev| {
+        connected_id(ev).is_some()
+    });
+    let id = connected_id(&events).unwrap();
+    server.disconnect_peer(id, 1000, "bye").unwrap();
+    server.poll();
+    let frame = raw::read_frame(&mut silent).expect("close frame");
+    assert_eq!(frame.close_code(), Some(1000));
+    assert_eq!(
+        server.get_peer(id).unwrap().get_ready_state(),
+        State::Closing
+    );
+    // The remote never answers: one poll past close_timeout ends it, uncleanly.
+    let later = Instant::now() + PeerConfig::default().close_timeout + Duration::from_millis(10);
+    let events = server_at_until(&mut server, later, "timeout", |_, ev| disconnected(id)(ev));
+    assert!(events.contains(&ServerEvent::ClientDisconnected {
+        id,
+        was_clean: false
+    }));
+    assert!(matches!(
+        server.get_peer(id).unwrap().get_last_error(),
+        Some(Error::CloseTimeout)
+    ));
+}
+
+#[test]
+fn ping_is_answered_with_the_same_payload() {
+    let mut server = server();
+    let mut stream = raw_client(&mut server);
+    stream
+        .write_all(&raw::client_frame(true, 0x9, b"are you there"))
+        .unwrap();
+    let (tx, rx) = mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let _ = tx.send(raw::read_frame(&mut stream));
+    });
+    let start = Instant::now();
+    let frame = loop {
+        server.poll();
+        if let Ok(frame) = rx.try_recv() {
+            break frame.expect("pong");
+        }
+        assert!(start.elapsed() < TIMEOUT, "no pong");
+        std::thread::sleep(Duration::from_millis(1));
+    };
+    reader.join().unwrap();
+    assert_eq!(
+        (frame.opcode, frame.payload.as_slice()),
+        (0xA, &b"are you there"[..])
+    );
+    assert!(!frame.masked);
+}
+
+#[test]
+fn heartbeat_keeps_a_live_peer_and_drops_a_silent_one() {
+    let interval = Duration::from_secs(1);
+    let mut config = ServerConfig::default();
+    config.peer.heartbeat_interval = interval;
+    let mut server = server_with(config);
+    let (mut live, live_id) = connect(&mut server);
+    let _silent = raw_client(&mut server);
+    let events = server_at_until(&mut server, Instant::now(), "silent connected", |_, ev| {
+        connected_id(ev).is_some()
+    });
+    let silent_id = connected_id(&events).unwrap();
+    let t0 = Instant::now();
+    for round in 1..=3u32 {
+        // A frame just past each interval: the server pings; the live client answers.
+        let now = t0 + interval * round + Duration::from_millis(50);
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_millis(100) {
+            server.poll_at(now);
+            live.poll();
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let events: Vec<ServerEvent> = server.events().collect();
+        let silent_gone = events.contains(&ServerEvent::ClientDisconnected {
+            id: silent_id,
+            was_clean: false,
+        });
+        assert_eq!(silent_gone, round == 2, "round {round}: {events:?}");
+        assert!(
+            !disconnected(live_id)(&events),
+            "live peer dropped in round {round}"
+        );
+    }
+    assert_eq!(live.get_ready_state(), State::Open);
+}
+
+#[test]
+fn heartbeat_is_off_by_default_and_settable_on_clients() {
+    assert_eq!(PeerConfig::default().heartbeat_interval, Duration::ZERO);
+    let mut server = server();
+    let mut config = PeerConfig::default();
+    config.heartbeat_interval = Duration::from_millis(500);
+    let (mut client, _) = connect_with(&mut server, "/", config, None);
+    // The server answers pings inside its poll; the client stays open over several rounds.
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_millis(1600) {
+        server.poll();
+        client.poll();
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(client.get_ready_state(), State::Open);
+}
+
+#[test]
+fn handshake_timeout_drops_a_connection_that_never_upgrades() {
+    let mut server = server();
+    let mut idle = std::net::TcpStream::connect(server.local_addr().unwrap()).unwrap();
+    idle.set_read_timeout(Some(TIMEOUT)).unwrap();
+    server_at_until(&mut server, Instant::now(), "pending", |s, _| {
+        s.pending_count() == 1
+    });
+    let later =
+        Instant::now() + ServerConfig::default().handshake_timeout + Duration::from_millis(10);
+    let events = server_at_until(&mut server, later, "dropped", |s, _| s.pending_count() == 0);
+    assert!(
+        events.is_empty(),
+        "a peer that never connected raises no event: {events:?}"
+    );
+    let mut buf = [0u8; 16];
+    assert_eq!(
+        idle.read(&mut buf).unwrap_or(0),
+        0,
+        "the server closed the socket"
+    );
+    server.poll();
+    assert_eq!(server.slot_count(), 0);
+}
+
+#[test]
+fn client_connect_timeout_covers_a_server_that_never_answers() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut client = WebSocketPeer::new();
+    client
+        .connect_to_url(&format!("ws://{addr}/"), None)
+        .unwrap();
+    let (_held, _) = listener.accept().unwrap();
+    for _ in 0..20 {
+        client.poll();
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(client.get_ready_state(), State::Connecting);
+    client.poll_at(Instant::now() + PeerConfig::default().connect_timeout);
+    assert_eq!(client.get_ready_state(), State::Closed);
+    assert!(matches!(
+        client.get_last_error(),
+        Some(Error::ConnectTimeout)
+    ));
+    assert_eq!(client.get_close_code(), -1);
+}
+
+#[test]
+fn subprotocol_is_chosen_in_client_order_and_mismatch_is_rejected() {
+    let mut config = ServerConfig::default();
+    config.peer.supported_protocols = vec!["b".into(), "c".into()];
+    let mut server = server_with(config);
+    let mut client_config = PeerConfig::default();
+    client_config.supported_protocols = vec!["a".into(), "c".into(), "b".into()];
+    let mut client = WebSocketPeer::with_config(client_config);
+    client.connect_to_url(&url(&server, "/"), None).unwrap();
+    let events = events_until(&mut server, &mut [&mut client], "connect", |ev| {
+        connected_id(ev).is_some()
+    });
+    assert!(matches!(&events[0], ServerEvent::ClientConnected { protocol, .. } if protocol == "c"));
+    run_clients_until(&mut [&mut client], "open", |c| {
+        c[0].get_ready_state() == State::Open
+    });
+    assert_eq!(client.get_selected_protocol(), "c");
+
+    for offered in [vec!["x".to_string()], vec![]] {
+        let mut client_config = PeerConfig::default();
+        client_config.supported_protocols = offered.clone();
+        let mut client = WebSocketPeer::with_config(client_config);
+        client.connect_to_url(&url(&server, "/"), None).unwrap();
+        let mut events = Vec::new();
+        run_until(
+            &mut server,
+            &mut [&mut client],
+            &mut events,
+            "rejected",
+            |_, c, _| c[0].get_ready_state() == State::Closed,
+        );
+        assert!(events.is_empty(), "{events:?}");
+        let error = client.get_last_error().expect("an error").to_string();
+        assert!(error.contains("400"), "offered {offered:?}: {error}");
+    }
+}
+
+#[test]
+fn custom_headers_travel_both_ways_and_the_request_is_visible() {
+    let mut config = ServerConfig::default();
+    config.peer.handshake_headers = vec!["X-Server: two".into()];
+    let mut server = server_with(config);
+    let mut client_config = PeerConfig::default();
+    client_config.handshake_headers = vec!["X-Client: one".into(), "Cookie: token=abc".into()];
+    let (client, id) = connect_with(&mut server, "/room/7?team=blue", client_config, None);
+    let port = server.local_addr().unwrap().port();
+    let peer = server.get_peer(id).unwrap();
+    let request = peer.get_handshake_request().expect("request recorded");
+    assert_eq!(request.path, "/room/7");
+    assert_eq!(request.query.as_deref(), Some("team=blue"));
+    assert_eq!(request.header("x-client"), Some("one"));
+    assert_eq!(request.header("COOKIE"), Some("token=abc"));
+    assert_eq!(
+        peer.get_requested_url(),
+        format!("ws://127.0.0.1:{port}/room/7?team=blue")
+    );
+    assert!(
+        client
+            .get_handshake_response_headers()
+            .iter()
+            .any(|(n, v)| n == "x-server" && v == "two"),
+        "{:?}",
+        client.get_handshake_response_headers()
+    );
+
+    let mut bad = WebSocketPeer::new();
+    bad.set_handshake_headers(&["no colon here"]);
+    assert!(matches!(
+        bad.connect_to_url(&url(&server, "/"), None),
+        Err(Error::InvalidHeader(_))
+    ));
+}
+
+#[test]
+fn slow_reader_receives_10000_messages_complete_and_in_order() {
+    const COUNT: usize = 10_000;
+    let mut server = server();
+    let mut config = PeerConfig::default();
+    config.max_queued_packets = 16;
+    let (mut client, id) = connect_with(&mut server, "/", config, None);
+    let mut next_to_send = 0;
+    let mut received = 0;
+    let mut full_errors = 0;
+    let start = Instant::now();
+    while received < COUNT {
+        server.poll();
+        let peer = server.get_peer(id).unwrap();
+        while next_to_send < COUNT {
+            let message = format!("{next_to_send:06}:{}", "x".repeat(next_to_send % 3000));
+            match peer.send_text(&message) {
+                Ok(()) => next_to_send += 1,
+                Err(Error::OutboundBufferFull { .. } | Error::OutboundQueueFull { .. }) => {
+                    full_errors += 1;
+                    break;
+                }
+                Err(e) => panic!("send: {e}"),
+            }
+        }
+        client.poll();
+        assert!(
+            client.get_available_packet_count() <= 16,
+            "inbound queue over its limit"
+        );
+        // A slow game: five messages per frame.
+        for packet in client.packets().take(5) {
+            let text = packet.as_text().unwrap();
+            let expected = format!("{received:06}:{}", "x".repeat(received % 3000));
+            assert_eq!(text, expected);
+            received += 1;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "stalled at {received}"
+        );
+    }
+    assert!(full_errors > 0, "the test never filled the outbound buffer");
+    assert_eq!(client.get_ready_state(), State::Open);
+}
+
+#[test]
+fn server_side_back_pressure_loses_nothing() {
+    const COUNT: usize = 3_000;
+    let mut config = ServerConfig::default();
+    config.peer.max_queued_packets = 8;
+    let mut server = server_with(config);
+    let (mut client, id) = connect(&mut server);
+    let mut sent = 0;
+    let mut received = Vec::with_capacity(COUNT);
+    let start = Instant::now();
+    while received.len() < COUNT {
+        while sent < COUNT {
+            match client.put_packet(&(sent as u32).to_le_bytes()) {
+                Ok(()) => sent += 1,
+                Err(Error::OutboundBufferFull { .. } | Error::OutboundQueueFull { .. }) => break,
+                Err(e) => panic!("send: {e}"),
+            }
+        }
+        client.poll();
+        server.poll();
+        let _ = server.events().count();
+        let peer = server.get_peer(id).unwrap();
+        assert!(peer.get_available_packet_count() <= 8);
+        if let Some(packet) = peer.get_packet() {
+            received.push(u32::from_le_bytes(packet.try_into().unwrap()));
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "stalled at {}",
+            received.len()
+        );
+    }
+    assert!(received.iter().enumerate().all(|(i, v)| i as u32 == *v));
+}
+
+#[test]
+fn outbound_limits_fail_cleanly_and_queue_nothing() {
+    let mut server = server();
+    let mut stream = raw_client(&mut server);
+    let events = server_at_until(&mut server, Instant::now(), "connected", |_, ev| {
+        connected_id(ev).is_some()
+    });
+    let id = connected_id(&events).unwrap();
+    let peer = server.get_peer(id).unwrap();
+    let message = vec![0xAB; 16 * 1024];
+    let mut accepted = 0;
+    let error = loop {
+        match peer.put_packet(&message) {
+            Ok(()) => accepted += 1,
+            Err(e) => break e,
+        }
+        assert!(accepted < 10_000, "never refused");
+    };
+    let before = peer.get_current_outbound_buffered_amount();
+    assert!(
+        matches!(
+            error,
+            Error::OutboundBufferFull {
+                limit: DEFAULT_BUFFER_SIZE,
+                ..
+            }
+        ),
+        "{error}"
+    );
+    assert!(before > 0 && before <= DEFAULT_BUFFER_SIZE);
+    assert!(matches!(
+        peer.put_packet(&message),
+        Err(Error::OutboundBufferFull { .. })
+    ));
+    assert_eq!(
+        peer.get_current_outbound_buffered_amount(),
+        before,
+        "nothing half-queued"
+    );
+
+    // Every accepted message arrives intact once the client reads.
+    let reader = std::thread::spawn(move || {
+        let mut frames = 0;
+        while frames < accepted {
+            let frame = raw::read_frame(&mut stream).expect("frame");
+            assert_eq!(frame.payload, vec![0xAB; 16 * 1024]);
+            frames += 1;
+        }
+        frames
+    });
+    let start = Instant::now();
+    while !reader.is_finished() {
+        server.poll();
+        assert!(start.elapsed() < TIMEOUT);
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(reader.join().unwrap(), accepted);
+    assert_eq!(
+        server
+            .get_peer(id)
+            .unwrap()
+            .get_current_outbound_buffered_amount(),
+        0
+    );
+}
+
+#[test]
+fn outbound_packet_count_limit() {
+    let mut config = ServerConfig::default();
+    config.peer.outbound_buffer_size = 0;
+    config.peer.max_queued_packets = 4;
+    let mut server = server_with(config);
+    let _stream = raw_client(&mut server);
+    let events = server_at_until(&mut server, Instant::now(), "connected", |_, ev| {
+        connected_id(ev).is_some()
+    });
+    let id = connected_id(&events).unwrap();
+    let peer = server.get_peer(id).unwrap();
+    let message = vec![1u8; 1024 * 1024];
+    let mut accepted = 0;
+    let error = loop {
+        match peer.put_packet(&message) {
+            Ok(()) => accepted += 1,
+            Err(e) => break e,
+        }
+        assert!(accepted < 1000, "never refused");
+    };
+    assert!(
+        matches!(error, Error::OutboundQueueFull { limit: 4 }),
+        "{error}"
+    );
+    assert!(accepted >= 4);
+}
+
+#[test]
+fn a_thousand_connect_disconnect_cycles_leave_no_slot_and_reuse_no_id() {
+    let mut server = server();
+    let mut ids = HashSet::new();
+    for cycle in 0..1000 {
+        let (mut client, id) = connect(&mut server);
+        assert!(ids.insert(id), "id {id} reused in cycle {cycle}");
+        assert!(id >= 2);
+        match cycle % 3 {
+            0 => client.close(1000, "").unwrap(),
+            1 => client.close(-1, "").unwrap(),
+            _ => server.disconnect_peer(id, 1001, "").unwrap(),
+        }
+        events_until(
+            &mut server,
+            &mut [&mut client],
+            "disconnect",
+            disconnected(id),
+        );
+    }
+    server.poll();
+    assert_eq!(server.peer_count(), 0);
+    assert_eq!(server.pending_count(), 0);
+    assert_eq!(server.slot_count(), 0);
+}
+
+#[test]
+fn resolving_a_host_name_never_blocks_poll() {
+    let mut server = server();
+    let port = server.local_addr().unwrap().port();
+    let (release, gate) = mpsc::channel::<()>();
+    let gate = std::sync::Mutex::new(gate);
+    let mut config = PeerConfig::default();
+    // The lookup waits until the test lets it go: poll() must keep returning meanwhile.
+    config.resolver = Some(Resolver::new(move |host, port| {
+        let _ = gate.lock().unwrap().recv_timeout(Duration::from_secs(20));
+        std::net::ToSocketAddrs::to_socket_addrs(&(host, port)).map(|a| a.collect())
+    }));
+    let mut client = WebSocketPeer::with_config(config);
+    client
+        .connect_to_url(&format!("ws://localhost:{port}/"), None)
+        .unwrap();
+    for _ in 0..100 {
+        client.poll();
+        server.poll();
+        assert_eq!(client.get_ready_state(), State::Connecting);
+    }
+    release.send(()).unwrap();
+    run_until(
+        &mut server,
+        &mut [&mut client],
+        &mut Vec::new(),
+        "open",
+        |_, c, _| c[0].get_ready_state() == State::Open,
+    );
+    assert_eq!(
+        client.get_connected_host(),
+        Some("127.0.0.1".parse().unwrap())
+    );
+
+    // The OS resolver, for real.
+    let mut client = WebSocketPeer::new();
+    client
+        .connect_to_url(&format!("ws://localhost:{port}/"), None)
+        .unwrap();
+    run_until(
+        &mut server,
+        &mut [&mut client],
+        &mut Vec::new(),
+        "open",
+        |_, c, _| c[0].get_ready_state() == State::Open,
+    );
+}
+
+#[test]
+fn every_resolved_address_is_tried_in_turn() {
+    let mut server = server();
+    let good = server.local_addr().unwrap();
+    let closed: SocketAddr = {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    };
+    let mut config = PeerConfig::default();
+    config.resolver = Some(Resolver::new(move |_, _| Ok(vec![closed, closed, good])));
+    let mut client = WebSocketPeer::with_config(config.clone());
+    client.connect_to_url("ws://game.example/", None).unwrap();
+    run_until(
+        &mut server,
+        &mut [&mut client],
+        &mut Vec::new(),
+        "open",
+        |_, c, _| c[0].get_ready_state() == State::Open,
+    );
+    assert_eq!(client.get_connected_port(), good.port());
+
+    config.resolver = Some(Resolver::new(move |_, _| Ok(vec![closed])));
+    let mut client = WebSocketPeer::with_config(config);
+    client.connect_to_url("ws://game.example/", None).unwrap();
+    run_clients_until(&mut [&mut client], "failed", |c| {
+        c[0].get_ready_state() == State::Closed
+    });
+    assert!(
+        matches!(client.get_last_error(), Some(Error::Connect(_))),
+        "{:?}",
+        client.get_last_error()
+    );
+}
+
+#[test]
+fn bad_urls_fail_at_once() {
+    let mut peer = WebSocketPeer::new();
+    assert!(matches!(
+        peer.connect_to_url("http://x/", None),
+        Err(Error::UnsupportedScheme(_))
+    ));
+    assert!(matches!(
+        peer.connect_to_url("", None),
+        Err(Error::InvalidUrl(_))
+    ));
+    assert_eq!(peer.get_ready_state(), State::Closed);
+    peer.connect_to_url("ws://127.0.0.1:9/", None).unwrap();
+    assert!(matches!(
+        peer.connect_to_url("ws://127.0.0.1:9/", None),
+        Err(Error::AlreadyInUse)
+    ));
+    peer.close(1000, "").unwrap();
+    assert_eq!(
+        peer.get_ready_state(),
+        State::Closed,
+        "closing while connecting abandons it"
+    );
+}
+
+#[test]
+fn stop_closes_every_peer_with_1001() {
+    let mut server = server();
+    let (mut a, _) = connect(&mut server);
+    let (mut b, _) = connect(&mut server);
+    let addr = server.local_addr().unwrap();
+    server.stop();
+    assert!(!server.is_listening());
+    let start = Instant::now();
+    while server.peer_count() > 0
+        || a.get_ready_state() != State::Closed
+        || b.get_ready_state() != State::Closed
+    {
+        server.poll();
+        a.poll();
+        b.poll();
+        assert!(start.elapsed() < TIMEOUT);
+    }
+    assert_eq!((a.get_close_code(), b.get_close_code()), (1001, 1001));
+    assert!(
+        std::net::TcpStream::connect(addr).is_err(),
+        "no longer listening"
+    );
+}
+
+#[test]
+fn refused_connections_are_closed_at_once() {
+    let mut server = server();
+    server.set_refuse_new_connections(true);
+    let mut client = WebSocketPeer::new();
+    client.connect_to_url(&url(&server, "/"), None).unwrap();
+    let mut events = Vec::new();
+    run_until(
+        &mut server,
+        &mut [&mut client],
+        &mut events,
+        "refused",
+        |_, c, _| c[0].get_ready_state() == State::Closed,
+    );
+    assert!(events.is_empty());
+    assert_eq!(server.refused_connections(), 1);
+    server.set_refuse_new_connections(false);
+    connect(&mut server);
+}
+
+#[test]
+fn standalone_accept_stream_and_many_objects_in_one_thread() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut client = WebSocketPeer::new();
+    client
+        .connect_to_url(&format!("ws://{addr}/x"), None)
+        .unwrap();
+    let mut other_server = server();
+    let (mut other_client, other_id) = connect(&mut other_server);
+    let (stream, _) = listener.accept().unwrap();
+    let mut accepted = WebSocketPeer::new();
+    accepted.accept_stream(stream, None).unwrap();
+    run_clients_until(&mut [&mut client, &mut accepted], "both open", |c| {
+        c.iter().all(|p| p.get_ready_state() == State::Open)
+    });
+    assert_eq!(accepted.get_requested_url(), format!("ws://{addr}/x"));
+    client.send_text("to accepted").unwrap();
+    other_client.send_text("to server").unwrap();
+    run_clients_until(&mut [&mut client, &mut accepted], "delivered", |c| {
+        c[1].get_available_packet_count() == 1
+    });
+    assert_eq!(accepted.get_packet().unwrap(), b"to accepted");
+    let events = events_until(&mut other_server, &mut [&mut other_client], "data", |ev| {
+        ev.iter()
+            .any(|e| matches!(e, ServerEvent::DataReceived { .. }))
+    });
+    assert!(events.contains(&ServerEvent::DataReceived { id: other_id }));
+    assert_eq!(
+        other_server
+            .get_peer(other_id)
+            .unwrap()
+            .get_packet()
+            .unwrap(),
+        b"to server"
+    );
+}
+
+#[test]
+fn no_delay_is_on_and_can_be_turned_off() {
+    let mut server = server();
+    let (mut client, _) = connect(&mut server);
+    assert!(PeerConfig::default().no_delay);
+    client.set_no_delay(false).unwrap();
+    client.set_no_delay(true).unwrap();
+}
+
+#[test]
+fn raw_request_that_is_not_websocket_gets_no_upgrade() {
+    let mut server = server();
+    let mut stream = std::net::TcpStream::connect(server.local_addr().unwrap()).unwrap();
+    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut all = Vec::new();
+        let _ = stream.read_to_end(&mut all);
+        all
+    });
+    let start = Instant::now();
+    while !reader.is_finished() {
+        server.poll();
+        assert!(start.elapsed() < TIMEOUT);
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let answer = reader.join().unwrap();
+    assert!(
+        !String::from_utf8_lossy(&answer).contains("101"),
+        "{answer:?}"
+    );
+    server.poll();
+    assert_eq!((server.pending_count(), server.slot_count()), (0, 0));
+}
