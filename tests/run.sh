@@ -6,5 +6,7 @@ cd "$(dirname "$0")/.."
 if [ -f tests/interop/setup.sh ]; then
   bash tests/interop/setup.sh
 fi
+# Tests drive the real example binaries (echo_server, client, ...): build them first.
+cargo build --examples
 cargo test --all-targets
 cargo test --doc

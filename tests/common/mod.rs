@@ -179,3 +179,30 @@ pub fn tls_server_with(config: ServerConfig, pki: &TestPki) -> WebSocketServer {
 pub fn wss_url(server: &WebSocketServer, path: &str) -> String {
     format!("wss://{}{path}", server.local_addr().expect("listening"))
 }
+
+/// The built example binary `name` (target/<profile>/examples/name, next to this test's
+/// deps/ directory). Panics with the command to run when it is missing: never skipped.
+pub fn example_bin(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>");
+    let path = profile_dir.join("examples").join(name);
+    assert!(
+        path.is_file(),
+        "example binary {} is missing: run `cargo build --examples` first (tests/run.sh does)",
+        path.display()
+    );
+    path
+}
+
+/// A child process killed when dropped, so a failing test leaves nothing running.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
