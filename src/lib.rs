@@ -4,14 +4,18 @@
 //! Call `poll()` once per frame; non-blocking sockets advance only then, and messages
 //! wait in queues read with `get_available_packet_count()` / `get_packet()`.
 //!
-//! ```no_run
+//! A server and a client in one process, each advanced once per frame (this example runs
+//! as a test):
+//!
+//! ```
 //! use wspeer::{ServerEvent, State, WebSocketPeer, WebSocketServer};
 //!
 //! let mut server = WebSocketServer::new();
-//! server.listen_on("127.0.0.1", 9080)?;
+//! server.listen_on("127.0.0.1", 0)?; // port 0: any free port
+//! let url = format!("ws://{}", server.local_addr().unwrap());
 //!
 //! let mut socket = WebSocketPeer::new();
-//! socket.connect_to_url("ws://127.0.0.1:9080", None)?;
+//! socket.connect_to_url(&url, None)?;
 //!
 //! let mut sent = false;
 //! loop {
@@ -38,6 +42,7 @@
 //!     }
 //!     if socket.get_ready_state() == State::Closed {
 //!         println!("closed with code {}", socket.get_close_code());
+//!         assert_eq!(socket.get_close_code(), 1000);
 //!         break;
 //!     }
 //!     std::thread::sleep(std::time::Duration::from_millis(1)); // the rest of the frame

@@ -929,3 +929,81 @@ fn raw_request_that_is_not_websocket_gets_no_upgrade() {
     server.poll();
     assert_eq!((server.pending_count(), server.slot_count()), (0, 0));
 }
+
+#[test]
+fn pending_handshake_limit_refuses_the_excess() {
+    let mut config = ServerConfig::default();
+    config.max_pending_handshakes = 2;
+    let mut server = server_with(config);
+    let addr = server.local_addr().unwrap();
+    let mut idle: Vec<std::net::TcpStream> = (0..4)
+        .map(|_| std::net::TcpStream::connect(addr).unwrap())
+        .collect();
+    server_at_until(&mut server, Instant::now(), "refusals", |s, _| {
+        s.refused_connections() == 2
+    });
+    assert_eq!(server.pending_count(), 2);
+    // The refused two were closed at once; the pending two are still open.
+    let mut closed = 0;
+    for stream in &mut idle {
+        stream
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let mut buf = [0u8; 1];
+        if let Ok(0) = stream.read(&mut buf) {
+            closed += 1;
+        }
+    }
+    assert_eq!(closed, 2);
+    // A finished handshake frees a place.
+    let later = Instant::now() + Duration::from_secs(4);
+    server_at_until(&mut server, later, "expired", |s, _| s.pending_count() == 0);
+    connect(&mut server);
+}
+
+#[test]
+fn accepts_per_poll_are_bounded() {
+    let mut config = ServerConfig::default();
+    config.max_accepts_per_poll = 1;
+    let mut server = server_with(config);
+    let addr = server.local_addr().unwrap();
+    let _waiting: Vec<std::net::TcpStream> = (0..3)
+        .map(|_| std::net::TcpStream::connect(addr).unwrap())
+        .collect();
+    // Give the kernel a moment to queue all three in the backlog, then one per poll.
+    std::thread::sleep(Duration::from_millis(50));
+    for expected in 1..=3 {
+        server.poll();
+        assert_eq!(server.pending_count(), expected);
+    }
+}
+
+#[test]
+fn listen_on_every_interface_accepts_ipv4_and_ipv6() {
+    let mut server = WebSocketServer::new();
+    server.listen(0).unwrap();
+    let port = server.local_addr().unwrap().port();
+    for host in ["127.0.0.1", "[::1]"] {
+        if host == "[::1]" && std::net::TcpListener::bind("[::1]:0").is_err() {
+            // This machine has no IPv6 loopback: the IPv4 check above still ran.
+            continue;
+        }
+        let mut client = WebSocketPeer::new();
+        client
+            .connect_to_url(&format!("ws://{host}:{port}/"), None)
+            .unwrap();
+        run_until(
+            &mut server,
+            &mut [&mut client],
+            &mut Vec::new(),
+            host,
+            |_, c, _| c[0].get_ready_state() == State::Open,
+        );
+    }
+    assert!(matches!(server.listen(0), Err(Error::AlreadyInUse)));
+    let mut other = WebSocketServer::new();
+    assert!(matches!(
+        other.listen_on("not an ip", 0),
+        Err(Error::InvalidConfig(_))
+    ));
+}
