@@ -183,7 +183,10 @@ fn describe_tls(e: &rustls::Error) -> String {
                 format!("certificate not valid yet ({cert:?})")
             }
             C::Revoked => "certificate revoked".into(),
-            C::BadSignature | C::BadEncoding => format!("malformed certificate ({cert:?})"),
+            C::BadSignature => "certificate signature does not verify against the trusted CA \
+                                of that name (was the CA regenerated? trust the current one)"
+                .into(),
+            C::BadEncoding => format!("malformed certificate ({cert:?})"),
             other => format!("invalid certificate: {other:?}"),
         },
         rustls::Error::AlertReceived(alert) => format!("the remote sent TLS alert {alert:?}"),

@@ -238,3 +238,64 @@ fn client_example_fails_without_a_server() {
     );
     assert!(String::from_utf8_lossy(&output.stderr).contains("could not connect"));
 }
+
+#[test]
+fn echo_server_serves_wss_with_cert_and_key() {
+    let pki = pki_for(&["127.0.0.1"]);
+    let dir = TempDir::new("echo-wss");
+    let cert = dir.write("cert.pem", &pki.cert_pem);
+    let key = dir.write("key.pem", &pki.key_pem);
+    let (mut server, url) = echo_server(&["--cert", &cert, "--key", &key, "--quiet"]);
+    assert!(url.starts_with("wss://"), "{url}");
+    let mut client = WebSocketPeer::new();
+    client
+        .connect_to_url(&url, Some(pki.client_options()))
+        .unwrap();
+    server.expect_line("connected with protocol", || client.poll());
+    run_clients_until(&mut [&mut client], "open", |c| {
+        c[0].get_ready_state() == State::Open
+    });
+    client.send_text("echo me over TLS").unwrap();
+    client.put_packet(&[1, 2, 3, 250]).unwrap();
+    run_clients_until(&mut [&mut client], "two echoes", |c| {
+        c[0].get_available_packet_count() == 2
+    });
+    assert_eq!(client.recv().unwrap().as_text(), Some("echo me over TLS"));
+    let binary = client.recv().unwrap();
+    assert_eq!(
+        (binary.data(), binary.is_text()),
+        (&[1u8, 2, 3, 250][..], false)
+    );
+    client.close(1000, "bye").unwrap();
+    server.expect_line("disconnected, clean: true", || client.poll());
+
+    // The client example over wss, trusting the CA file.
+    let ca = dir.write("ca.pem", &pki.ca_pem);
+    let output = Command::new(example_bin("client"))
+        .args([&url, "--ca", &ca])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("Got data from server: Test packet"),
+        "{stdout}"
+    );
+    // Without the CA the certificate is refused, and the error says why.
+    let output = Command::new(example_bin("client"))
+        .arg(&url)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("unknown issuer"));
+    // --insecure accepts it.
+    let output = Command::new(example_bin("client"))
+        .args([&url, "--insecure"])
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+}
