@@ -44,6 +44,11 @@ pub struct PeerConfig {
     pub connect_timeout: Duration,
     /// Whether `TCP_NODELAY` is set on new connections (Godot: on).
     pub no_delay: bool,
+    /// Server side: the largest upgrade request head accepted, in bytes; a larger one is
+    /// answered `431` and closed.
+    pub max_handshake_bytes: usize,
+    /// Server side: the most header lines an upgrade request may have (`431` beyond).
+    pub max_handshake_headers: usize,
     /// Client only: how host names become addresses. `None` (the default) asks the OS
     /// resolver. Either way the lookup runs on a short-lived thread, never in `poll()`.
     pub resolver: Option<Resolver>,
@@ -84,6 +89,8 @@ impl Default for PeerConfig {
             close_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(30),
             no_delay: true,
+            max_handshake_bytes: 8 * 1024,
+            max_handshake_headers: 64,
             resolver: None,
         }
     }

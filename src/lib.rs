@@ -59,9 +59,11 @@ mod server;
 mod stream;
 mod target;
 mod tls;
+mod upgrade;
 
 pub use config::{DEFAULT_BUFFER_SIZE, PeerConfig, Resolver, ServerConfig};
 pub use error::Error;
-pub use peer::{HandshakeRequest, Packet, State, WebSocketPeer, WriteMode};
+pub use peer::{Packet, State, WebSocketPeer, WriteMode};
 pub use server::{ServerEvent, WebSocketServer};
 pub use tls::TlsOptions;
+pub use upgrade::HandshakeRequest;

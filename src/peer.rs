@@ -4,18 +4,16 @@
 use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Registry, Token};
 use tungstenite::handshake::client::ClientHandshake;
-use tungstenite::handshake::server::{Callback, ErrorResponse, Request, Response, ServerHandshake};
 use tungstenite::handshake::{HandshakeError, MidHandshake};
-use tungstenite::http::{HeaderName, HeaderValue, StatusCode};
-use tungstenite::protocol::WebSocketConfig;
+use tungstenite::http::{HeaderName, HeaderValue};
 use tungstenite::protocol::frame::CloseFrame;
 use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::protocol::{Role, WebSocketConfig};
 use tungstenite::{Bytes, Message, WebSocket};
 
 use crate::config::{PeerConfig, parse_header_line};
@@ -23,6 +21,7 @@ use crate::error::Error;
 use crate::stream::Transport;
 use crate::target::{Lookup, Target};
 use crate::tls::TlsOptions;
+use crate::upgrade::{self, HandshakeRequest, Parsed, Refusal};
 
 /// Where a connection is, as Godot's `WebSocketPeer.State`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -80,29 +79,6 @@ impl Packet {
     }
 }
 
-/// The client's upgrade request, as a server saw it: path, query and every header.
-/// Beyond Godot, which only exposes `get_requested_url()`.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct HandshakeRequest {
-    /// The request path, e.g. `/game`.
-    pub path: String,
-    /// The query string without `?`, if any.
-    pub query: Option<String>,
-    /// Every header in arrival order, names lower-cased; values that are not UTF-8 are
-    /// decoded lossily.
-    pub headers: Vec<(String, String)>,
-}
-
-impl HandshakeRequest {
-    /// The first value of header `name` (case-insensitive).
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
-
 /// What happened to a server-owned peer during one `advance`, for the server's events.
 #[derive(Default, Debug)]
 pub(crate) struct Notices {
@@ -112,96 +88,7 @@ pub(crate) struct Notices {
     pub(crate) closed: bool,
 }
 
-/// The server side's handshake callback: picks the sub-protocol, adds our headers and
-/// records the request for [`WebSocketPeer::get_handshake_request`].
-struct Accept {
-    protocols: Vec<String>,
-    headers: Vec<(HeaderName, HeaderValue)>,
-    outcome: Arc<Mutex<Option<(HandshakeRequest, String)>>>,
-}
-
-fn reject(status: StatusCode, why: String) -> ErrorResponse {
-    let mut response = ErrorResponse::new(Some(why));
-    *response.status_mut() = status;
-    response
-}
-
-impl Callback for Accept {
-    fn on_request(
-        self,
-        request: &Request,
-        mut response: Response,
-    ) -> Result<Response, ErrorResponse> {
-        let offered: Vec<&str> = request
-            .headers()
-            .get_all("Sec-WebSocket-Protocol")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(str::trim)
-            .filter(|p| !p.is_empty())
-            .collect();
-        // Godot's rule: the first protocol in the client's order that we support; a client
-        // offering none is refused when we require one, and the reverse.
-        let selected = match (offered.is_empty(), self.protocols.is_empty()) {
-            (true, true) => String::new(),
-            (true, false) => {
-                return Err(reject(
-                    StatusCode::BAD_REQUEST,
-                    format!(
-                        "a sub-protocol is required: {}\n",
-                        self.protocols.join(", ")
-                    ),
-                ));
-            }
-            (false, _) => match offered
-                .iter()
-                .find(|p| self.protocols.iter().any(|s| s == *p))
-            {
-                Some(p) => p.to_string(),
-                None => {
-                    return Err(reject(
-                        StatusCode::BAD_REQUEST,
-                        format!(
-                            "none of the offered sub-protocols is supported: {}\n",
-                            offered.join(", ")
-                        ),
-                    ));
-                }
-            },
-        };
-        let headers = response.headers_mut();
-        if !selected.is_empty() {
-            if let Ok(value) = HeaderValue::from_str(&selected) {
-                headers.insert("Sec-WebSocket-Protocol", value);
-            }
-        }
-        for (name, value) in self.headers {
-            headers.append(name, value);
-        }
-        let seen = HandshakeRequest {
-            path: request.uri().path().to_string(),
-            query: request.uri().query().map(str::to_string),
-            headers: request
-                .headers()
-                .iter()
-                .map(|(n, v)| {
-                    (
-                        n.as_str().to_string(),
-                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                    )
-                })
-                .collect(),
-        };
-        if let Ok(mut outcome) = self.outcome.lock() {
-            *outcome = Some((seen, selected));
-        }
-        Ok(response)
-    }
-}
-
 type ClientMid = MidHandshake<ClientHandshake<Transport>>;
-type ServerMid = MidHandshake<ServerHandshake<Transport, Accept>>;
 
 /// The connection's life, one variant per stage; each owns exactly what that stage needs.
 enum Phase {
@@ -213,10 +100,11 @@ enum Phase {
         remaining: VecDeque<SocketAddr>,
     },
     ClientHandshake(Box<ClientMid>),
-    ServerHandshake(
-        Box<ServerMid>,
-        Arc<Mutex<Option<(HandshakeRequest, String)>>>,
-    ),
+    /// Reading the client's upgrade request (after TLS, when there is TLS).
+    ServerHandshake {
+        transport: Transport,
+        head: Vec<u8>,
+    },
     Open(Box<WebSocket<Transport>>),
     /// The WebSocket part is over; the last bytes (our close frame) still go out. With
     /// `drain`, the remote may still be sending (we closed because of its error): read and
@@ -533,22 +421,16 @@ impl WebSocketPeer {
         socket_options(&tcp, self.live.no_delay);
         self.remote_addr = tcp.peer_addr().ok();
         let session = tls.map(TlsOptions::start_server).transpose()?;
-        let secure = session.is_some();
-        let outcome = Arc::new(Mutex::new(None));
-        let accept = Accept {
-            protocols: self.live.supported_protocols.clone(),
-            headers: self.parsed_headers()?,
-            outcome: outcome.clone(),
-        };
-        let mid =
-            ServerHandshake::start(Transport::new(tcp, session), accept, Some(self.ws_config()));
-        self.phase = Phase::ServerHandshake(Box::new(mid), outcome);
-        self.deadline_open = Some(deadline);
-        self.requested_url = if secure {
+        self.requested_url = if session.is_some() {
             "wss://".into()
         } else {
             "ws://".into()
         };
+        self.phase = Phase::ServerHandshake {
+            transport: Transport::new(tcp, session),
+            head: Vec::new(),
+        };
+        self.deadline_open = Some(deadline);
         Ok(())
     }
 
@@ -646,7 +528,7 @@ impl WebSocketPeer {
     fn transport_mut(&mut self) -> Option<&mut Transport> {
         match &mut self.phase {
             Phase::ClientHandshake(mid) => Some(mid.get_mut().get_mut()),
-            Phase::ServerHandshake(mid, _) => Some(mid.get_mut().get_mut()),
+            Phase::ServerHandshake { transport, .. } => Some(transport),
             Phase::Open(ws) => Some(ws.get_mut()),
             Phase::Lingering { transport, .. } => Some(transport),
             _ => None,
@@ -656,7 +538,7 @@ impl WebSocketPeer {
     fn transport(&self) -> Option<&Transport> {
         match &self.phase {
             Phase::ClientHandshake(mid) => Some(mid.get_ref().get_ref()),
-            Phase::ServerHandshake(mid, _) => Some(mid.get_ref().get_ref()),
+            Phase::ServerHandshake { transport, .. } => Some(transport),
             Phase::Open(ws) => Some(ws.get_ref()),
             Phase::Lingering { transport, .. } => Some(transport),
             _ => None,
@@ -695,7 +577,9 @@ impl WebSocketPeer {
             },
             Phase::Connecting { tcp, remaining } => self.step_connect(tcp, remaining, registry),
             Phase::ClientHandshake(mid) => self.step_client_handshake(*mid),
-            Phase::ServerHandshake(mid, outcome) => self.step_server_handshake(*mid, outcome),
+            Phase::ServerHandshake { transport, head } => {
+                self.step_server_handshake(transport, head, now)
+            }
             Phase::Open(ws) => self.step_open(ws, now),
             Phase::Lingering {
                 transport,
@@ -822,31 +706,89 @@ impl WebSocketPeer {
         }
     }
 
-    fn step_server_handshake(
-        &mut self,
-        mid: ServerMid,
-        outcome: Arc<Mutex<Option<(HandshakeRequest, String)>>>,
-    ) {
-        match mid.handshake() {
-            Ok(ws) => {
-                if let Some((request, protocol)) = outcome.lock().ok().and_then(|mut o| o.take()) {
-                    let host = request.header("host").unwrap_or("").to_string();
-                    let path = match &request.query {
-                        Some(q) => format!("{}?{q}", request.path),
-                        None => request.path.clone(),
-                    };
-                    self.requested_url = format!("{}{host}{path}", self.requested_url);
-                    self.selected_protocol = protocol;
-                    self.handshake_request = Some(request);
+    /// Reads the upgrade request until it is complete, then answers it.
+    fn step_server_handshake(&mut self, mut transport: Transport, mut head: Vec<u8>, now: Instant) {
+        let (max_bytes, max_headers) = (
+            self.live.max_handshake_bytes,
+            self.live.max_handshake_headers,
+        );
+        let mut chunk = [0u8; 1024];
+        loop {
+            match io::Read::read(&mut transport, &mut chunk) {
+                Ok(0) => {
+                    return self.fail(Error::Handshake(
+                        "the client closed the connection during the handshake".into(),
+                    ));
                 }
-                self.open(ws);
+                Ok(n) => head.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return self.fail(handshake_error(tungstenite::Error::Io(e))),
             }
-            Err(HandshakeError::Interrupted(mid)) => {
-                self.phase = Phase::ServerHandshake(Box::new(mid), outcome);
-                self.push_pending();
+            match upgrade::parse_request(&head, max_bytes, max_headers) {
+                Parsed::Incomplete => {}
+                Parsed::Refused(refusal) => return self.refuse(transport, refusal, now),
+                Parsed::Upgrade {
+                    head_len,
+                    request,
+                    key,
+                } => {
+                    let tail = head.split_off(head_len);
+                    return self.accept_upgrade(transport, request, &key, tail, now);
+                }
             }
-            Err(HandshakeError::Failure(e)) => self.fail(handshake_error(e)),
         }
+        transport.push();
+        self.phase = Phase::ServerHandshake { transport, head };
+    }
+
+    fn accept_upgrade(
+        &mut self,
+        mut transport: Transport,
+        request: HandshakeRequest,
+        key: &str,
+        tail: Vec<u8>,
+        now: Instant,
+    ) {
+        let protocol = match upgrade::select_protocol(
+            &request.offered_protocols(),
+            &self.live.supported_protocols,
+        ) {
+            Ok(protocol) => protocol,
+            Err(refusal) => return self.refuse(transport, refusal, now),
+        };
+        let response = upgrade::accept_response(key, &protocol, &self.live.handshake_headers);
+        // Cannot fail: the transport buffers everything and reports socket errors later.
+        let _ = io::Write::write_all(&mut transport, &response);
+        transport.push();
+        let host = request.header("host").unwrap_or("").to_string();
+        let target = match &request.query {
+            Some(query) => format!("{}?{query}", request.path),
+            None => request.path.clone(),
+        };
+        self.requested_url = format!("{}{host}{target}", self.requested_url);
+        self.selected_protocol = protocol;
+        self.handshake_request = Some(request);
+        let ws =
+            WebSocket::from_partially_read(transport, tail, Role::Server, Some(self.ws_config()));
+        self.open(ws);
+    }
+
+    /// Answers a bad upgrade request with its HTTP status, then closes once it is sent.
+    fn refuse(&mut self, mut transport: Transport, refusal: Refusal, now: Instant) {
+        log::debug!("refusing upgrade with {}: {}", refusal.status, refusal.why);
+        let _ = io::Write::write_all(&mut transport, &upgrade::refusal_response(&refusal));
+        self.last_error = Some(Error::Handshake(format!(
+            "refused with HTTP {}: {}",
+            refusal.status, refusal.why
+        )));
+        self.deadline_open = None;
+        self.deadline_close = Some(now + self.live.close_timeout);
+        self.phase = Phase::Lingering {
+            transport,
+            drain: true,
+            shut: false,
+        };
     }
 
     fn open(&mut self, ws: WebSocket<Transport>) {
@@ -1314,7 +1256,7 @@ impl WebSocketPeer {
             Phase::Resolving(_)
             | Phase::Connecting { .. }
             | Phase::ClientHandshake(_)
-            | Phase::ServerHandshake(..) => State::Connecting,
+            | Phase::ServerHandshake { .. } => State::Connecting,
             Phase::Open(_) if self.close_sent => State::Closing,
             Phase::Open(_) => State::Open,
             Phase::Lingering { .. } => State::Closing,

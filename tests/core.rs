@@ -903,7 +903,7 @@ fn no_delay_is_on_and_can_be_turned_off() {
 }
 
 #[test]
-fn raw_request_that_is_not_websocket_gets_no_upgrade() {
+fn plain_http_request_is_answered_400_and_closed() {
     let mut server = server();
     let mut stream = std::net::TcpStream::connect(server.local_addr().unwrap()).unwrap();
     stream.set_read_timeout(Some(TIMEOUT)).unwrap();
@@ -926,7 +926,9 @@ fn raw_request_that_is_not_websocket_gets_no_upgrade() {
         !String::from_utf8_lossy(&answer).contains("101"),
         "{answer:?}"
     );
-    server.poll();
+    server_at_until(&mut server, Instant::now(), "slot freed", |s, _| {
+        s.slot_count() == 0
+    });
     assert_eq!((server.pending_count(), server.slot_count()), (0, 0));
 }
 
@@ -1006,4 +1008,43 @@ fn listen_on_every_interface_accepts_ipv4_and_ipv6() {
         other.listen_on("not an ip", 0),
         Err(Error::InvalidConfig(_))
     ));
+}
+
+#[test]
+fn handshake_size_limits_are_configurable_and_answered_431() {
+    let mut config = ServerConfig::default();
+    config.peer.max_handshake_headers = 8;
+    config.peer.max_handshake_bytes = 1024;
+    let mut server = server_with(config);
+    for (headers, what) in [
+        (
+            (0..6)
+                .map(|i| format!("X-Extra-{i}: v"))
+                .collect::<Vec<_>>(),
+            "too many headers",
+        ),
+        (
+            vec![format!("X-Big: {}", "b".repeat(2000))],
+            "too many bytes",
+        ),
+    ] {
+        let mut client = WebSocketPeer::new();
+        client.set_handshake_headers(&headers);
+        client.connect_to_url(&url(&server, "/"), None).unwrap();
+        let mut events = Vec::new();
+        run_until(
+            &mut server,
+            &mut [&mut client],
+            &mut events,
+            what,
+            |_, c, _| c[0].get_ready_state() == State::Closed,
+        );
+        let error = client.get_last_error().unwrap().to_string();
+        assert!(error.contains("431"), "{what}: {error}");
+        assert!(events.is_empty());
+    }
+    // Within the limits, the same server accepts.
+    let mut client_config = PeerConfig::default();
+    client_config.handshake_headers = vec!["X-One: 1".into()];
+    connect_with(&mut server, "/", client_config, None);
 }

@@ -1,0 +1,335 @@
+//! The server side of the HTTP upgrade: read the client's request within limits, validate
+//! it (RFC 6455 §4.2.1), pick the sub-protocol, and answer `101` or an HTTP error.
+//!
+//! tungstenite's own server handshake drops a bad request without an answer and has fixed
+//! limits; here every refusal gets the status a client can act on (400, 426, 431) and the
+//! limits come from [`PeerConfig`](crate::PeerConfig).
+
+use tungstenite::handshake::derive_accept_key;
+
+/// The client's upgrade request, as a server saw it: path, query and every header.
+/// Beyond Godot, which only exposes `get_requested_url()`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HandshakeRequest {
+    /// The request path, e.g. `/game`.
+    pub path: String,
+    /// The query string without `?`, if any.
+    pub query: Option<String>,
+    /// Every header in arrival order, names lower-cased; values that are not UTF-8 are
+    /// decoded lossily.
+    pub headers: Vec<(String, String)>,
+}
+
+impl HandshakeRequest {
+    /// The first value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Whether a comma-separated header contains `token` (case-insensitive), across all of
+    /// its lines.
+    fn has_token(&self, name: &str, token: &str) -> bool {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .flat_map(|(_, v)| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case(token))
+    }
+
+    /// The sub-protocols the client offered, in its order of preference.
+    pub fn offered_protocols(&self) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case("sec-websocket-protocol"))
+            .flat_map(|(_, v)| v.split(','))
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .collect()
+    }
+}
+
+/// Why a request was refused: the HTTP status sent back and a sentence for the logs and
+/// the response body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Refusal {
+    pub(crate) status: u16,
+    pub(crate) why: String,
+}
+
+fn refuse(status: u16, why: impl Into<String>) -> Refusal {
+    Refusal {
+        status,
+        why: why.into(),
+    }
+}
+
+/// What the bytes read so far amount to.
+#[derive(Debug)]
+pub(crate) enum Parsed {
+    /// The head is not complete yet.
+    Incomplete,
+    /// A valid upgrade request whose head is `head_len` bytes long (anything after it is
+    /// already WebSocket data).
+    Upgrade {
+        head_len: usize,
+        request: HandshakeRequest,
+        key: String,
+    },
+    Refused(Refusal),
+}
+
+/// Parses and validates the request head in `buf`.
+pub(crate) fn parse_request(buf: &[u8], max_bytes: usize, max_headers: usize) -> Parsed {
+    let mut headers = vec![httparse::EMPTY_HEADER; max_headers];
+    let mut parsed = httparse::Request::new(&mut headers);
+    let head_len = match parsed.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) if buf.len() > max_bytes => {
+            return Parsed::Refused(refuse(
+                431,
+                format!("request head larger than {max_bytes} bytes"),
+            ));
+        }
+        Ok(httparse::Status::Partial) => return Parsed::Incomplete,
+        Err(httparse::Error::TooManyHeaders) => {
+            return Parsed::Refused(refuse(431, format!("more than {max_headers} headers")));
+        }
+        Err(e) => return Parsed::Refused(refuse(400, format!("malformed HTTP request: {e}"))),
+    };
+    if head_len > max_bytes {
+        return Parsed::Refused(refuse(
+            431,
+            format!("request head larger than {max_bytes} bytes"),
+        ));
+    }
+    let target = parsed.path.unwrap_or("/");
+    let (path, query) = match target.split_once('?') {
+        Some((path, query)) => (path.to_string(), Some(query.to_string())),
+        None => (target.to_string(), None),
+    };
+    let request = HandshakeRequest {
+        path,
+        query,
+        headers: parsed
+            .headers
+            .iter()
+            .map(|h| {
+                (
+                    h.name.to_ascii_lowercase(),
+                    String::from_utf8_lossy(h.value).into_owned(),
+                )
+            })
+            .collect(),
+    };
+    if parsed.method != Some("GET") {
+        let method = parsed.method.unwrap_or("");
+        return Parsed::Refused(refuse(
+            400,
+            format!("a WebSocket upgrade must use GET, not {method}"),
+        ));
+    }
+    if parsed.version != Some(1) {
+        return Parsed::Refused(refuse(400, "a WebSocket upgrade needs HTTP/1.1"));
+    }
+    if request.header("host").is_none() {
+        return Parsed::Refused(refuse(400, "missing Host header"));
+    }
+    if !request.has_token("upgrade", "websocket") {
+        return Parsed::Refused(refuse(400, "missing \"Upgrade: websocket\""));
+    }
+    if !request.has_token("connection", "upgrade") {
+        return Parsed::Refused(refuse(400, "missing \"Connection: Upgrade\""));
+    }
+    if request.header("sec-websocket-version").map(str::trim) != Some("13") {
+        return Parsed::Refused(refuse(426, "only WebSocket version 13 is supported"));
+    }
+    let key = request.header("sec-websocket-key").unwrap_or("").trim();
+    if !is_valid_key(key) {
+        return Parsed::Refused(refuse(400, "missing or malformed Sec-WebSocket-Key"));
+    }
+    Parsed::Upgrade {
+        head_len,
+        key: key.to_string(),
+        request,
+    }
+}
+
+/// A key is base64 of 16 bytes: 22 base64 characters and `==` (RFC 6455 §4.1).
+fn is_valid_key(key: &str) -> bool {
+    let bytes = key.as_bytes();
+    bytes.len() == 24
+        && bytes.ends_with(b"==")
+        && bytes[..22]
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || *b == b'+' || *b == b'/')
+}
+
+/// Godot's rule: the first protocol in the client's order that we support. A client that
+/// offers none is refused when we require one, and one that offers only unknown ones too.
+pub(crate) fn select_protocol(offered: &[&str], supported: &[String]) -> Result<String, Refusal> {
+    if offered.is_empty() {
+        if supported.is_empty() {
+            return Ok(String::new());
+        }
+        return Err(refuse(
+            400,
+            format!("a sub-protocol is required: {}", supported.join(", ")),
+        ));
+    }
+    offered
+        .iter()
+        .find(|p| supported.iter().any(|s| s == *p))
+        .map(|p| p.to_string())
+        .ok_or_else(|| {
+            refuse(
+                400,
+                format!(
+                    "none of the offered sub-protocols is supported: {}",
+                    offered.join(", ")
+                ),
+            )
+        })
+}
+
+/// The `101 Switching Protocols` answer.
+pub(crate) fn accept_response(key: &str, protocol: &str, extra_headers: &[String]) -> Vec<u8> {
+    let mut out = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Accept: {}\r\n",
+        derive_accept_key(key.as_bytes())
+    );
+    if !protocol.is_empty() {
+        out.push_str(&format!("Sec-WebSocket-Protocol: {protocol}\r\n"));
+    }
+    for line in extra_headers {
+        out.push_str(line.trim());
+        out.push_str("\r\n");
+    }
+    out.push_str("\r\n");
+    out.into_bytes()
+}
+
+/// An HTTP error answer that closes the connection; the body says why.
+pub(crate) fn refusal_response(refusal: &Refusal) -> Vec<u8> {
+    let reason = match refusal.status {
+        400 => "Bad Request",
+        426 => "Upgrade Required",
+        431 => "Request Header Fields Too Large",
+        _ => "Error",
+    };
+    let version = if refusal.status == 426 {
+        "Sec-WebSocket-Version: 13\r\n"
+    } else {
+        ""
+    };
+    let body = format!("{}\n", refusal.why);
+    format!(
+        "HTTP/1.1 {} {reason}\r\nConnection: close\r\n{version}Content-Type: text/plain; \
+         charset=utf-8\r\nContent-Length: {}\r\n\r\n{body}",
+        refusal.status,
+        body.len()
+    )
+    .into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = "GET /chat?room=1 HTTP/1.1\r\nHost: example.com\r\nUpgrade: websocket\r\n\
+        Connection: keep-alive, Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+        Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: a, b\r\n\r\n";
+
+    fn status_of(request: &str) -> u16 {
+        match parse_request(request.as_bytes(), 8192, 64) {
+            Parsed::Refused(r) => r.status,
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn accepts_a_valid_request_and_keeps_the_tail() {
+        let mut bytes = GOOD.as_bytes().to_vec();
+        bytes.extend_from_slice(&[0x81, 0x80]);
+        let Parsed::Upgrade {
+            head_len,
+            request,
+            key,
+        } = parse_request(&bytes, 8192, 64)
+        else {
+            panic!("not accepted")
+        };
+        assert_eq!(head_len, GOOD.len());
+        assert_eq!(
+            (request.path.as_str(), request.query.as_deref()),
+            ("/chat", Some("room=1"))
+        );
+        assert_eq!(request.offered_protocols(), ["a", "b"]);
+        assert_eq!(key, "dGhlIHNhbXBsZSBub25jZQ==");
+        // RFC 6455 §1.3's example.
+        let response = String::from_utf8(accept_response(&key, "b", &[])).unwrap();
+        assert!(response.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"));
+        assert!(response.contains("Sec-WebSocket-Protocol: b\r\n"));
+    }
+
+    #[test]
+    fn incomplete_until_the_blank_line() {
+        assert!(matches!(
+            parse_request(&GOOD.as_bytes()[..40], 8192, 64),
+            Parsed::Incomplete
+        ));
+    }
+
+    #[test]
+    fn refusals_carry_the_right_status() {
+        assert_eq!(status_of(&GOOD.replace("GET", "POST")), 400);
+        assert_eq!(status_of(&GOOD.replace("HTTP/1.1", "HTTP/1.0")), 400);
+        assert_eq!(status_of(&GOOD.replace("Version: 13", "Version: 8")), 426);
+        assert_eq!(
+            status_of(&GOOD.replace("Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n", "")),
+            400
+        );
+        assert_eq!(
+            status_of(&GOOD.replace("dGhlIHNhbXBsZSBub25jZQ==", "short")),
+            400
+        );
+        assert_eq!(
+            status_of(&GOOD.replace("Upgrade: websocket", "Upgrade: h2c")),
+            400
+        );
+        assert_eq!(
+            status_of(&GOOD.replace("keep-alive, Upgrade", "keep-alive")),
+            400
+        );
+        assert_eq!(status_of(&GOOD.replace("Host: example.com\r\n", "")), 400);
+        assert_eq!(status_of("NOT HTTP AT ALL\r\n\r\n"), 400);
+        let many: String = (0..70).map(|i| format!("X-{i}: v\r\n")).collect();
+        assert_eq!(
+            status_of(&GOOD.replacen("\r\n", &format!("\r\n{many}"), 1)),
+            431
+        );
+        let huge = format!("GET / HTTP/1.1\r\nX-Big: {}\r\n", "a".repeat(9000));
+        assert_eq!(status_of(&huge), 431);
+    }
+
+    #[test]
+    fn protocol_selection_follows_the_client_order() {
+        let supported = vec!["b".to_string(), "c".to_string()];
+        assert_eq!(select_protocol(&["a", "c", "b"], &supported).unwrap(), "c");
+        assert_eq!(select_protocol(&[], &[]).unwrap(), "");
+        assert_eq!(select_protocol(&["x"], &supported).unwrap_err().status, 400);
+        assert_eq!(select_protocol(&[], &supported).unwrap_err().status, 400);
+        assert_eq!(select_protocol(&["x"], &[]).unwrap_err().status, 400);
+    }
+
+    #[test]
+    fn refusal_response_is_well_formed() {
+        let text = String::from_utf8(refusal_response(&refuse(426, "v13 only"))).unwrap();
+        assert!(text.starts_with("HTTP/1.1 426 Upgrade Required\r\n"));
+        assert!(text.contains("Sec-WebSocket-Version: 13\r\n"));
+        assert!(text.ends_with("\r\n\r\nv13 only\n"));
+    }
+}
