@@ -115,6 +115,17 @@ impl PeerConfig {
                 "inbound_buffer_size must be at least 1".into(),
             ));
         }
+        if self.max_handshake_headers < 5 {
+            // Host, Upgrade, Connection, Sec-WebSocket-Key and -Version are all required.
+            return Err(Error::InvalidConfig(
+                "max_handshake_headers must be at least 5".into(),
+            ));
+        }
+        if self.max_handshake_bytes < 128 {
+            return Err(Error::InvalidConfig(
+                "max_handshake_bytes must be at least 128".into(),
+            ));
+        }
         if self.max_queued_packets == 0 {
             return Err(Error::InvalidConfig(
                 "max_queued_packets must be at least 1".into(),
@@ -165,6 +176,42 @@ impl Default for ServerConfig {
             handshake_timeout: Duration::from_secs(3),
             max_pending_handshakes: 256,
             max_accepts_per_poll: 64,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_godots_and_valid() {
+        let config = PeerConfig::default();
+        assert_eq!(config.inbound_buffer_size, 65535);
+        assert_eq!(config.outbound_buffer_size, 65535);
+        assert_eq!(config.max_queued_packets, 4096);
+        assert!(config.heartbeat_interval.is_zero() && config.no_delay);
+        assert_eq!(
+            ServerConfig::default().handshake_timeout,
+            Duration::from_secs(3)
+        );
+        config.validate().unwrap();
+    }
+
+    #[test]
+    fn unusable_values_are_refused() {
+        let broken: [fn(&mut PeerConfig); 6] = [
+            |c| c.inbound_buffer_size = 0,
+            |c| c.max_queued_packets = 0,
+            |c| c.max_handshake_headers = 4,
+            |c| c.max_handshake_bytes = 127,
+            |c| c.handshake_headers = vec!["no colon".into()],
+            |c| c.supported_protocols = vec!["has space".into()],
+        ];
+        for breaks in broken {
+            let mut config = PeerConfig::default();
+            breaks(&mut config);
+            assert!(config.validate().is_err(), "{config:?}");
         }
     }
 }

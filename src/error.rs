@@ -46,7 +46,7 @@ pub enum Error {
     },
     /// Text messages must be valid UTF-8.
     InvalidUtf8,
-    /// A close code that may not be sent (RFC 6455 §7.4): use 1000–1003, 1007–1014 or
+    /// A close code that may not be sent (RFC 6455 §7.4): use 1000–1003, 1007–1013 or
     /// 3000–4999, or a negative code to abort without a close frame.
     InvalidCloseCode(i32),
     /// A close reason longer than 123 bytes does not fit in a control frame.
@@ -125,7 +125,7 @@ impl fmt::Display for Error {
             Error::InvalidUtf8 => write!(f, "text messages must be valid UTF-8"),
             Error::InvalidCloseCode(c) => write!(
                 f,
-                "close code {c} may not be sent: use 1000-1003, 1007-1014, 3000-4999, \
+                "close code {c} may not be sent: use 1000-1003, 1007-1013, 3000-4999, \
                  or a negative code to abort"
             ),
             Error::CloseReasonTooLong(n) => {

@@ -2,9 +2,11 @@
 
 /// Ids are a secret keyed permutation (a Feistel network) of a counter: a bijection on
 /// 32-bit values, so two counters never give the same id and nothing needs remembering,
-/// yet without the keys the next id cannot be guessed from the previous ones. Outputs
-/// outside `2..=i32::MAX` are skipped (cycle walking keeps it a permutation), which leaves
-/// 0 and negative numbers free (Godot's "all" and "all but") and 1 for a multiplayer server.
+/// yet without the keys the next id cannot be guessed from the previous ones. Counter values
+/// whose output falls outside `2..=i32::MAX` are skipped (distinct counters still give
+/// distinct ids), which leaves 0 and negative numbers free (Godot's "all" and "all but") and
+/// 1 for a multiplayer server. The round function is not a vetted cipher: ids are hard to
+/// guess, not secrets.
 pub(crate) struct PeerIds {
     keys: [u32; 8],
     counter: u64,

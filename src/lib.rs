@@ -61,7 +61,7 @@ mod target;
 mod tls;
 mod upgrade;
 
-pub use config::{DEFAULT_BUFFER_SIZE, PeerConfig, Resolver, ServerConfig};
+pub use config::{DEFAULT_BUFFER_SIZE, LookupFn, PeerConfig, Resolver, ServerConfig};
 pub use error::Error;
 pub use peer::{Packet, State, WebSocketPeer, WriteMode};
 pub use server::{ServerEvent, WebSocketServer};

@@ -576,7 +576,7 @@ impl WebSocketPeer {
                 }
             },
             Phase::Connecting { tcp, remaining } => self.step_connect(tcp, remaining, registry),
-            Phase::ClientHandshake(mid) => self.step_client_handshake(*mid),
+            Phase::ClientHandshake(mid) => self.step_client_handshake(*mid, now),
             Phase::ServerHandshake { transport, head } => {
                 self.step_server_handshake(transport, head, now)
             }
@@ -686,7 +686,7 @@ impl WebSocketPeer {
         Ok(request)
     }
 
-    fn step_client_handshake(&mut self, mid: ClientMid) {
+    fn step_client_handshake(&mut self, mid: ClientMid, now: Instant) {
         match mid.handshake() {
             Ok((ws, response)) => {
                 self.selected_protocol = response
@@ -696,7 +696,7 @@ impl WebSocketPeer {
                     .unwrap_or("")
                     .to_string();
                 self.response_headers = header_list(response.headers());
-                self.open(ws);
+                self.open(ws, now);
             }
             Err(HandshakeError::Interrupted(mid)) => {
                 self.phase = Phase::ClientHandshake(Box::new(mid));
@@ -771,7 +771,7 @@ impl WebSocketPeer {
         self.handshake_request = Some(request);
         let ws =
             WebSocket::from_partially_read(transport, tail, Role::Server, Some(self.ws_config()));
-        self.open(ws);
+        self.open(ws, now);
     }
 
     /// Answers a bad upgrade request with its HTTP status, then closes once it is sent.
@@ -791,10 +791,10 @@ impl WebSocketPeer {
         };
     }
 
-    fn open(&mut self, ws: WebSocket<Transport>) {
+    fn open(&mut self, ws: WebSocket<Transport>, now: Instant) {
         self.deadline_open = None;
         if !self.live.heartbeat_interval.is_zero() {
-            self.next_ping = Some(Instant::now() + self.live.heartbeat_interval);
+            self.next_ping = Some(now + self.live.heartbeat_interval);
         }
         if let Some(notices) = &mut self.notices {
             notices.opened = true;
@@ -1333,11 +1333,6 @@ impl WebSocketPeer {
     /// `get_current_outbound_buffered_amount`), frame headers included.
     pub fn get_current_outbound_buffered_amount(&self) -> usize {
         self.transport().map_or(0, Transport::buffered)
-    }
-
-    /// The mio source of a server-owned peer, for deregistration.
-    pub(crate) fn tcp_mut(&mut self) -> Option<&mut TcpStream> {
-        self.transport_mut().map(Transport::tcp_mut)
     }
 }
 

@@ -257,7 +257,6 @@ impl WebSocketServer {
                         .register(&mut listener, LISTENER, Interest::READABLE)?;
                     self.listener = Some(listener);
                     self.listener_ready = true;
-                    self.refusing = false;
                     return Ok(());
                 }
                 Err(e) => last_error = Some(e),
@@ -508,9 +507,8 @@ impl WebSocketServer {
             } else if !notices.opened {
                 self.pending -= 1;
             }
-            if let Some(tcp) = slot.peer.tcp_mut() {
-                let _ = self.poll.registry().deregister(tcp);
-            }
+            // The peer dropped its socket when it ended; dropping a mio source deregisters
+            // it on every platform mio supports, so nothing is left in the poller.
             self.retired.push(key);
             return;
         }

@@ -52,10 +52,6 @@ impl Transport {
         &self.tcp
     }
 
-    pub(crate) fn tcp_mut(&mut self) -> &mut TcpStream {
-        &mut self.tcp
-    }
-
     /// Bytes accepted from tungstenite but not yet handed to the socket (or to rustls).
     pub(crate) fn buffered(&self) -> usize {
         self.outbound.len()

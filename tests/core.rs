@@ -837,8 +837,10 @@ fn stop_closes_every_peer_with_1001() {
 
 #[test]
 fn refused_connections_are_closed_at_once() {
-    let mut server = server();
+    // Set before listening, it holds from the first connection.
+    let mut server = WebSocketServer::new();
     server.set_refuse_new_connections(true);
+    server.listen_on("127.0.0.1", 0).unwrap();
     let mut client = WebSocketPeer::new();
     client.connect_to_url(&url(&server, "/"), None).unwrap();
     let mut events = Vec::new();
