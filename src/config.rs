@@ -136,7 +136,7 @@ impl PeerConfig {
 }
 
 /// Splits a `"Name: value"` line into a validated header name and value.
-pub(crate) fn parse_header_line(
+fn parse_header_line(
     line: &str,
 ) -> Result<
     (

@@ -8,20 +8,17 @@ use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Registry, Token};
-use tungstenite::handshake::client::ClientHandshake;
-use tungstenite::handshake::{HandshakeError, MidHandshake};
-use tungstenite::http::{HeaderName, HeaderValue};
 use tungstenite::protocol::frame::CloseFrame;
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::{Role, WebSocketConfig};
 use tungstenite::{Bytes, Message, WebSocket};
 
-use crate::config::{PeerConfig, parse_header_line};
+use crate::config::PeerConfig;
 use crate::error::Error;
 use crate::stream::Transport;
 use crate::target::{Lookup, Target};
 use crate::tls::TlsOptions;
-use crate::upgrade::{self, HandshakeRequest, Parsed, Refusal};
+use crate::upgrade::{self, Answer, HandshakeRequest, Parsed, Refusal};
 
 /// Where a connection is, as Godot's `WebSocketPeer.State`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -88,8 +85,6 @@ pub(crate) struct Notices {
     pub(crate) closed: bool,
 }
 
-type ClientMid = MidHandshake<ClientHandshake<Transport>>;
-
 /// The connection's life, one variant per stage; each owns exactly what that stage needs.
 enum Phase {
     /// Never connected, or finished.
@@ -99,7 +94,12 @@ enum Phase {
         tcp: TcpStream,
         remaining: VecDeque<SocketAddr>,
     },
-    ClientHandshake(Box<ClientMid>),
+    /// Our upgrade request is queued; reading the server's answer.
+    ClientHandshake {
+        transport: Transport,
+        head: Vec<u8>,
+        expected_accept: String,
+    },
     /// Reading the client's upgrade request (after TLS, when there is TLS).
     ServerHandshake {
         transport: Transport,
@@ -460,14 +460,6 @@ impl WebSocketPeer {
             .max_frame_size(Some(limit))
     }
 
-    fn parsed_headers(&self) -> Result<Vec<(HeaderName, HeaderValue)>, Error> {
-        self.live
-            .handshake_headers
-            .iter()
-            .map(|h| parse_header_line(h))
-            .collect()
-    }
-
     fn start_tcp(addr: SocketAddr, registry: Option<&Registry>) -> Result<TcpStream, Error> {
         let mut tcp = TcpStream::connect(addr)?;
         if let Some(registry) = registry {
@@ -527,7 +519,7 @@ impl WebSocketPeer {
 
     fn transport_mut(&mut self) -> Option<&mut Transport> {
         match &mut self.phase {
-            Phase::ClientHandshake(mid) => Some(mid.get_mut().get_mut()),
+            Phase::ClientHandshake { transport, .. } => Some(transport),
             Phase::ServerHandshake { transport, .. } => Some(transport),
             Phase::Open(ws) => Some(ws.get_mut()),
             Phase::Lingering { transport, .. } => Some(transport),
@@ -537,7 +529,7 @@ impl WebSocketPeer {
 
     fn transport(&self) -> Option<&Transport> {
         match &self.phase {
-            Phase::ClientHandshake(mid) => Some(mid.get_ref().get_ref()),
+            Phase::ClientHandshake { transport, .. } => Some(transport),
             Phase::ServerHandshake { transport, .. } => Some(transport),
             Phase::Open(ws) => Some(ws.get_ref()),
             Phase::Lingering { transport, .. } => Some(transport),
@@ -576,7 +568,11 @@ impl WebSocketPeer {
                 }
             },
             Phase::Connecting { tcp, remaining } => self.step_connect(tcp, remaining, registry),
-            Phase::ClientHandshake(mid) => self.step_client_handshake(*mid, now),
+            Phase::ClientHandshake {
+                transport,
+                head,
+                expected_accept,
+            } => self.step_client_handshake(transport, head, expected_accept, now),
             Phase::ServerHandshake { transport, head } => {
                 self.step_server_handshake(transport, head, now)
             }
@@ -649,60 +645,98 @@ impl WebSocketPeer {
             Ok(session) => session,
             Err(e) => return self.fail(e),
         };
-        let request = match self.client_request(&target) {
-            Ok(request) => request,
-            Err(e) => return self.fail(e),
-        };
-        match ClientHandshake::start(
-            Transport::new(tcp, session),
-            request,
-            Some(self.ws_config()),
-        ) {
-            Ok(mid) => self.phase = Phase::ClientHandshake(Box::new(mid)),
-            Err(e) => self.fail(Error::Handshake(e.to_string())),
-        }
-    }
-
-    fn client_request(
-        &self,
-        target: &Target,
-    ) -> Result<tungstenite::handshake::client::Request, Error> {
-        use tungstenite::client::IntoClientRequest;
-        let mut request = target
+        let authority = target
             .uri
-            .clone()
-            .into_client_request()
-            .map_err(|e| Error::InvalidUrl(e.to_string()))?;
-        let headers = request.headers_mut();
-        if !self.live.supported_protocols.is_empty() {
-            let joined = self.live.supported_protocols.join(", ");
-            let value =
-                HeaderValue::from_str(&joined).map_err(|_| Error::InvalidProtocol(joined))?;
-            headers.insert("Sec-WebSocket-Protocol", value);
-        }
-        for (name, value) in self.parsed_headers()? {
-            headers.append(name, value);
-        }
-        Ok(request)
+            .authority()
+            .map_or(target.host.as_str(), |a| a.as_str());
+        let path = target.uri.path_and_query().map_or("/", |pq| pq.as_str());
+        let (request, expected_accept) = upgrade::client_request(
+            authority,
+            path,
+            &self.live.supported_protocols,
+            &self.live.handshake_headers,
+        );
+        let mut transport = Transport::new(tcp, session);
+        // Cannot fail: the transport buffers everything and reports socket errors later.
+        let _ = io::Write::write_all(&mut transport, &request);
+        transport.push();
+        self.phase = Phase::ClientHandshake {
+            transport,
+            head: Vec::new(),
+            expected_accept,
+        };
     }
 
-    fn step_client_handshake(&mut self, mid: ClientMid, now: Instant) {
-        match mid.handshake() {
-            Ok((ws, response)) => {
-                self.selected_protocol = response
-                    .headers()
-                    .get("Sec-WebSocket-Protocol")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("")
-                    .to_string();
-                self.response_headers = header_list(response.headers());
-                self.open(ws, now);
+    /// Reads the server's answer until it is complete, then checks it.
+    fn step_client_handshake(
+        &mut self,
+        mut transport: Transport,
+        mut head: Vec<u8>,
+        expected_accept: String,
+        now: Instant,
+    ) {
+        let mut chunk = [0u8; 1024];
+        loop {
+            match Self::read_handshake_chunk(&mut transport, &mut head, &mut chunk) {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(e) => return self.fail(e),
             }
-            Err(HandshakeError::Interrupted(mid)) => {
-                self.phase = Phase::ClientHandshake(Box::new(mid));
-                self.push_pending();
+            let answer = upgrade::parse_answer(
+                &head,
+                self.live.max_handshake_bytes,
+                self.live.max_handshake_headers,
+                &expected_accept,
+                &self.live.supported_protocols,
+            );
+            match answer {
+                Answer::Incomplete => {}
+                Answer::Failed(why) => return self.fail(Error::Handshake(why)),
+                Answer::Accepted {
+                    head_len,
+                    protocol,
+                    headers,
+                } => {
+                    self.selected_protocol = protocol;
+                    self.response_headers = headers;
+                    let tail = head.split_off(head_len);
+                    let config = Some(self.ws_config());
+                    let ws = WebSocket::from_partially_read(transport, tail, Role::Client, config);
+                    return self.open(ws, now);
+                }
             }
-            Err(HandshakeError::Failure(e)) => self.fail(handshake_error(e)),
+        }
+        transport.push();
+        self.phase = Phase::ClientHandshake {
+            transport,
+            head,
+            expected_accept,
+        };
+    }
+
+    /// Reads what is there of a handshake head: `Ok(true)` when bytes were added,
+    /// `Ok(false)` when the socket has nothing more for now.
+    fn read_handshake_chunk(
+        transport: &mut Transport,
+        head: &mut Vec<u8>,
+        chunk: &mut [u8],
+    ) -> Result<bool, Error> {
+        loop {
+            return match io::Read::read(transport, chunk) {
+                Ok(0) => Err(Error::Handshake(
+                    "the connection closed during the handshake".into(),
+                )),
+                Ok(n) => {
+                    head.extend_from_slice(&chunk[..n]);
+                    Ok(true)
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => Err(match Error::from(e) {
+                    Error::Io(other) => Error::Handshake(other.to_string()),
+                    tls => tls,
+                }),
+            };
         }
     }
 
@@ -714,16 +748,10 @@ impl WebSocketPeer {
         );
         let mut chunk = [0u8; 1024];
         loop {
-            match io::Read::read(&mut transport, &mut chunk) {
-                Ok(0) => {
-                    return self.fail(Error::Handshake(
-                        "the client closed the connection during the handshake".into(),
-                    ));
-                }
-                Ok(n) => head.extend_from_slice(&chunk[..n]),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return self.fail(handshake_error(tungstenite::Error::Io(e))),
+            match Self::read_handshake_chunk(&mut transport, &mut head, &mut chunk) {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(e) => return self.fail(e),
             }
             match upgrade::parse_request(&head, max_bytes, max_headers) {
                 Parsed::Incomplete => {}
@@ -800,12 +828,6 @@ impl WebSocketPeer {
             notices.opened = true;
         }
         self.phase = Phase::Open(Box::new(ws));
-    }
-
-    fn push_pending(&mut self) {
-        if let Some(transport) = self.transport_mut() {
-            transport.push();
-        }
     }
 
     fn has_inbound_room(&self) -> bool {
@@ -1255,7 +1277,7 @@ impl WebSocketPeer {
             Phase::Closed => State::Closed,
             Phase::Resolving(_)
             | Phase::Connecting { .. }
-            | Phase::ClientHandshake(_)
+            | Phase::ClientHandshake { .. }
             | Phase::ServerHandshake { .. } => State::Connecting,
             Phase::Open(_) if self.close_sent => State::Closing,
             Phase::Open(_) => State::Open,
@@ -1333,37 +1355,6 @@ impl WebSocketPeer {
     /// `get_current_outbound_buffered_amount`), frame headers included.
     pub fn get_current_outbound_buffered_amount(&self) -> usize {
         self.transport().map_or(0, Transport::buffered)
-    }
-}
-
-fn header_list(headers: &tungstenite::http::HeaderMap) -> Vec<(String, String)> {
-    headers
-        .iter()
-        .map(|(n, v)| {
-            (
-                n.as_str().to_string(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            )
-        })
-        .collect()
-}
-
-fn handshake_error(e: tungstenite::Error) -> Error {
-    match e {
-        tungstenite::Error::Io(io_error) => match Error::from(io_error) {
-            Error::Io(other) => Error::Handshake(other.to_string()),
-            tls => tls,
-        },
-        tungstenite::Error::Http(response) => Error::Handshake(format!(
-            "the server answered {} instead of 101 Switching Protocols{}",
-            response.status(),
-            response
-                .body()
-                .as_deref()
-                .map(|b| format!(": {}", String::from_utf8_lossy(b).trim()))
-                .unwrap_or_default()
-        )),
-        other => Error::Handshake(other.to_string()),
     }
 }
 

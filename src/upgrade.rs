@@ -1,9 +1,13 @@
-//! The server side of the HTTP upgrade: read the client's request within limits, validate
-//! it (RFC 6455 §4.2.1), pick the sub-protocol, and answer `101` or an HTTP error.
+//! The HTTP upgrade, both sides: the client's request and its check of the `101` answer
+//! (RFC 6455 §4.1), and the server's reading, validation (§4.2.1), sub-protocol choice and
+//! answer.
 //!
-//! tungstenite's own server handshake drops a bad request without an answer and has fixed
-//! limits; here every refusal gets the status a client can act on (400, 426, 431) and the
-//! limits come from [`PeerConfig`](crate::PeerConfig).
+//! tungstenite's own handshakes fall short here: its server drops a bad request without an
+//! answer and has fixed limits, and its client rejects a valid `Connection: keep-alive,
+//! Upgrade` and accepts extensions it never offered. So the upgrade is done here (httparse
+//! does the parsing) and tungstenite takes over the socket for the frames. Every refusal
+//! gets the status a client can act on (400, 426, 431); limits come from
+//! [`PeerConfig`](crate::PeerConfig).
 
 use tungstenite::handshake::derive_accept_key;
 
@@ -113,16 +117,7 @@ pub(crate) fn parse_request(buf: &[u8], max_bytes: usize, max_headers: usize) ->
     let request = HandshakeRequest {
         path,
         query,
-        headers: parsed
-            .headers
-            .iter()
-            .map(|h| {
-                (
-                    h.name.to_ascii_lowercase(),
-                    String::from_utf8_lossy(h.value).into_owned(),
-                )
-            })
-            .collect(),
+        headers: header_list(parsed.headers),
     };
     if parsed.method != Some("GET") {
         let method = parsed.method.unwrap_or("");
@@ -155,6 +150,19 @@ pub(crate) fn parse_request(buf: &[u8], max_bytes: usize, max_headers: usize) ->
         key: key.to_string(),
         request,
     }
+}
+
+/// Header names lower-cased, values decoded lossily, in arrival order.
+fn header_list(headers: &[httparse::Header<'_>]) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .map(|h| {
+            (
+                h.name.to_ascii_lowercase(),
+                String::from_utf8_lossy(h.value).into_owned(),
+            )
+        })
+        .collect()
 }
 
 /// A key is base64 of 16 bytes: 22 base64 characters and `==` (RFC 6455 §4.1).
@@ -233,6 +241,141 @@ pub(crate) fn refusal_response(refusal: &Refusal) -> Vec<u8> {
         body.len()
     )
     .into_bytes()
+}
+
+/// The client's upgrade request for `path_and_query` on `authority`; returns it with the
+/// `Sec-WebSocket-Accept` value the server must answer.
+pub(crate) fn client_request(
+    authority: &str,
+    path_and_query: &str,
+    protocols: &[String],
+    extra_headers: &[String],
+) -> (Vec<u8>, String) {
+    let key = tungstenite::handshake::client::generate_key();
+    let mut out = format!(
+        "GET {path_and_query} HTTP/1.1\r\nHost: {authority}\r\nUpgrade: websocket\r\n\
+         Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+    );
+    if !protocols.is_empty() {
+        out.push_str(&format!(
+            "Sec-WebSocket-Protocol: {}\r\n",
+            protocols.join(", ")
+        ));
+    }
+    for line in extra_headers {
+        out.push_str(line.trim());
+        out.push_str("\r\n");
+    }
+    out.push_str("\r\n");
+    (out.into_bytes(), derive_accept_key(key.as_bytes()))
+}
+
+/// What the server's answer amounts to, for a client.
+#[derive(Debug)]
+pub(crate) enum Answer {
+    /// The head is not complete yet.
+    Incomplete,
+    /// A valid `101`: the head is `head_len` bytes long (what follows is already frames).
+    Accepted {
+        head_len: usize,
+        protocol: String,
+        headers: Vec<(String, String)>,
+    },
+    /// Anything else, in words.
+    Failed(String),
+}
+
+/// Parses and checks the server's answer to our upgrade request (RFC 6455 §4.1, steps 1–6).
+pub(crate) fn parse_answer(
+    buf: &[u8],
+    max_bytes: usize,
+    max_headers: usize,
+    expected_accept: &str,
+    offered: &[String],
+) -> Answer {
+    let mut headers = vec![httparse::EMPTY_HEADER; max_headers];
+    let mut parsed = httparse::Response::new(&mut headers);
+    let head_len = match parsed.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) if buf.len() > max_bytes => {
+            return Answer::Failed(format!(
+                "the answer's head is larger than {max_bytes} bytes"
+            ));
+        }
+        Ok(httparse::Status::Partial) => return Answer::Incomplete,
+        Err(e) => return Answer::Failed(format!("the server's answer is not valid HTTP: {e}")),
+    };
+    let answer = HandshakeRequest {
+        headers: header_list(parsed.headers),
+        ..HandshakeRequest::default()
+    };
+    let code = parsed.code.unwrap_or(0);
+    if code != 101 {
+        let body = String::from_utf8_lossy(&buf[head_len..]);
+        let body = body.trim();
+        let detail = if body.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", truncate(body, 200))
+        };
+        return Answer::Failed(format!(
+            "the server answered {code} {} instead of 101 Switching Protocols{detail}",
+            parsed.reason.unwrap_or("")
+        ));
+    }
+    if !answer.has_token("upgrade", "websocket") {
+        return Answer::Failed("the answer lacks \"Upgrade: websocket\"".into());
+    }
+    if !answer.has_token("connection", "upgrade") {
+        return Answer::Failed("the answer lacks \"Connection: Upgrade\"".into());
+    }
+    if answer.header("sec-websocket-accept").map(str::trim) != Some(expected_accept) {
+        return Answer::Failed("the answer's Sec-WebSocket-Accept does not match our key".into());
+    }
+    if let Some(extension) = answer
+        .header("sec-websocket-extensions")
+        .filter(|v| !v.trim().is_empty())
+    {
+        return Answer::Failed(format!(
+            "the server selected extension {extension:?}, which we did not offer"
+        ));
+    }
+    let protocol = answer
+        .header("sec-websocket-protocol")
+        .map(str::trim)
+        .unwrap_or("")
+        .to_string();
+    match (offered.is_empty(), protocol.is_empty()) {
+        (true, false) => {
+            return Answer::Failed(format!(
+                "the server selected sub-protocol {protocol:?}, but we offered none"
+            ));
+        }
+        (false, true) => {
+            return Answer::Failed(format!(
+                "the server selected none of our sub-protocols ({})",
+                offered.join(", ")
+            ));
+        }
+        (false, false) if !offered.contains(&protocol) => {
+            return Answer::Failed(format!(
+                "the server selected sub-protocol {protocol:?}, which we did not offer"
+            ));
+        }
+        _ => {}
+    }
+    Answer::Accepted {
+        head_len,
+        protocol,
+        headers: answer.headers,
+    }
+}
+
+fn truncate(text: &str, max: usize) -> &str {
+    match text.char_indices().nth(max) {
+        Some((end, _)) => &text[..end],
+        None => text,
+    }
 }
 
 #[cfg(test)]
@@ -323,6 +466,77 @@ mod tests {
         assert_eq!(select_protocol(&["x"], &supported).unwrap_err().status, 400);
         assert_eq!(select_protocol(&[], &supported).unwrap_err().status, 400);
         assert_eq!(select_protocol(&["x"], &[]).unwrap_err().status, 400);
+    }
+
+    fn answer(head: &str, offered: &[&str]) -> Answer {
+        let offered: Vec<String> = offered.iter().map(|s| s.to_string()).collect();
+        let accept = derive_accept_key(b"dGhlIHNhbXBsZSBub25jZQ==");
+        parse_answer(head.as_bytes(), 8192, 64, &accept, &offered)
+    }
+
+    const ANSWER: &str = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
+        Connection: keep-alive, Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n";
+
+    #[test]
+    fn client_accepts_a_valid_answer_with_a_token_list() {
+        let head = format!("{ANSWER}Sec-WebSocket-Protocol: b\r\n\r\n");
+        match answer(&head, &["a", "b"]) {
+            Answer::Accepted {
+                head_len, protocol, ..
+            } => {
+                assert_eq!((head_len, protocol.as_str()), (head.len(), "b"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(answer(&ANSWER[..30], &[]), Answer::Incomplete));
+    }
+
+    #[test]
+    fn client_refuses_what_rfc_6455_forbids() {
+        let failed = |head: String, offered: &[&str], needle: &str| match answer(&head, offered) {
+            Answer::Failed(why) => assert!(why.contains(needle), "{why}"),
+            other => panic!("accepted {head:?}: {other:?}"),
+        };
+        failed(
+            format!("{ANSWER}Sec-WebSocket-Extensions: permessage-deflate\r\n\r\n"),
+            &[],
+            "extension",
+        );
+        failed(
+            format!("{ANSWER}Sec-WebSocket-Protocol: x\r\n\r\n"),
+            &[],
+            "offered none",
+        );
+        failed(
+            format!("{ANSWER}Sec-WebSocket-Protocol: x\r\n\r\n"),
+            &["a"],
+            "did not offer",
+        );
+        failed(format!("{ANSWER}\r\n"), &["a"], "none of our");
+        failed(ANSWER.replace("s3pP", "AAAA") + "\r\n", &[], "Accept");
+        failed(
+            ANSWER.replace("keep-alive, Upgrade", "keep-alive") + "\r\n",
+            &[],
+            "Connection",
+        );
+        failed(
+            "HTTP/1.1 400 Bad Request\r\nContent-Length: 4\r\n\r\nnope".into(),
+            &[],
+            "400 Bad Request",
+        );
+    }
+
+    #[test]
+    fn client_request_carries_protocols_and_headers() {
+        let (request, accept) =
+            client_request("h:1", "/p?q", &["a".into(), "b".into()], &["X-Y: z".into()]);
+        let text = String::from_utf8(request).unwrap();
+        assert!(text.starts_with("GET /p?q HTTP/1.1\r\nHost: h:1\r\n"));
+        assert!(text.contains("Sec-WebSocket-Protocol: a, b\r\nX-Y: z\r\n\r\n"));
+        let Parsed::Upgrade { key, .. } = parse_request(text.as_bytes(), 8192, 64) else {
+            panic!()
+        };
+        assert_eq!(derive_accept_key(key.as_bytes()), accept);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 #![allow(clippy::field_reassign_with_default)] // configs read best as "defaults, then this change"
 
 mod common;
+mod rawws;
 
 use std::collections::HashSet;
 use std::io::{Read, Write};
@@ -11,7 +12,6 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::raw;
 use common::*;
 use wspeer::*;
 
@@ -57,18 +57,16 @@ fn server_at_until(
 }
 
 /// A hand-driven client, upgraded on a helper thread while this thread polls the server.
-fn raw_client(server: &mut WebSocketServer) -> std::net::TcpStream {
+fn raw_client(server: &mut WebSocketServer) -> rawws::RawConn {
     let addr = server.local_addr().unwrap();
-    let upgrading = std::thread::spawn(move || raw::upgrade(addr, "/", ""));
+    let upgrading = std::thread::spawn(move || rawws::RawConn::connect_with(addr, "/", ""));
     let start = Instant::now();
     while !upgrading.is_finished() {
         server.poll();
         assert!(start.elapsed() < TIMEOUT, "raw upgrade stalled");
         std::thread::sleep(Duration::from_micros(200));
     }
-    let (stream, head) = upgrading.join().unwrap();
-    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
-    stream
+    upgrading.join().unwrap().0
 }
 
 fn connected_id(events: &[ServerEvent]) -> Option<i32> {
@@ -281,8 +279,8 @@ fn close_timeout_ends_a_peer_that_never_answers() {
     let id = connected_id(&events).unwrap();
     server.disconnect_peer(id, 1000, "bye").unwrap();
     server.poll();
-    let frame = raw::read_frame(&mut silent).expect("close frame");
-    assert_eq!(frame.close_code(), Some(1000));
+    let frame = silent.expect_frame("close frame");
+    assert_eq!(frame.close_code().map(|(code, _)| code), Some(1000));
     assert_eq!(
         server.get_peer(id).unwrap().get_ready_state(),
         State::Closing
@@ -304,12 +302,10 @@ fn close_timeout_ends_a_peer_that_never_answers() {
 fn ping_is_answered_with_the_same_payload() {
     let mut server = server();
     let mut stream = raw_client(&mut server);
-    stream
-        .write_all(&raw::client_frame(true, 0x9, b"are you there"))
-        .unwrap();
+    stream.send(&rawws::client(rawws::OP_PING, b"are you there"));
     let (tx, rx) = mpsc::channel();
     let reader = std::thread::spawn(move || {
-        let _ = tx.send(raw::read_frame(&mut stream));
+        let _ = tx.send(stream.read_frame().ok());
     });
     let start = Instant::now();
     let frame = loop {
@@ -325,7 +321,7 @@ fn ping_is_answered_with_the_same_payload() {
         (frame.opcode, frame.payload.as_slice()),
         (0xA, &b"are you there"[..])
     );
-    assert!(!frame.masked);
+    assert!(frame.mask.is_none());
 }
 
 #[test]
@@ -627,7 +623,7 @@ fn outbound_limits_fail_cleanly_and_queue_nothing() {
     let reader = std::thread::spawn(move || {
         let mut frames = 0;
         while frames < accepted {
-            let frame = raw::read_frame(&mut stream).expect("frame");
+            let frame = stream.expect_frame("echo");
             assert_eq!(frame.payload, vec![0xAB; 16 * 1024]);
             frames += 1;
         }

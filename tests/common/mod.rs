@@ -1,8 +1,6 @@
 //! Shared test harness: a server and clients on loopback, polled together like a game loop.
 #![allow(dead_code)]
 
-pub mod raw;
-
 use std::time::{Duration, Instant};
 
 use wspeer::{

@@ -1,0 +1,164 @@
+//! Godot's high-level multiplayer transport: the `MultiplayerPeer` surface, and
+//! `WebSocketMultiplayerPeer` speaking Godot 4's and Godot 3's wire protocols over
+//! `WebSocketServer` / `WebSocketPeer`.
+
+mod peer;
+pub mod wire;
+
+pub use peer::{MultiplayerConfig, MultiplayerProtocol, WebSocketMultiplayerPeer};
+
+use crate::error::Error;
+
+/// `set_target_peer` value that addresses every connected peer (Godot's
+/// `TARGET_PEER_BROADCAST`).
+pub const TARGET_PEER_BROADCAST: i32 = 0;
+
+/// `set_target_peer` value, and peer id, of the server (Godot's `TARGET_PEER_SERVER`).
+pub const TARGET_PEER_SERVER: i32 = 1;
+
+/// Where a multiplayer peer is, as Godot's `MultiplayerPeer.ConnectionStatus`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ConnectionStatus {
+    /// Not started, closed, or failed.
+    Disconnected,
+    /// A client that has not yet received its id from the server.
+    Connecting,
+    /// A listening server, or a client that knows its id.
+    Connected,
+}
+
+/// Godot's `MultiplayerPeer.TransferMode`. WebSocket runs over TCP, so every packet is
+/// delivered reliably and in order whatever mode is set; the setting is kept only so code
+/// written for other transports runs unchanged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum TransferMode {
+    /// Packets may be lost or reordered (not on WebSocket).
+    Unreliable,
+    /// Packets may be lost but not reordered (not on WebSocket).
+    UnreliableOrdered,
+    /// Every packet arrives, in order: what WebSocket always does.
+    #[default]
+    Reliable,
+}
+
+/// What happened to a multiplayer peer, drained in order after `poll()` (Godot's signals,
+/// as values).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MultiplayerEvent {
+    /// Peer `id` joined: on a server a client finished its handshake; on a client the server
+    /// (id 1) accepted us or announced another client.
+    PeerConnected(i32),
+    /// Peer `id` left.
+    PeerDisconnected(i32),
+    /// Client only: the server accepted us and told us our id.
+    ConnectedToServer,
+    /// Client only: the connection attempt failed (refused, timed out, or the server's
+    /// first messages were invalid); see
+    /// [`WebSocketMultiplayerPeer::get_last_error`].
+    ConnectionFailed,
+    /// Client only: an established connection to the server ended.
+    ServerDisconnected,
+}
+
+/// Godot 4's `MultiplayerPeer`: a packet transport between a server (id 1) and clients
+/// (ids 2 to 2³¹−1), advanced only by [`poll`](Self::poll).
+///
+/// After each `poll()`, drain [`pop_event`](Self::pop_event) and the packet queue
+/// ([`get_available_packet_count`](Self::get_available_packet_count),
+/// [`get_packet_peer`](Self::get_packet_peer), [`get_packet`](Self::get_packet)). Packets
+/// go to the peers chosen with [`set_target_peer`](Self::set_target_peer).
+pub trait MultiplayerPeer {
+    /// Does all pending network work and queues the packets and events that arrived.
+    fn poll(&mut self);
+
+    /// Takes the oldest event, if any.
+    fn pop_event(&mut self) -> Option<MultiplayerEvent>;
+
+    /// This peer's id: 1 on a server, the id the server assigned on a client, 0 while unknown.
+    fn get_unique_id(&self) -> i32;
+
+    /// Whether this peer is the server (its id is 1).
+    fn is_server(&self) -> bool {
+        self.get_unique_id() == TARGET_PEER_SERVER
+    }
+
+    /// Chooses who the next [`put_packet`](Self::put_packet) calls go to: `0` everyone,
+    /// `1` the server, a peer id, or `-id` for everyone except `id`.
+    fn set_target_peer(&mut self, id: i32);
+
+    /// The current target (see [`set_target_peer`](Self::set_target_peer)); 0 by default.
+    fn get_target_peer(&self) -> i32;
+
+    /// Sends one packet to the current target.
+    fn put_packet(&mut self, data: &[u8]) -> Result<(), Error>;
+
+    /// Sends one packet to `to` (same values as `set_target_peer`) without changing the
+    /// current target; Godot's `SceneMultiplayer.send_bytes`.
+    fn send_bytes(&mut self, data: &[u8], to: i32) -> Result<(), Error> {
+        let previous = self.get_target_peer();
+        self.set_target_peer(to);
+        let result = self.put_packet(data);
+        self.set_target_peer(previous);
+        result
+    }
+
+    /// Takes the next received packet, if any.
+    fn get_packet(&mut self) -> Option<Vec<u8>>;
+
+    /// The id of the peer that sent the packet [`get_packet`](Self::get_packet) returns
+    /// next, if any.
+    fn get_packet_peer(&self) -> Option<i32>;
+
+    /// Takes the next received packet with its sender's id.
+    fn recv(&mut self) -> Option<(i32, Vec<u8>)> {
+        let from = self.get_packet_peer()?;
+        self.get_packet().map(|data| (from, data))
+    }
+
+    /// How many received packets wait to be read.
+    fn get_available_packet_count(&self) -> usize;
+
+    /// Where the peer is.
+    fn get_connection_status(&self) -> ConnectionStatus;
+
+    /// Closes the connection to peer `id`. Without `force`, its
+    /// [`PeerDisconnected`](MultiplayerEvent::PeerDisconnected) follows after the next
+    /// `poll()`; with `force`, it is forgotten at once and no event follows.
+    fn disconnect_peer(&mut self, id: i32, force: bool) -> Result<(), Error>;
+
+    /// Drops every connection at once, without events, and returns to
+    /// [`ConnectionStatus::Disconnected`].
+    fn close(&mut self);
+
+    /// While true, a server accepts no new clients.
+    fn set_refuse_new_connections(&mut self, refuse: bool);
+
+    /// Whether new clients are refused.
+    fn is_refusing_new_connections(&self) -> bool;
+
+    /// Sets the transfer mode of the next packets (accepted; WebSocket is always reliable
+    /// and ordered).
+    fn set_transfer_mode(&mut self, mode: TransferMode);
+
+    /// The transfer mode last set.
+    fn get_transfer_mode(&self) -> TransferMode;
+
+    /// Sets the channel of the next packets (accepted; WebSocket has one ordered channel).
+    fn set_transfer_channel(&mut self, channel: u8);
+
+    /// The channel last set.
+    fn get_transfer_channel(&self) -> u8;
+
+    /// The mode the next packet was sent with: always [`TransferMode::Reliable`].
+    fn get_packet_mode(&self) -> TransferMode {
+        TransferMode::Reliable
+    }
+
+    /// The channel the next packet was sent on: always 0.
+    fn get_packet_channel(&self) -> u8 {
+        0
+    }
+
+    /// Whether the server can pass packets between clients for them.
+    fn is_server_relay_supported(&self) -> bool;
+}
