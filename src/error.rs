@@ -85,6 +85,8 @@ pub enum Error {
     CloseTimeout,
     /// The connection ended without a close frame (reset, EOF, or a socket error).
     ConnectionLost(String),
+    /// A packet this protocol cannot carry (for example an empty RAW multiplayer packet).
+    InvalidPacket(String),
     /// No peer with this id on this server.
     PeerNotFound(i32),
     /// A socket or OS error.
@@ -161,6 +163,7 @@ impl fmt::Display for Error {
                 write!(f, "the remote did not finish the close handshake in time")
             }
             Error::ConnectionLost(why) => write!(f, "connection lost: {why}"),
+            Error::InvalidPacket(why) => write!(f, "invalid packet: {why}"),
             Error::PeerNotFound(id) => write!(f, "no peer with id {id}"),
             Error::Io(e) => write!(f, "I/O error: {e}"),
         }

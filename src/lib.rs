@@ -54,6 +54,7 @@
 mod config;
 mod error;
 mod ids;
+mod multiplayer;
 mod peer;
 mod server;
 mod stream;
@@ -63,6 +64,11 @@ mod upgrade;
 
 pub use config::{DEFAULT_BUFFER_SIZE, LookupFn, PeerConfig, Resolver, ServerConfig};
 pub use error::Error;
+pub use multiplayer::wire as multiplayer_wire;
+pub use multiplayer::{
+    ConnectionStatus, MultiplayerConfig, MultiplayerEvent, MultiplayerPeer, MultiplayerProtocol,
+    TARGET_PEER_BROADCAST, TARGET_PEER_SERVER, TransferMode, WebSocketMultiplayerPeer,
+};
 pub use peer::{Packet, State, WebSocketPeer, WriteMode};
 pub use server::{ServerEvent, WebSocketServer};
 pub use tls::TlsOptions;

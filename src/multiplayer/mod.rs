@@ -1,6 +1,4 @@
-//! Godot's high-level multiplayer transport: the `MultiplayerPeer` surface, and
-//! `WebSocketMultiplayerPeer` speaking Godot 4's and Godot 3's wire protocols over
-//! `WebSocketServer` / `WebSocketPeer`.
+//! Godot's high-level multiplayer: `MultiplayerPeer`, `WebSocketMultiplayerPeer`, wire formats.
 
 mod peer;
 pub mod wire;

@@ -1,0 +1,385 @@
+//! The websocket_chat demo's server, headless: everyone who joins (sub-protocol
+//! `demo-chat`) gets an id, and every line is passed to everyone else.
+//!
+//! ```text
+//! cargo run --example chat_server -- [--port 8000] [--bind 127.0.0.1] [--cert FILE --key FILE]
+//! ```
+//! - Broadcasts `[id] connected`, `[id] Says: text` and `[id] disconnected` as text
+//!   messages to everyone but that client, and prints them; logs each client's close
+//!   code and reason.
+//! - Lines typed on stdin go to everyone as `Server says: text`.
+//! - On plain `ws://` it also serves `examples/chat.html` at `http://<addr>/`, on the same
+//!   port, so a browser can join; with `--cert/--key` it serves `wss://` only (open the page
+//!   from disk and give it the URL: `chat.html?url=wss://...`).
+//!
+//! Like Godot's demo (`websocket/WebSocketServer.gd`), it owns the TCP listener and hands
+//! each WebSocket connection to a `WebSocketPeer` with `accept_stream`; that is what lets
+//! it look at a request first and answer plain HTTP itself. Ctrl-C closes every client
+//! with 1001 and exits.
+
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::io::{self, BufRead, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use wspeer::{State, TlsOptions, WebSocketPeer};
+
+const PROTOCOL: &str = "demo-chat";
+const PAGE: &str = include_str!("chat.html");
+/// Time a connection has to send its request (HTTP or WebSocket) and finish the
+/// handshake; Godot's demo uses 3 s too.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(3);
+/// Connections still sending their request; more are closed at once.
+const MAX_PENDING: usize = 64;
+/// Connections taken from the listener per frame.
+const ACCEPTS_PER_FRAME: usize = 16;
+/// The longest request head looked at; a longer one is refused.
+const MAX_REQUEST_HEAD: usize = 8192;
+const USAGE: &str = "usage: chat_server [--port 8000] [--bind 127.0.0.1] [--cert FILE --key FILE]";
+
+struct Options {
+    port: u16,
+    bind: String,
+    cert: Option<String>,
+    key: Option<String>,
+}
+
+fn parse_args() -> Result<Options, String> {
+    let mut options = Options {
+        port: 8000,
+        bind: "127.0.0.1".into(),
+        cert: None,
+        key: None,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value"));
+        match arg.as_str() {
+            "--port" => {
+                let v = value("--port")?;
+                options.port = v.parse().map_err(|_| format!("bad port {v:?}"))?;
+            }
+            "--bind" => options.bind = value("--bind")?,
+            "--cert" => options.cert = Some(value("--cert")?),
+            "--key" => options.key = Some(value("--key")?),
+            "-h" | "--help" => return Err(USAGE.into()),
+            other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
+        }
+    }
+    if options.cert.is_some() != options.key.is_some() {
+        return Err("--cert and --key go together".into());
+    }
+    Ok(options)
+}
+
+/// A TCP connection whose first bytes decide between the page and the chat.
+struct Pending {
+    stream: TcpStream,
+    addr: SocketAddr,
+    since: Instant,
+}
+
+/// A chat member; `id` is given when its handshake completes (as in Godot's demo).
+struct Member {
+    socket: WebSocketPeer,
+    addr: SocketAddr,
+    id: Option<i32>,
+}
+
+enum Request {
+    /// Not all of the head has arrived yet.
+    Incomplete,
+    WebSocket,
+    /// A plain HTTP request for `path`; `head_len` bytes are its head.
+    Http {
+        path: String,
+        head_len: usize,
+    },
+    Invalid,
+}
+
+fn classify(head: &[u8]) -> Request {
+    let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return if head.len() >= MAX_REQUEST_HEAD {
+            Request::Invalid
+        } else {
+            Request::Incomplete
+        };
+    };
+    let text = String::from_utf8_lossy(&head[..end]).to_ascii_lowercase();
+    let mut lines = text.lines();
+    let request_line = lines.next().unwrap_or("");
+    let upgrade = lines.any(|line| {
+        line.split_once(':').is_some_and(|(name, value)| {
+            name.trim() == "upgrade" && value.trim().eq_ignore_ascii_case("websocket")
+        })
+    });
+    if upgrade {
+        return Request::WebSocket;
+    }
+    let mut parts = request_line.split_whitespace();
+    match (parts.next(), parts.next()) {
+        (Some("get"), Some(target)) => Request::Http {
+            path: target.split('?').next().unwrap_or("/").to_string(),
+            head_len: end + 4,
+        },
+        _ => Request::Invalid,
+    }
+}
+
+/// Answers a plain HTTP request: the chat page at `/` and `/chat.html`, 404 elsewhere.
+fn serve_page(mut stream: TcpStream, path: &str, head_len: usize) -> io::Result<()> {
+    stream.set_nonblocking(false)?;
+    stream.set_read_timeout(Some(Duration::from_secs(1)))?;
+    stream.set_write_timeout(Some(Duration::from_secs(2)))?;
+    // Read the request we only peeked at: closing a socket with unread input makes the
+    // kernel reset the connection, which can destroy the response in flight.
+    let mut head = vec![0u8; head_len];
+    stream.read_exact(&mut head)?;
+    let (status, body) = match path {
+        "/" | "/chat.html" => ("200 OK", PAGE),
+        _ => ("404 Not Found", "not found\n"),
+    };
+    let content_type = if body == PAGE {
+        "text/html; charset=utf-8"
+    } else {
+        "text/plain; charset=utf-8"
+    };
+    write!(
+        stream,
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
+         Cache-Control: no-store\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    stream.flush()?;
+    stream.shutdown(std::net::Shutdown::Write)
+}
+
+/// An id in 2..2^31-1 no current member has, from the OS-seeded std hasher keys.
+fn new_id(members: &[Member]) -> i32 {
+    loop {
+        let mut hasher = RandomState::new().build_hasher();
+        hasher.write_u64(members.len() as u64);
+        let id = (hasher.finish() & 0x7FFF_FFFF) as i32;
+        if id >= 2 && !members.iter().any(|m| m.id == Some(id)) {
+            return id;
+        }
+    }
+}
+
+/// Sends `line` as text to every member with an id, except `except`.
+fn broadcast(members: &mut [Member], except: Option<i32>, line: &str) {
+    for member in members.iter_mut() {
+        if member.id.is_some() && member.id != except {
+            if let Err(e) = member.socket.send_text(line) {
+                eprintln!("Cannot send to {}: {e}", member.id.unwrap_or(0));
+            }
+        }
+    }
+}
+
+fn stdin_lines() -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in io::stdin().lock().lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+fn run(options: Options) -> Result<(), String> {
+    let tls = match (&options.cert, &options.key) {
+        (Some(cert), Some(key)) => {
+            let read = |p: &str| std::fs::read(p).map_err(|e| format!("cannot read {p}: {e}"));
+            Some(TlsOptions::server(&read(cert)?, &read(key)?).map_err(|e| e.to_string())?)
+        }
+        _ => None,
+    };
+    let bind = if options.bind.contains(':') {
+        format!(
+            "[{}]:{}",
+            options.bind.trim_matches(['[', ']']),
+            options.port
+        )
+    } else {
+        format!("{}:{}", options.bind, options.port)
+    };
+    let listener =
+        TcpListener::bind(&bind).map_err(|e| format!("Unable to listen on {bind}: {e}"))?;
+    listener.set_nonblocking(true).map_err(|e| e.to_string())?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let scheme = if tls.is_some() { "wss" } else { "ws" };
+    println!("Listening on {scheme}://{addr}");
+    println!("Supported protocols: {PROTOCOL}");
+    if tls.is_none() {
+        println!("Chat page: http://{addr}/");
+    }
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))
+        .map_err(|e| format!("cannot install the Ctrl-C handler: {e}"))?;
+    let typed = stdin_lines();
+
+    let mut pending: Vec<Pending> = Vec::new();
+    let mut members: Vec<Member> = Vec::new();
+    let mut stopping_since: Option<Instant> = None;
+    loop {
+        // New connections.
+        for _ in 0..ACCEPTS_PER_FRAME {
+            match listener.accept() {
+                Ok((stream, addr)) if pending.len() < MAX_PENDING && stopping_since.is_none() => {
+                    let _ = stream.set_nonblocking(true);
+                    pending.push(Pending {
+                        stream,
+                        addr,
+                        since: Instant::now(),
+                    });
+                }
+                Ok(_) => {} // dropped: too many requests in flight, or stopping
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => {
+                    eprintln!("accept failed: {e}");
+                    break;
+                }
+            }
+        }
+
+        // Requests: the page or the chat.
+        let mut still_pending = Vec::new();
+        for request in pending.drain(..) {
+            let kind = if tls.is_some() {
+                Request::WebSocket // encrypted: nothing to look at, and no page over TLS
+            } else {
+                let mut head = vec![0u8; MAX_REQUEST_HEAD];
+                match request.stream.peek(&mut head) {
+                    Ok(0) => Request::Invalid,
+                    Ok(n) => classify(&head[..n]),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => Request::Incomplete,
+                    Err(_) => Request::Invalid,
+                }
+            };
+            match kind {
+                Request::Incomplete if request.since.elapsed() < HANDSHAKE_TIMEOUT => {
+                    still_pending.push(request)
+                }
+                Request::Incomplete | Request::Invalid => {}
+                Request::Http { path, head_len } => {
+                    if let Err(e) = serve_page(request.stream, &path, head_len) {
+                        eprintln!("Cannot serve {path} to {}: {e}", request.addr);
+                    }
+                }
+                Request::WebSocket => {
+                    let mut socket = WebSocketPeer::new();
+                    socket.set_supported_protocols(&[PROTOCOL]);
+                    socket.config_mut().connect_timeout = HANDSHAKE_TIMEOUT;
+                    match socket.accept_stream(request.stream, tls.as_ref()) {
+                        Ok(()) => members.push(Member {
+                            socket,
+                            addr: request.addr,
+                            id: None,
+                        }),
+                        Err(e) => eprintln!("Cannot accept {}: {e}", request.addr),
+                    }
+                }
+            }
+        }
+        pending = still_pending;
+
+        // The chat.
+        let mut index = 0;
+        while index < members.len() {
+            members[index].socket.poll();
+            let state = members[index].socket.get_ready_state();
+            if members[index].id.is_none() && state == State::Open {
+                let id = new_id(&members);
+                members[index].id = Some(id);
+                println!(
+                    "Remote client connected: {id}. Protocol: {}",
+                    members[index].socket.get_selected_protocol()
+                );
+                let line = format!("[{id}] connected");
+                println!("{line}");
+                broadcast(&mut members, Some(id), &line);
+            }
+            let Some(id) = members[index].id else {
+                if state == State::Closed {
+                    let member = members.remove(index);
+                    if let Some(e) = member.socket.get_last_error() {
+                        eprintln!("Handshake with {} failed: {e}", member.addr);
+                    }
+                    continue;
+                }
+                index += 1;
+                continue;
+            };
+            while let Some(packet) = members[index].socket.recv() {
+                let text = String::from_utf8_lossy(packet.data()).into_owned();
+                let line = format!("[{id}] Says: {text}");
+                println!("{line}");
+                broadcast(&mut members, Some(id), &line);
+            }
+            if state == State::Closed {
+                let member = members.remove(index);
+                println!(
+                    "Remote client disconnected: {id}. Code: {}, Reason: {}",
+                    member.socket.get_close_code(),
+                    member.socket.get_close_reason()
+                );
+                let line = format!("[{id}] disconnected");
+                println!("{line}");
+                broadcast(&mut members, Some(id), &line);
+                continue;
+            }
+            index += 1;
+        }
+
+        // The server's own lines.
+        while let Ok(text) = typed.try_recv() {
+            if !text.is_empty() {
+                println!("Sending message: {text}");
+                broadcast(&mut members, None, &format!("Server says: {text}"));
+            }
+        }
+
+        if stop.load(Ordering::SeqCst) && stopping_since.is_none() {
+            println!("Stopping: closing {} client(s)", members.len());
+            for member in &mut members {
+                let _ = member.socket.close(1001, "Server stopping");
+            }
+            stopping_since = Some(Instant::now());
+        }
+        if let Some(since) = stopping_since {
+            if members.is_empty() || since.elapsed() > Duration::from_secs(6) {
+                println!("Stopped");
+                return Ok(());
+            }
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn main() -> ExitCode {
+    let options = match parse_args() {
+        Ok(options) => options,
+        Err(message) => {
+            eprintln!("{message}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(options) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("{message}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,1213 @@
+//! `WebSocketMultiplayerPeer`: the server and client sides of Godot's multiplayer
+//! transport, their peer lists, the shared inbound queue and the relay.
+
+use std::collections::{BTreeSet, VecDeque};
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use super::wire::{godot3, godot4, scene};
+use super::{
+    ConnectionStatus, MultiplayerEvent, MultiplayerPeer, TARGET_PEER_BROADCAST, TARGET_PEER_SERVER,
+    TransferMode,
+};
+use crate::config::ServerConfig;
+use crate::error::Error;
+use crate::peer::{State, WebSocketPeer};
+use crate::server::{ServerEvent, WebSocketServer};
+use crate::tls::TlsOptions;
+
+/// Which Godot multiplayer protocol a [`WebSocketMultiplayerPeer`] speaks. Both ends must
+/// use the same one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum MultiplayerProtocol {
+    /// What a Godot 4 game speaks: the `WebSocketMultiplayerPeer` transport (the id as the
+    /// first message) with the `SceneMultiplayer` layer on top. The server announces peers
+    /// (`[07 01 id]` / `[07 02 id]`) and relays client-to-client packets (`[07 03 ...]`);
+    /// packets are RAW packets (`[03 ...]`, Godot's `send_bytes` / `peer_packet`), so
+    /// `put_packet` / `get_packet` carry only the user bytes.
+    #[default]
+    Godot4,
+    /// Godot 4's bare `WebSocketMultiplayerPeer` transport, byte for byte: the id message,
+    /// then every packet exactly as put, with no announcements and no relay (clients only
+    /// reach the server). For applications that bring their own layer.
+    Godot4Transport,
+    /// Godot 3's `WebSocketServer` / `WebSocketClient` with `gd_mp_api = true`: a 9-byte
+    /// header on every message, id and peer announcements as `SYS_ID` / `SYS_ADD` /
+    /// `SYS_DEL`, relay by the `to` field. Packets are Godot 3 RAW packets (`[04 ...]`,
+    /// `send_bytes` / `network_peer_packet`).
+    Godot3,
+}
+
+/// Settings of a [`WebSocketMultiplayerPeer`]. They apply at the next `create_server` /
+/// `create_client`.
+#[derive(Clone, Debug)]
+pub struct MultiplayerConfig {
+    /// The WebSocket settings (sub-protocols, headers, buffer sizes, heartbeat, close
+    /// timeout) of every connection, and the listener's limits. Its `handshake_timeout`
+    /// (Godot: 3 s) also bounds a client's time from `create_client` to knowing its id.
+    pub websocket: ServerConfig,
+    /// The wire protocol; [`MultiplayerProtocol::Godot4`] by default.
+    pub protocol: MultiplayerProtocol,
+    /// Server only: announce clients to each other and pass packets between them (Godot's
+    /// `SceneMultiplayer.server_relay`, default on). Off: each client sees only the server;
+    /// packets addressed to other clients are dropped (the server still gets its share of
+    /// a broadcast). No effect with [`MultiplayerProtocol::Godot4Transport`], which never
+    /// relays.
+    pub server_relay: bool,
+    /// Most received packets waiting in the shared queue for `get_packet`. When it is
+    /// full, reading from the connections pauses (their own queues fill, then TCP pushes
+    /// back on the senders); nothing is dropped.
+    pub max_inbound_packets: usize,
+    /// Most payload bytes waiting in the shared queue; reading pauses once they are
+    /// reached (the last packet read may overshoot by one message).
+    pub max_inbound_bytes: usize,
+}
+
+impl Default for MultiplayerConfig {
+    fn default() -> Self {
+        MultiplayerConfig {
+            websocket: ServerConfig::default(),
+            protocol: MultiplayerProtocol::default(),
+            server_relay: true,
+            max_inbound_packets: 4096,
+            max_inbound_bytes: 4 * 1024 * 1024,
+        }
+    }
+}
+
+impl MultiplayerConfig {
+    fn validate(&self) -> Result<(), Error> {
+        if self.max_inbound_packets == 0 {
+            return Err(Error::InvalidConfig(
+                "max_inbound_packets must be at least 1".into(),
+            ));
+        }
+        if self.max_inbound_bytes == 0 {
+            return Err(Error::InvalidConfig(
+                "max_inbound_bytes must be at least 1".into(),
+            ));
+        }
+        if self.websocket.handshake_timeout.is_zero() {
+            return Err(Error::InvalidConfig(
+                "handshake_timeout must be more than zero".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether the server tells clients about each other.
+    fn announces_peers(&self) -> bool {
+        self.server_relay && self.protocol != MultiplayerProtocol::Godot4Transport
+    }
+}
+
+/// Received packets and events, shared by both roles.
+#[derive(Default)]
+struct Inbox {
+    packets: VecDeque<(i32, Vec<u8>)>,
+    bytes: usize,
+    events: VecDeque<MultiplayerEvent>,
+    dropped: u64,
+}
+
+impl Inbox {
+    fn has_room(&self, config: &MultiplayerConfig) -> bool {
+        self.packets.len() < config.max_inbound_packets && self.bytes < config.max_inbound_bytes
+    }
+
+    fn push(&mut self, from: i32, data: &[u8]) {
+        self.bytes += data.len();
+        self.packets.push_back((from, data.to_vec()));
+    }
+
+    fn pop(&mut self) -> Option<(i32, Vec<u8>)> {
+        let (from, data) = self.packets.pop_front()?;
+        self.bytes -= data.len();
+        Some((from, data))
+    }
+
+    /// Counts and logs a packet that will not be delivered. Godot logs these as errors
+    /// too; a flood of them costs one log line each, never memory.
+    fn reject(&mut self, from: i32, why: impl fmt::Display) {
+        self.dropped += 1;
+        log::warn!("dropped a packet from peer {from}: {why}");
+    }
+
+    fn event(&mut self, event: MultiplayerEvent) {
+        self.events.push_back(event);
+    }
+
+    fn clear(&mut self) {
+        self.packets.clear();
+        self.bytes = 0;
+        self.events.clear();
+    }
+}
+
+/// Sends one WebSocket message to server-side peer `id`.
+fn send_to(server: &mut WebSocketServer, id: i32, bytes: &[u8]) -> Result<(), Error> {
+    server
+        .get_peer(id)
+        .ok_or(Error::PeerNotFound(id))?
+        .put_packet(bytes)
+}
+
+/// The server role.
+struct Host {
+    server: WebSocketServer,
+    /// Clients that received their id and were announced, in id order (as Godot's set).
+    peers: BTreeSet<i32>,
+    /// Peers whose packets wait in their own queue because the shared queue was full.
+    backlog: Vec<i32>,
+    /// Peers closed by `disconnect_peer(id, false)`: reported gone at the next poll.
+    leaving: Vec<i32>,
+}
+
+impl Host {
+    fn poll(&mut self, inbox: &mut Inbox, config: &MultiplayerConfig, wait: Option<Duration>) {
+        match wait {
+            Some(max_wait) => self.server.poll_with_timeout(max_wait),
+            None => self.server.poll(),
+        }
+        for id in std::mem::take(&mut self.leaving) {
+            self.forget(id, inbox, config, true);
+        }
+        for id in std::mem::take(&mut self.backlog) {
+            self.pull(id, inbox, config);
+        }
+        while let Some(event) = self.server.pop_event() {
+            match event {
+                ServerEvent::ClientConnected { id, .. } => self.admit(id, inbox, config),
+                ServerEvent::DataReceived { id } => self.pull(id, inbox, config),
+                // Godot drops a peer as soon as it is no longer open: a close request is
+                // the end. What it sent before still reaches the queue.
+                ServerEvent::ClientCloseRequest { id, .. }
+                | ServerEvent::ClientDisconnected { id, .. } => {
+                    self.pull(id, inbox, config);
+                    self.forget(id, inbox, config, true);
+                }
+            }
+        }
+    }
+
+    /// Greets a client that finished its WebSocket handshake and announces it.
+    fn admit(&mut self, id: i32, inbox: &mut Inbox, config: &MultiplayerConfig) {
+        let greeting: Vec<Vec<u8>> = match config.protocol {
+            MultiplayerProtocol::Godot4 | MultiplayerProtocol::Godot4Transport => {
+                vec![godot4::id_message(id).to_vec()]
+            }
+            MultiplayerProtocol::Godot3 => vec![
+                godot3::sys(godot3::SYS_ID, id).to_vec(),
+                godot3::sys(godot3::SYS_ADD, TARGET_PEER_SERVER).to_vec(),
+            ],
+        };
+        for message in &greeting {
+            if let Err(e) = send_to(&mut self.server, id, message) {
+                log::warn!("cannot send peer {id} its id ({e}); dropping the connection");
+                let _ = self.server.disconnect_peer(id, -1, "");
+                return;
+            }
+        }
+        if config.announces_peers() {
+            let joined = announcement(config, true, id);
+            for &other in &self.peers {
+                for (to, message) in [
+                    (other, joined.clone()),
+                    (id, announcement(config, true, other)),
+                ] {
+                    if let Err(e) = send_to(&mut self.server, to, &message) {
+                        log::warn!("cannot announce a peer to peer {to}: {e}");
+                    }
+                }
+            }
+        }
+        self.peers.insert(id);
+        inbox.event(MultiplayerEvent::PeerConnected(id));
+    }
+
+    /// Removes a client: announces its departure and, unless forced, reports it.
+    fn forget(&mut self, id: i32, inbox: &mut Inbox, config: &MultiplayerConfig, report: bool) {
+        if !self.peers.remove(&id) {
+            return;
+        }
+        self.backlog.retain(|&p| p != id);
+        let unread = self
+            .server
+            .get_peer(id)
+            .map_or(0, |peer| peer.get_available_packet_count());
+        if unread > 0 {
+            inbox.dropped += unread as u64;
+            log::debug!("{unread} unread packet(s) from peer {id} discarded: it left");
+        }
+        if config.announces_peers() {
+            let left = announcement(config, false, id);
+            for &other in &self.peers {
+                if let Err(e) = send_to(&mut self.server, other, &left) {
+                    log::warn!("cannot announce a departure to peer {other}: {e}");
+                }
+            }
+        }
+        if report {
+            inbox.event(MultiplayerEvent::PeerDisconnected(id));
+        }
+    }
+
+    /// Moves client `id`'s packets into the shared queue while it has room.
+    fn pull(&mut self, id: i32, inbox: &mut Inbox, config: &MultiplayerConfig) {
+        if !self.peers.contains(&id) {
+            return;
+        }
+        loop {
+            let Some(peer) = self.server.get_peer(id) else {
+                return;
+            };
+            if peer.get_available_packet_count() == 0 {
+                return;
+            }
+            if !inbox.has_room(config) {
+                if !self.backlog.contains(&id) {
+                    self.backlog.push(id);
+                }
+                return;
+            }
+            let Some(packet) = peer.recv() else {
+                return;
+            };
+            self.handle(id, packet.data(), inbox, config);
+        }
+    }
+
+    /// One message from client `from`.
+    fn handle(&mut self, from: i32, data: &[u8], inbox: &mut Inbox, config: &MultiplayerConfig) {
+        match config.protocol {
+            MultiplayerProtocol::Godot4Transport => inbox.push(from, data),
+            MultiplayerProtocol::Godot4 => self.handle_scene(from, data, inbox, config),
+            MultiplayerProtocol::Godot3 => self.handle_godot3(from, data, inbox, config),
+        }
+    }
+
+    fn handle_scene(
+        &mut self,
+        from: i32,
+        data: &[u8],
+        inbox: &mut Inbox,
+        config: &MultiplayerConfig,
+    ) {
+        match scene::parse(data) {
+            Err(e) => inbox.reject(from, e),
+            Ok(scene::Message::Raw(payload)) => inbox.push(from, payload),
+            Ok(scene::Message::Relay { peer, inner }) => {
+                self.relay_scene(from, peer, inner, inbox, config)
+            }
+            Ok(scene::Message::AddPeer(_) | scene::Message::DelPeer(_)) => {
+                inbox.reject(from, "only the server announces peers")
+            }
+            Ok(scene::Message::Auth(_)) => inbox.reject(
+                from,
+                "SceneMultiplayer authentication is not supported by wspeer's server",
+            ),
+            Ok(scene::Message::Other { command }) => inbox.reject(
+                from,
+                format_args!(
+                    "command {command} (an RPC, path cache or replication packet) is not \
+                     decoded by wspeer; clients can still send it to each other through the \
+                     relay, or use send_bytes"
+                ),
+            ),
+        }
+    }
+
+    /// A client's `[07 03 to inner]`: forwards `[07 03 from inner]` to the destination(s)
+    /// and keeps the inner packet when the server is one of them (`to` 0, or `-id` with
+    /// `id` ≠ 1), as SceneMultiplayer's server does.
+    fn relay_scene(
+        &mut self,
+        from: i32,
+        to: i32,
+        inner: &[u8],
+        inbox: &mut Inbox,
+        config: &MultiplayerConfig,
+    ) {
+        if to == TARGET_PEER_SERVER {
+            return inbox.reject(from, "relay addressed to the server itself");
+        }
+        let for_server = to == TARGET_PEER_BROADCAST || to < -1;
+        if config.server_relay {
+            let forwarded = scene::relay(from, inner);
+            self.forward(from, to, &forwarded, inbox);
+        } else if !for_server {
+            return inbox.reject(from, "server relay is off: clients reach only the server");
+        }
+        if for_server {
+            match scene::parse(inner) {
+                Ok(scene::Message::Raw(payload)) => inbox.push(from, payload),
+                Ok(_) => inbox.reject(from, "relayed packet for the server is not a RAW packet"),
+                Err(e) => inbox.reject(from, e),
+            }
+        }
+    }
+
+    fn handle_godot3(
+        &mut self,
+        from: i32,
+        data: &[u8],
+        inbox: &mut Inbox,
+        config: &MultiplayerConfig,
+    ) {
+        let (header, payload) = match godot3::parse(data) {
+            Ok(parsed) => parsed,
+            Err(e) => return inbox.reject(from, e),
+        };
+        if header.kind != godot3::SYS_NONE {
+            return inbox.reject(from, "only the server sends system messages");
+        }
+        if header.from != from {
+            return inbox.reject(
+                from,
+                format_args!("forged sender id {} in the header", header.from),
+            );
+        }
+        let to = header.to;
+        // Godot 3 also keeps `to = -1` ("everyone but the server") for itself, a bug that
+        // wspeer does not copy.
+        let for_server = to == TARGET_PEER_SERVER || to == TARGET_PEER_BROADCAST || to < -1;
+        if to != TARGET_PEER_SERVER {
+            if config.server_relay {
+                // Godot 3 relays the whole message unchanged: the header already names the
+                // sender, and the server checked it.
+                if to == from {
+                    inbox.reject(from, "a packet addressed to its own sender");
+                } else {
+                    self.forward(from, to, data, inbox);
+                }
+            } else if !for_server {
+                return inbox.reject(from, "server relay is off: clients reach only the server");
+            }
+        }
+        if for_server {
+            match godot3::parse_raw(payload) {
+                Ok(bytes) => inbox.push(from, bytes),
+                Err(e) => inbox.reject(from, e),
+            }
+        }
+    }
+
+    /// Relays `message` from client `from` to `to`: a client id, `0` for every other
+    /// client, or `-id` for every other client except `id`.
+    fn forward(&mut self, from: i32, to: i32, message: &[u8], inbox: &mut Inbox) {
+        if to > 0 {
+            if !self.peers.contains(&to) {
+                return inbox.reject(from, format_args!("relay to unknown peer {to}"));
+            }
+            if let Err(e) = send_to(&mut self.server, to, message) {
+                inbox.reject(from, format_args!("cannot relay to peer {to}: {e}"));
+            }
+            return;
+        }
+        for &other in &self.peers {
+            if other == from || other == -to {
+                continue;
+            }
+            if let Err(e) = send_to(&mut self.server, other, message) {
+                inbox.reject(from, format_args!("cannot relay to peer {other}: {e}"));
+            }
+        }
+    }
+
+    /// The application's packet, from the server to the target.
+    fn put(&mut self, target: i32, data: &[u8], config: &MultiplayerConfig) -> Result<(), Error> {
+        let message = match config.protocol {
+            MultiplayerProtocol::Godot4 => scene::raw(data),
+            MultiplayerProtocol::Godot4Transport => data.to_vec(),
+            MultiplayerProtocol::Godot3 => godot3::raw(TARGET_PEER_SERVER, target, data),
+        };
+        if target > 0 {
+            if !self.peers.contains(&target) {
+                return Err(Error::PeerNotFound(target));
+            }
+            return send_to(&mut self.server, target, &message);
+        }
+        // As Godot: a broadcast goes to every peer that can take it; one full queue does
+        // not stop the others.
+        for &id in &self.peers {
+            if id == -target {
+                continue;
+            }
+            if let Err(e) = send_to(&mut self.server, id, &message) {
+                log::warn!("broadcast not delivered to peer {id}: {e}");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The announcement that peer `id` joined (`joined`) or left, in the configured protocol.
+fn announcement(config: &MultiplayerConfig, joined: bool, id: i32) -> Vec<u8> {
+    match (config.protocol, joined) {
+        (MultiplayerProtocol::Godot3, true) => godot3::sys(godot3::SYS_ADD, id).to_vec(),
+        (MultiplayerProtocol::Godot3, false) => godot3::sys(godot3::SYS_DEL, id).to_vec(),
+        (_, true) => scene::add_peer(id).to_vec(),
+        (_, false) => scene::del_peer(id).to_vec(),
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// Connecting, or waiting for our id.
+    Joining,
+    Connected,
+    /// The connection ended; the socket may still be finishing its close handshake.
+    Ended,
+}
+
+/// The client role.
+struct Guest {
+    socket: WebSocketPeer,
+    deadline: Instant,
+    phase: Phase,
+    unique_id: i32,
+    /// Other clients the server announced.
+    peers: BTreeSet<i32>,
+    /// `disconnect_peer(1, false)` was called: reported gone at the next poll.
+    leaving: bool,
+}
+
+impl Guest {
+    fn poll(&mut self, inbox: &mut Inbox, config: &MultiplayerConfig, error: &mut Option<Error>) {
+        self.socket.poll();
+        if self.phase == Phase::Ended {
+            return;
+        }
+        if self.leaving {
+            return self.end(inbox);
+        }
+        while self.socket.get_available_packet_count() > 0 {
+            if self.phase == Phase::Connected && !inbox.has_room(config) {
+                break;
+            }
+            let Some(packet) = self.socket.recv() else {
+                break;
+            };
+            self.handle(packet.data(), inbox, config, error);
+            if self.phase == Phase::Ended {
+                return;
+            }
+        }
+        if self.phase == Phase::Joining && Instant::now() >= self.deadline {
+            let timeout = config.websocket.handshake_timeout;
+            return self.fail(
+                Error::Handshake(format!(
+                    "the server did not send our peer id within the handshake timeout \
+                     ({timeout:?})"
+                )),
+                inbox,
+                error,
+            );
+        }
+        // Packets that arrived before the close are delivered first.
+        if self.socket.get_ready_state() == State::Closed
+            && self.socket.get_available_packet_count() == 0
+        {
+            self.end(inbox);
+        }
+    }
+
+    fn handle(
+        &mut self,
+        data: &[u8],
+        inbox: &mut Inbox,
+        config: &MultiplayerConfig,
+        error: &mut Option<Error>,
+    ) {
+        match (config.protocol, self.phase) {
+            (_, Phase::Ended) => {}
+            (MultiplayerProtocol::Godot3, _) => self.handle_godot3(data, inbox),
+            (_, Phase::Joining) => match godot4::parse_id_message(data) {
+                Ok(id) => self.connected(id, inbox),
+                Err(e) => self.fail(
+                    Error::Handshake(format!("invalid peer id from the server: {e}")),
+                    inbox,
+                    error,
+                ),
+            },
+            (MultiplayerProtocol::Godot4Transport, Phase::Connected) => {
+                inbox.push(TARGET_PEER_SERVER, data)
+            }
+            (MultiplayerProtocol::Godot4, Phase::Connected) => self.handle_scene(data, inbox),
+        }
+    }
+
+    fn handle_scene(&mut self, data: &[u8], inbox: &mut Inbox) {
+        const SERVER: i32 = TARGET_PEER_SERVER;
+        match scene::parse(data) {
+            Err(e) => inbox.reject(SERVER, e),
+            Ok(scene::Message::Raw(payload)) => inbox.push(SERVER, payload),
+            Ok(scene::Message::AddPeer(id)) => self.add_peer(id, inbox),
+            Ok(scene::Message::DelPeer(id)) => self.del_peer(id, inbox),
+            Ok(scene::Message::Relay { peer, inner }) => {
+                if !self.peers.contains(&peer) {
+                    return inbox.reject(SERVER, format_args!("relayed from unknown peer {peer}"));
+                }
+                match scene::parse(inner) {
+                    Ok(scene::Message::Raw(payload)) => inbox.push(peer, payload),
+                    Ok(_) => inbox.reject(
+                        peer,
+                        "not a RAW packet (RPCs and replication are not decoded by wspeer)",
+                    ),
+                    Err(e) => inbox.reject(peer, e),
+                }
+            }
+            Ok(scene::Message::Auth(_)) => {
+                inbox.reject(SERVER, "SceneMultiplayer authentication is not supported")
+            }
+            Ok(scene::Message::Other { command }) => inbox.reject(
+                SERVER,
+                format_args!("command {command} (RPC or replication) is not decoded by wspeer"),
+            ),
+        }
+    }
+
+    fn handle_godot3(&mut self, data: &[u8], inbox: &mut Inbox) {
+        const SERVER: i32 = TARGET_PEER_SERVER;
+        let (header, payload) = match godot3::parse(data) {
+            Ok(parsed) => parsed,
+            Err(e) => return inbox.reject(SERVER, e),
+        };
+        if header.kind == godot3::SYS_NONE {
+            if self.phase != Phase::Connected {
+                return inbox.reject(header.from, "data before the server accepted us");
+            }
+            if header.from != SERVER && !self.peers.contains(&header.from) {
+                return inbox.reject(header.from, "data from a peer the server never announced");
+            }
+            return match godot3::parse_raw(payload) {
+                Ok(bytes) => inbox.push(header.from, bytes),
+                Err(e) => inbox.reject(header.from, e),
+            };
+        }
+        if header.from != SERVER {
+            return inbox.reject(header.from, "system message not sent by the server");
+        }
+        let id = match godot3::sys_id(payload) {
+            Ok(id) => id,
+            Err(e) => return inbox.reject(SERVER, e),
+        };
+        match header.kind {
+            godot3::SYS_ID if self.phase == Phase::Joining && id >= 2 => self.unique_id = id,
+            godot3::SYS_ADD if id == SERVER => {
+                if self.phase == Phase::Joining && self.unique_id >= 2 {
+                    self.connected(self.unique_id, inbox);
+                } else {
+                    inbox.reject(SERVER, "unexpected SYS_ADD for the server");
+                }
+            }
+            godot3::SYS_ADD if self.phase == Phase::Connected => self.add_peer(id, inbox),
+            godot3::SYS_DEL if self.phase == Phase::Connected => self.del_peer(id, inbox),
+            godot3::SYS_ID | godot3::SYS_ADD | godot3::SYS_DEL => inbox.reject(
+                SERVER,
+                format_args!("system message {} out of order", header.kind),
+            ),
+            other => inbox.reject(SERVER, format_args!("unknown message type {other}")),
+        }
+    }
+
+    fn add_peer(&mut self, id: i32, inbox: &mut Inbox) {
+        if id < 2 || id == self.unique_id {
+            return inbox.reject(
+                TARGET_PEER_SERVER,
+                format_args!("announced invalid peer id {id}"),
+            );
+        }
+        if self.peers.insert(id) {
+            inbox.event(MultiplayerEvent::PeerConnected(id));
+        }
+    }
+
+    fn del_peer(&mut self, id: i32, inbox: &mut Inbox) {
+        if self.peers.remove(&id) {
+            inbox.event(MultiplayerEvent::PeerDisconnected(id));
+        }
+    }
+
+    fn connected(&mut self, id: i32, inbox: &mut Inbox) {
+        self.unique_id = id;
+        self.phase = Phase::Connected;
+        // SceneMultiplayer's order: connected_to_server, then peer_connected(1).
+        inbox.event(MultiplayerEvent::ConnectedToServer);
+        inbox.event(MultiplayerEvent::PeerConnected(TARGET_PEER_SERVER));
+    }
+
+    fn fail(&mut self, why: Error, inbox: &mut Inbox, error: &mut Option<Error>) {
+        log::warn!("multiplayer connection failed: {why}");
+        *error = Some(why);
+        self.end(inbox);
+    }
+
+    /// Reports the end of the connection and lets the socket finish closing.
+    fn end(&mut self, inbox: &mut Inbox) {
+        match self.phase {
+            Phase::Joining => inbox.event(MultiplayerEvent::ConnectionFailed),
+            Phase::Connected => {
+                for &id in &self.peers {
+                    inbox.event(MultiplayerEvent::PeerDisconnected(id));
+                }
+                inbox.event(MultiplayerEvent::PeerDisconnected(TARGET_PEER_SERVER));
+                inbox.event(MultiplayerEvent::ServerDisconnected);
+            }
+            Phase::Ended => return,
+        }
+        self.quiet_end();
+    }
+
+    /// Ends without events (Godot's forced disconnect).
+    fn quiet_end(&mut self) {
+        self.phase = Phase::Ended;
+        self.peers.clear();
+        self.unique_id = 0;
+        self.leaving = false;
+        if self.socket.get_ready_state() != State::Closed {
+            let _ = self.socket.close(1000, "");
+        }
+    }
+
+    fn put(&mut self, target: i32, data: &[u8], config: &MultiplayerConfig) -> Result<(), Error> {
+        if self.phase != Phase::Connected || self.leaving {
+            return Err(Error::NotOpen);
+        }
+        if target > TARGET_PEER_SERVER
+            && !self.peers.contains(&target)
+            && config.protocol != MultiplayerProtocol::Godot4Transport
+        {
+            return Err(Error::PeerNotFound(target));
+        }
+        let message = match config.protocol {
+            // As Godot's transport: a client only ever talks to the server.
+            MultiplayerProtocol::Godot4Transport => data.to_vec(),
+            // As SceneMultiplayer: only packets for the server itself go unwrapped.
+            MultiplayerProtocol::Godot4 if target == TARGET_PEER_SERVER => scene::raw(data),
+            MultiplayerProtocol::Godot4 => scene::relay(target, &scene::raw(data)),
+            MultiplayerProtocol::Godot3 => godot3::raw(self.unique_id, target, data),
+        };
+        self.socket.put_packet(&message)
+    }
+}
+
+enum Role {
+    Idle,
+    Server(Box<Host>),
+    Client(Box<Guest>),
+}
+
+/// Godot's `WebSocketMultiplayerPeer`: a [`MultiplayerPeer`] over WebSocket, as a server
+/// (id 1) hosting clients or as a client of such a server, Godot 4 or Godot 3 compatible.
+///
+/// The server uses a [`WebSocketServer`], so its client ids are unpredictable, never
+/// repeated, and in 2..=2³¹−1. Everything happens in [`poll`](MultiplayerPeer::poll).
+///
+/// ```
+/// use wspeer::{MultiplayerEvent, MultiplayerPeer, WebSocketMultiplayerPeer};
+///
+/// let mut server = WebSocketMultiplayerPeer::new();
+/// server.create_server(0, "127.0.0.1", None)?;
+/// let url = format!("ws://{}", server.local_addr().unwrap());
+/// let mut client = WebSocketMultiplayerPeer::new();
+/// client.create_client(&url, None)?;
+///
+/// let mut sent = false;
+/// loop {
+///     server.poll();
+///     client.poll();
+///     while let Some(event) = client.pop_event() {
+///         if event == MultiplayerEvent::ConnectedToServer {
+///             client.send_bytes(b"hello", 1)?; // to the server
+///             sent = true;
+///         }
+///     }
+///     if let Some((from, packet)) = server.recv() {
+///         assert_eq!((from, &packet[..]), (client.get_unique_id(), &b"hello"[..]));
+///         break;
+///     }
+///     std::thread::sleep(std::time::Duration::from_millis(1));
+/// }
+/// assert!(sent);
+/// # Ok::<(), wspeer::Error>(())
+/// ```
+pub struct WebSocketMultiplayerPeer {
+    config: MultiplayerConfig,
+    role: Role,
+    inbox: Inbox,
+    target_peer: i32,
+    transfer_mode: TransferMode,
+    transfer_channel: u8,
+    refusing: bool,
+    last_error: Option<Error>,
+}
+
+impl Default for WebSocketMultiplayerPeer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for WebSocketMultiplayerPeer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WebSocketMultiplayerPeer")
+            .field("protocol", &self.config.protocol)
+            .field("status", &self.get_connection_status())
+            .field("unique_id", &self.get_unique_id())
+            .field("packets", &self.inbox.packets.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl WebSocketMultiplayerPeer {
+    /// A disconnected peer with Godot's defaults ([`MultiplayerProtocol::Godot4`], relay on).
+    pub fn new() -> Self {
+        Self::with_config(MultiplayerConfig::default())
+    }
+
+    /// A disconnected peer with the given settings.
+    pub fn with_config(config: MultiplayerConfig) -> Self {
+        WebSocketMultiplayerPeer {
+            config,
+            role: Role::Idle,
+            inbox: Inbox::default(),
+            target_peer: TARGET_PEER_BROADCAST,
+            transfer_mode: TransferMode::Reliable,
+            transfer_channel: 0,
+            refusing: false,
+            last_error: None,
+        }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &MultiplayerConfig {
+        &self.config
+    }
+
+    /// Changes the settings; they apply at the next `create_server` / `create_client`.
+    pub fn config_mut(&mut self) -> &mut MultiplayerConfig {
+        &mut self.config
+    }
+
+    fn check_idle(&self) -> Result<(), Error> {
+        if self.get_connection_status() == ConnectionStatus::Disconnected {
+            Ok(())
+        } else {
+            Err(Error::AlreadyInUse)
+        }
+    }
+
+    fn reset(&mut self) {
+        self.role = Role::Idle;
+        self.inbox.clear();
+        self.last_error = None;
+    }
+
+    /// Starts a server on `bind` (an IP address, `"*"` for every interface, or
+    /// `"localhost"`) and `port` (`0`: any free port, see
+    /// [`local_addr`](Self::local_addr)), serving `wss://` with server `tls` options.
+    /// The server is connected at once, with id 1.
+    pub fn create_server(
+        &mut self,
+        port: u16,
+        bind: &str,
+        tls: Option<TlsOptions>,
+    ) -> Result<(), Error> {
+        self.check_idle()?;
+        self.config.validate()?;
+        let mut server = WebSocketServer::try_with_config(self.config.websocket.clone())?;
+        server.set_tls_options(tls)?;
+        server.set_refuse_new_connections(self.refusing);
+        server.listen_on(bind, port)?;
+        self.reset();
+        self.role = Role::Server(Box::new(Host {
+            server,
+            peers: BTreeSet::new(),
+            backlog: Vec::new(),
+            leaving: Vec::new(),
+        }));
+        Ok(())
+    }
+
+    /// Starts connecting to a server at a `ws://` or `wss://` URL (`tls`: client options
+    /// for `wss://`, `None` for the default trust store). The status is
+    /// [`ConnectionStatus::Connecting`] until the server sends our id, which must happen
+    /// within the handshake timeout.
+    pub fn create_client(&mut self, url: &str, tls: Option<TlsOptions>) -> Result<(), Error> {
+        self.check_idle()?;
+        self.config.validate()?;
+        let mut socket = WebSocketPeer::with_config(self.config.websocket.peer.clone());
+        socket.connect_to_url(url, tls)?;
+        self.reset();
+        self.role = Role::Client(Box::new(Guest {
+            socket,
+            deadline: Instant::now() + self.config.websocket.handshake_timeout,
+            phase: Phase::Joining,
+            unique_id: 0,
+            peers: BTreeSet::new(),
+            leaving: false,
+        }));
+        Ok(())
+    }
+
+    /// Like [`poll`](MultiplayerPeer::poll), but a server with nothing to do sleeps in the
+    /// OS until network activity, its next timer or `max_wait` (for headless servers with
+    /// no frame to render). A client polls once without waiting.
+    pub fn poll_with_timeout(&mut self, max_wait: Duration) {
+        self.poll_inner(Some(max_wait));
+    }
+
+    fn poll_inner(&mut self, wait: Option<Duration>) {
+        match &mut self.role {
+            Role::Idle => {}
+            Role::Server(host) => host.poll(&mut self.inbox, &self.config, wait),
+            Role::Client(guest) => guest.poll(&mut self.inbox, &self.config, &mut self.last_error),
+        }
+    }
+
+    /// The WebSocket connection to peer `id`: on a server a connected client, on a client
+    /// the server (id 1, kept after the connection ends so its close code and reason stay
+    /// readable). For its settings, address and close details; reading packets from it
+    /// directly bypasses the multiplayer protocol.
+    pub fn get_peer(&mut self, id: i32) -> Option<&mut WebSocketPeer> {
+        match &mut self.role {
+            Role::Server(host) if host.peers.contains(&id) => host.server.get_peer(id),
+            Role::Client(guest) if id == TARGET_PEER_SERVER => Some(&mut guest.socket),
+            _ => None,
+        }
+    }
+
+    /// The IP address of peer `id` (on a client, the server's, id 1).
+    pub fn get_peer_address(&self, id: i32) -> Option<IpAddr> {
+        match &self.role {
+            Role::Server(host) if host.peers.contains(&id) => host.server.get_peer_address(id),
+            Role::Client(guest) if id == TARGET_PEER_SERVER => guest.socket.get_connected_host(),
+            _ => None,
+        }
+    }
+
+    /// The TCP port of peer `id` (on a client, the server's, id 1).
+    pub fn get_peer_port(&self, id: i32) -> Option<u16> {
+        match &self.role {
+            Role::Server(host) if host.peers.contains(&id) => host.server.get_peer_port(id),
+            Role::Client(guest) if id == TARGET_PEER_SERVER => guest
+                .socket
+                .get_connected_host()
+                .map(|_| guest.socket.get_connected_port()),
+            _ => None,
+        }
+    }
+
+    /// Ids of the peers this one can reach, in increasing order: on a server its clients,
+    /// on a connected client the server (1) and the clients the server announced.
+    pub fn peer_ids(&self) -> Vec<i32> {
+        match &self.role {
+            Role::Server(host) => host.peers.iter().copied().collect(),
+            Role::Client(guest) if guest.phase == Phase::Connected => {
+                std::iter::once(TARGET_PEER_SERVER)
+                    .chain(guest.peers.iter().copied())
+                    .collect()
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// The address a server listens on.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        match &self.role {
+            Role::Server(host) => host.server.local_addr(),
+            _ => None,
+        }
+    }
+
+    /// Why the last client connection failed or ended uncleanly: an invalid or late id
+    /// from the server, or the WebSocket error (refused, TLS, timeout...). Beyond Godot.
+    pub fn get_last_error(&self) -> Option<&Error> {
+        if let Some(error) = &self.last_error {
+            return Some(error);
+        }
+        match &self.role {
+            Role::Client(guest) => guest.socket.get_last_error(),
+            _ => None,
+        }
+    }
+
+    /// Packets received but never delivered since this peer was created: malformed,
+    /// forged (a wrong sender id), for an unknown peer, not RAW, not relayable (relay off,
+    /// or the destination's queue was full), or left unread by a peer that disconnected.
+    /// Each one is also logged. Beyond Godot, which only logs.
+    pub fn dropped_packets(&self) -> u64 {
+        self.inbox.dropped
+    }
+
+    /// The largest packet `put_packet` accepts: `outbound_buffer_size` minus the
+    /// protocol's header (Godot 4: 1 byte, 7 for a client's relayed packet; Godot 3:
+    /// 10 bytes). Godot's `get_max_packet_size`.
+    pub fn get_max_packet_size(&self) -> usize {
+        let overhead = match self.config.protocol {
+            MultiplayerProtocol::Godot4Transport => 0,
+            MultiplayerProtocol::Godot4 if self.is_server() => 1,
+            MultiplayerProtocol::Godot4 => scene::SYS_CMD_SIZE + 1,
+            MultiplayerProtocol::Godot3 => godot3::HEADER_LEN + 1,
+        };
+        match self.config.websocket.peer.outbound_buffer_size {
+            0 => usize::MAX - overhead,
+            limit => limit.saturating_sub(overhead),
+        }
+    }
+
+    // ----- Godot's properties -----
+
+    /// Godot's `supported_protocols`: sub-protocols a client offers or a server accepts
+    /// (the websocket_multiplayer demo uses `["ludus"]`).
+    pub fn set_supported_protocols<S: AsRef<str>>(&mut self, protocols: &[S]) {
+        self.config.websocket.peer.supported_protocols = protocols
+            .iter()
+            .map(|p| p.as_ref().trim().to_string())
+            .collect();
+    }
+
+    /// Godot's `supported_protocols` getter.
+    pub fn get_supported_protocols(&self) -> &[String] {
+        &self.config.websocket.peer.supported_protocols
+    }
+
+    /// Godot's `handshake_headers`: extra `"Name: value"` lines in the client's request or
+    /// the server's response.
+    pub fn set_handshake_headers<S: AsRef<str>>(&mut self, headers: &[S]) {
+        self.config.websocket.peer.handshake_headers =
+            headers.iter().map(|h| h.as_ref().to_string()).collect();
+    }
+
+    /// Godot's `handshake_headers` getter.
+    pub fn get_handshake_headers(&self) -> &[String] {
+        &self.config.websocket.peer.handshake_headers
+    }
+
+    /// Godot's `handshake_timeout`: on a server, from TCP accept to an open WebSocket; on
+    /// a client, from `create_client` to receiving the id. Must be more than zero.
+    pub fn set_handshake_timeout(&mut self, timeout: Duration) -> Result<(), Error> {
+        if timeout.is_zero() {
+            return Err(Error::InvalidConfig(
+                "handshake_timeout must be more than zero".into(),
+            ));
+        }
+        self.config.websocket.handshake_timeout = timeout;
+        Ok(())
+    }
+
+    /// Godot's `handshake_timeout` getter.
+    pub fn get_handshake_timeout(&self) -> Duration {
+        self.config.websocket.handshake_timeout
+    }
+
+    /// Godot's `inbound_buffer_size`: the largest message accepted from a peer.
+    pub fn set_inbound_buffer_size(&mut self, bytes: usize) {
+        self.config.websocket.peer.inbound_buffer_size = bytes;
+    }
+
+    /// Godot's `inbound_buffer_size` getter.
+    pub fn get_inbound_buffer_size(&self) -> usize {
+        self.config.websocket.peer.inbound_buffer_size
+    }
+
+    /// Godot's `outbound_buffer_size`: bytes that may wait to be written, per connection.
+    pub fn set_outbound_buffer_size(&mut self, bytes: usize) {
+        self.config.websocket.peer.outbound_buffer_size = bytes;
+    }
+
+    /// Godot's `outbound_buffer_size` getter.
+    pub fn get_outbound_buffer_size(&self) -> usize {
+        self.config.websocket.peer.outbound_buffer_size
+    }
+
+    /// Godot's `max_queued_packets`: messages that may wait in each direction, per
+    /// connection.
+    pub fn set_max_queued_packets(&mut self, packets: usize) {
+        self.config.websocket.peer.max_queued_packets = packets;
+    }
+
+    /// Godot's `max_queued_packets` getter.
+    pub fn get_max_queued_packets(&self) -> usize {
+        self.config.websocket.peer.max_queued_packets
+    }
+
+    /// Ping every connection at this interval and drop the ones that do not answer
+    /// (`Duration::ZERO`, the default, turns it off). Godot's multiplayer peer has no
+    /// such setting.
+    pub fn set_heartbeat_interval(&mut self, interval: Duration) {
+        self.config.websocket.peer.heartbeat_interval = interval;
+    }
+
+    /// The heartbeat interval.
+    pub fn get_heartbeat_interval(&self) -> Duration {
+        self.config.websocket.peer.heartbeat_interval
+    }
+
+    /// `SceneMultiplayer.server_relay`: see [`MultiplayerConfig::server_relay`]. Applies
+    /// at the next `create_server`.
+    pub fn set_server_relay_enabled(&mut self, enabled: bool) {
+        self.config.server_relay = enabled;
+    }
+
+    /// Whether the server relays between clients.
+    pub fn is_server_relay_enabled(&self) -> bool {
+        self.config.server_relay
+    }
+}
+
+impl MultiplayerPeer for WebSocketMultiplayerPeer {
+    fn poll(&mut self) {
+        self.poll_inner(None);
+    }
+
+    fn pop_event(&mut self) -> Option<MultiplayerEvent> {
+        self.inbox.events.pop_front()
+    }
+
+    fn get_unique_id(&self) -> i32 {
+        match &self.role {
+            Role::Idle => 0,
+            Role::Server(_) => TARGET_PEER_SERVER,
+            Role::Client(guest) => guest.unique_id,
+        }
+    }
+
+    fn set_target_peer(&mut self, id: i32) {
+        self.target_peer = id;
+    }
+
+    fn get_target_peer(&self) -> i32 {
+        self.target_peer
+    }
+
+    /// Sends `data` to the target. Fails with [`Error::NotOpen`] unless connected, with
+    /// [`Error::PeerNotFound`] for a peer id this side does not know (a server sending to
+    /// 1 included), with [`Error::InvalidPacket`] for an empty packet in the RAW-packet
+    /// protocols (Godot refuses those too), and with the WebSocket error when the
+    /// connection's outbound limits are reached. A broadcast skips peers that cannot take
+    /// the packet (logged), as Godot does.
+    fn put_packet(&mut self, data: &[u8]) -> Result<(), Error> {
+        if data.is_empty() && self.config.protocol != MultiplayerProtocol::Godot4Transport {
+            return Err(Error::InvalidPacket(
+                "empty packet: Godot's RAW packets carry at least one byte".into(),
+            ));
+        }
+        let target = self.target_peer;
+        match &mut self.role {
+            Role::Idle => Err(Error::NotOpen),
+            Role::Server(host) => host.put(target, data, &self.config),
+            Role::Client(guest) => guest.put(target, data, &self.config),
+        }
+    }
+
+    fn get_packet(&mut self) -> Option<Vec<u8>> {
+        self.inbox.pop().map(|(_, data)| data)
+    }
+
+    fn get_packet_peer(&self) -> Option<i32> {
+        self.inbox.packets.front().map(|(from, _)| *from)
+    }
+
+    fn get_available_packet_count(&self) -> usize {
+        self.inbox.packets.len()
+    }
+
+    fn get_connection_status(&self) -> ConnectionStatus {
+        match &self.role {
+            Role::Idle => ConnectionStatus::Disconnected,
+            Role::Server(_) => ConnectionStatus::Connected,
+            Role::Client(guest) => match guest.phase {
+                Phase::Joining => ConnectionStatus::Connecting,
+                Phase::Connected => ConnectionStatus::Connected,
+                Phase::Ended => ConnectionStatus::Disconnected,
+            },
+        }
+    }
+
+    /// Closes the connection to `id` with code 1000. On a server, with relay on, the other
+    /// clients are told it left in both cases (Godot skips that when forced, leaving them
+    /// with a peer that is gone). On a client, `id` must be 1 (the server).
+    fn disconnect_peer(&mut self, id: i32, force: bool) -> Result<(), Error> {
+        match &mut self.role {
+            Role::Idle => Err(Error::NotOpen),
+            Role::Server(host) => {
+                if !host.peers.contains(&id) {
+                    return Err(Error::PeerNotFound(id));
+                }
+                host.server.disconnect_peer(id, 1000, "")?;
+                if force {
+                    host.forget(id, &mut self.inbox, &self.config, false);
+                } else if !host.leaving.contains(&id) {
+                    host.leaving.push(id);
+                }
+                Ok(())
+            }
+            Role::Client(guest) => {
+                if id != TARGET_PEER_SERVER {
+                    return Err(Error::PeerNotFound(id));
+                }
+                if guest.phase == Phase::Ended {
+                    return Err(Error::NotOpen);
+                }
+                if force {
+                    guest.quiet_end();
+                } else {
+                    let _ = guest.socket.close(1000, "");
+                    guest.leaving = true;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Drops every connection at once: a server sends its clients a 1001 close frame as
+    /// far as their sockets take it, a client a 1000 one, without waiting for answers.
+    /// Queued packets and events are discarded and no event follows.
+    fn close(&mut self) {
+        match &mut self.role {
+            Role::Idle => {}
+            Role::Server(host) => host.server.stop(),
+            Role::Client(guest) => {
+                let _ = guest.socket.close(1000, "");
+            }
+        }
+        self.reset();
+    }
+
+    fn set_refuse_new_connections(&mut self, refuse: bool) {
+        self.refusing = refuse;
+        if let Role::Server(host) = &mut self.role {
+            host.server.set_refuse_new_connections(refuse);
+        }
+    }
+
+    fn is_refusing_new_connections(&self) -> bool {
+        self.refusing
+    }
+
+    fn set_transfer_mode(&mut self, mode: TransferMode) {
+        self.transfer_mode = mode;
+    }
+
+    fn get_transfer_mode(&self) -> TransferMode {
+        self.transfer_mode
+    }
+
+    fn set_transfer_channel(&mut self, channel: u8) {
+        self.transfer_channel = channel;
+    }
+
+    fn get_transfer_channel(&self) -> u8 {
+        self.transfer_channel
+    }
+
+    /// Always true, as in Godot: the server can carry packets between clients (wspeer's
+    /// own server does so unless [`MultiplayerConfig::server_relay`] is off or the
+    /// protocol is [`MultiplayerProtocol::Godot4Transport`]).
+    fn is_server_relay_supported(&self) -> bool {
+        true
+    }
+}
