@@ -1,0 +1,1136 @@
+//! The benchmark runner: starts each echo server in turn, drives it with `loadgen`, and
+//! writes `docs/performance.md` and `docs/performance.svg`.
+//!
+//! ```text
+//! bash bench/run.sh [--quick] [--rounds N] [--secs S] [--warmup S] [--idle-conns N]
+//!                   [--servers a,b,..] [--scenarios a,b,..] [--note TEXT] [--no-docs]
+//! ```
+//! (`bench/run.sh` builds everything and runs this binary.) Servers are pinned to CPU 0
+//! and the load generator to CPU 1 with `taskset` where the machine has two CPUs; each
+//! scenario runs `rounds` rounds, each round every server once (A B C .. A B C ..).
+//! Ctrl-C, a panic or the end of the run kill every process it started.
+
+use std::collections::HashMap;
+use std::fs::{self, File};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use wspeer_bench::{Flags, parse_result_line, raise_nofile_limit, summary, write_test_pki};
+
+mod report;
+
+/// Godot's `WebSocketServer` visits every peer on every frame, so opening connections gets
+/// slower as they grow (10 000 take about 30 s): its idle row stops at this many.
+pub const GODOT_IDLE_CONNS: usize = 2_000;
+
+const USAGE: &str = "\
+usage: bash bench/run.sh [FLAGS]   (or: target/release/bench [FLAGS])
+  --quick                 smoke check: 1 round, 0.2 s warm-up + 0.6 s per run, 2 000 idle
+  --rounds N              interleaved rounds per scenario (default 3)
+  --warmup S --secs S     warm-up and measured seconds per run (default 0.5 and 2)
+  --idle-conns N          idle connections (default 10 000)
+  --poll-n A,B,C          idle peers for the poll() cost (default 100,1000,10000)
+  --poll-calls N          timed poll() calls per N (default 50 000)
+  --alloc-msgs N          echoes per size for the allocation count (default 20 000)
+  --servers a,b           only these: wspeer,wspeer-wss,tt-mt,tt-ct,fws-ct,fws-mt,node,godot
+  --scenarios a,b         only these: lat,c100x20,c100x16x64,c100x1k,c200x16k,c10x1m,setup,
+                          idle,poll,alloc
+  --note TEXT             a caveat printed at the top of the report
+  --out FILE --svg FILE   where to write (default docs/performance.md and .svg)
+  --no-docs               print the markdown instead of writing files
+  --no-pin                do not pin with taskset
+  --echo-server PATH      wspeer's echo server binary (default: next to this binary)
+  --wspeer-big-args ARGS  extra echo_server flags for the 1 MiB scenario
+  --write-pki DIR         only write the test CA, certificate and key (for manual runs)
+";
+
+/// Process groups of the children alive now, killed on exit, Ctrl-C or panic.
+static GROUPS: Mutex<Vec<i32>> = Mutex::new(Vec::new());
+/// The scratch directory (certificates, server logs), removed on exit.
+static SCRATCH: Mutex<Option<PathBuf>> = Mutex::new(None);
+
+fn kill_everything() {
+    let groups: Vec<i32> = match GROUPS.lock() {
+        Ok(mut g) => g.drain(..).collect(),
+        Err(_) => return,
+    };
+    for pid in groups {
+        // SAFETY: kill has no memory-safety preconditions; a negative pid is a group.
+        unsafe { libc::kill(-pid, libc::SIGKILL) };
+    }
+    if let Ok(mut dir) = SCRATCH.lock() {
+        if let Some(dir) = dir.take() {
+            let _ = fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// A child process in its own process group, its stdout and stderr in a log file.
+struct Proc {
+    child: Child,
+    pid: u32,
+    log: PathBuf,
+}
+
+impl Proc {
+    fn spawn(mut cmd: Command, log: &Path) -> Result<Proc, String> {
+        let file = File::create(log).map_err(|e| format!("{}: {e}", log.display()))?;
+        let file2 = file.try_clone().map_err(|e| e.to_string())?;
+        cmd.stdin(Stdio::null())
+            .stdout(file)
+            .stderr(file2)
+            .process_group(0);
+        // SAFETY: prctl is async-signal-safe. If the runner dies without cleaning up
+        // (SIGKILL), the kernel kills the child too.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let program = format!("{:?}", cmd.get_program());
+        let mut groups = GROUPS.lock().map_err(|_| "poisoned")?;
+        let child = cmd
+            .spawn()
+            .map_err(|e| format!("cannot start {program}: {e}"))?;
+        let pid = child.id();
+        groups.push(pid as i32);
+        Ok(Proc {
+            child,
+            pid,
+            log: log.to_path_buf(),
+        })
+    }
+
+    fn output(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn tail(&self) -> String {
+        let out = self.output();
+        let lines: Vec<&str> = out.lines().filter(|l| !l.trim().is_empty()).collect();
+        lines[lines.len().saturating_sub(3)..].join(" | ")
+    }
+
+    fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Waits for exit at most `limit`; false if it had to be killed.
+    fn wait_for(&mut self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if !self.alive() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        false
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        // SAFETY: as in kill_everything.
+        unsafe { libc::kill(-(self.pid as i32), libc::SIGKILL) };
+        let _ = self.child.wait();
+        if let Ok(mut g) = GROUPS.lock() {
+            g.retain(|p| *p != self.pid as i32);
+        }
+        let _ = fs::remove_file(&self.log);
+    }
+}
+
+// ----- servers and scenarios -----
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum Srv {
+    Wspeer,
+    WspeerWss,
+    TtMulti,
+    TtCurrent,
+    FwsCurrent,
+    FwsMulti,
+    Node,
+    Godot,
+}
+
+impl Srv {
+    pub const ALL: [Srv; 8] = [
+        Srv::Wspeer,
+        Srv::WspeerWss,
+        Srv::TtMulti,
+        Srv::TtCurrent,
+        Srv::FwsCurrent,
+        Srv::FwsMulti,
+        Srv::Node,
+        Srv::Godot,
+    ];
+
+    pub fn key(self) -> &'static str {
+        match self {
+            Srv::Wspeer => "wspeer",
+            Srv::WspeerWss => "wspeer-wss",
+            Srv::TtMulti => "tt-mt",
+            Srv::TtCurrent => "tt-ct",
+            Srv::FwsCurrent => "fws-ct",
+            Srv::FwsMulti => "fws-mt",
+            Srv::Node => "node",
+            Srv::Godot => "godot",
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Srv::Wspeer => "wspeer (ws)",
+            Srv::WspeerWss => "wspeer (wss)",
+            Srv::TtMulti => "tokio-tungstenite, multi-thread",
+            Srv::TtCurrent => "tokio-tungstenite, current-thread",
+            Srv::FwsCurrent => "fastwebsockets, current-thread",
+            Srv::FwsMulti => "fastwebsockets, multi-thread",
+            Srv::Node => "Node ws",
+            Srv::Godot => "Godot 3",
+        }
+    }
+
+    pub fn tls(self) -> bool {
+        self == Srv::WspeerWss
+    }
+
+    /// Rows shown only when their runtime is installed.
+    pub fn optional(self) -> bool {
+        matches!(self, Srv::Node | Srv::Godot)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Kind {
+    Echo {
+        conns: usize,
+        size: usize,
+        inflight: usize,
+    },
+    Setup {
+        concurrency: usize,
+    },
+    Idle,
+}
+
+pub struct Scenario {
+    pub key: &'static str,
+    pub title: &'static str,
+    pub kind: Kind,
+    /// Whether a server below 90 % CPU is flagged (client-bound).
+    pub throughput: bool,
+    pub with_wss: bool,
+}
+
+pub fn scenarios() -> Vec<Scenario> {
+    let echo = |conns, size, inflight| Kind::Echo {
+        conns,
+        size,
+        inflight,
+    };
+    vec![
+        Scenario {
+            key: "lat",
+            title: "1 connection × 32 B ping-pong",
+            kind: echo(1, 32, 1),
+            throughput: false,
+            with_wss: false,
+        },
+        Scenario {
+            key: "c100x20",
+            title: "100 connections × 20 B, one in flight each",
+            kind: echo(100, 20, 1),
+            throughput: true,
+            with_wss: false,
+        },
+        Scenario {
+            key: "c100x16x64",
+            title: "100 connections × 16 in flight × 64 B",
+            kind: echo(100, 64, 16),
+            throughput: true,
+            with_wss: false,
+        },
+        Scenario {
+            key: "c100x1k",
+            title: "100 connections × 1 KiB, one in flight each (ws and wss)",
+            kind: echo(100, 1024, 1),
+            throughput: true,
+            with_wss: true,
+        },
+        Scenario {
+            key: "c200x16k",
+            title: "200 connections × 16 KiB, one in flight each",
+            kind: echo(200, 16 * 1024, 1),
+            throughput: true,
+            with_wss: false,
+        },
+        Scenario {
+            key: "c10x1m",
+            title: "10 connections × 1 MiB, one in flight each",
+            kind: echo(10, 1024 * 1024, 1),
+            throughput: true,
+            with_wss: false,
+        },
+        Scenario {
+            key: "setup",
+            title: "Connection set-up: connect + handshake + close, 32 at a time",
+            kind: Kind::Setup { concurrency: 32 },
+            throughput: true,
+            with_wss: true,
+        },
+        Scenario {
+            key: "idle",
+            title: "Idle connections",
+            kind: Kind::Idle,
+            throughput: false,
+            with_wss: false,
+        },
+    ]
+}
+
+// ----- the run -----
+
+pub struct Settings {
+    pub quick: bool,
+    pub rounds: usize,
+    pub warmup: f64,
+    pub secs: f64,
+    pub idle_conns: usize,
+    pub poll_ns: String,
+    pub poll_calls: usize,
+    pub alloc_msgs: usize,
+    pub note: Option<String>,
+    pub pinned: bool,
+    pub command: String,
+}
+
+/// One server in one round of one scenario.
+pub struct Run {
+    pub scenario: &'static str,
+    pub srv: Srv,
+    pub round: usize,
+    pub m: HashMap<String, f64>,
+    pub error: Option<String>,
+}
+
+pub struct Results {
+    pub settings: Settings,
+    pub machine: Vec<(String, String)>,
+    pub servers: Vec<Srv>,
+    pub skipped: Vec<String>,
+    pub runs: Vec<Run>,
+    pub poll: Vec<HashMap<String, f64>>,
+    pub poll_error: Option<String>,
+    pub alloc: Vec<HashMap<String, f64>>,
+    pub alloc_error: Option<String>,
+    pub started: String,
+    pub elapsed: Duration,
+}
+
+struct Bench {
+    bins: PathBuf,
+    root: PathBuf,
+    scratch: PathBuf,
+    echo_server: PathBuf,
+    pinned: bool,
+    wspeer_big_args: Vec<String>,
+    warmup: f64,
+    secs: f64,
+    idle_conns: usize,
+    log_seq: usize,
+}
+
+impl Bench {
+    fn pin(&self, cpu: &str, program: &Path) -> Command {
+        if self.pinned {
+            let mut cmd = Command::new("taskset");
+            cmd.args(["-c", cpu]).arg(program);
+            cmd
+        } else {
+            Command::new(program)
+        }
+    }
+
+    fn log_path(&mut self, what: &str) -> PathBuf {
+        self.log_seq += 1;
+        self.scratch.join(format!("{}-{what}.log", self.log_seq))
+    }
+
+    fn server_command(&self, srv: Srv, port: u16, scenario: &Scenario) -> Command {
+        let port_s = port.to_string();
+        match srv {
+            Srv::Wspeer | Srv::WspeerWss => {
+                let mut cmd = self.pin("0", &self.echo_server);
+                cmd.args(["--port", &port_s, "--quiet"]);
+                if srv == Srv::WspeerWss {
+                    cmd.arg("--cert")
+                        .arg(self.scratch.join("cert.pem"))
+                        .arg("--key")
+                        .arg(self.scratch.join("key.pem"));
+                }
+                if let Kind::Echo { size, .. } = scenario.kind {
+                    if size > 65535 {
+                        cmd.args(&self.wspeer_big_args);
+                    }
+                }
+                cmd
+            }
+            Srv::TtMulti | Srv::TtCurrent => {
+                let mut cmd = self.pin("0", &self.bins.join("tt_echo"));
+                let rt = if srv == Srv::TtMulti {
+                    "multi"
+                } else {
+                    "current"
+                };
+                cmd.args(["--port", &port_s, "--runtime", rt]);
+                cmd
+            }
+            Srv::FwsCurrent | Srv::FwsMulti => {
+                let mut cmd = self.pin("0", &self.bins.join("fws_echo"));
+                let rt = if srv == Srv::FwsMulti {
+                    "multi"
+                } else {
+                    "current"
+                };
+                cmd.args(["--port", &port_s, "--runtime", rt]);
+                cmd
+            }
+            Srv::Node => {
+                let mut cmd = self.pin("0", Path::new("node"));
+                cmd.arg(self.root.join("bench/node/echo.js")).arg(&port_s);
+                cmd
+            }
+            Srv::Godot => {
+                let mut cmd = self.pin("0", Path::new("godot3-server"));
+                let home = self.scratch.join("godot-home");
+                let _ = fs::create_dir_all(&home);
+                cmd.arg("--path")
+                    .arg(self.root.join("bench/godot"))
+                    .args(["-s", "echo.gd"])
+                    .env("BENCH_PORT", &port_s)
+                    .env("HOME", &home)
+                    .env("XDG_DATA_HOME", &home)
+                    .env("XDG_CONFIG_HOME", &home)
+                    .env("XDG_CACHE_HOME", &home);
+                cmd
+            }
+        }
+    }
+
+    /// Starts a server and waits for its `Listening on` line; returns it and its address.
+    fn start_server(&mut self, srv: Srv, scenario: &Scenario) -> Result<(Proc, String), String> {
+        let mut last = String::new();
+        for _ in 0..3 {
+            let port = free_port()?;
+            let log = self.log_path(srv.key());
+            let mut proc = Proc::spawn(self.server_command(srv, port, scenario), &log)?;
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                let out = proc.output();
+                if let Some(line) = out.lines().find(|l| l.contains("Listening on ")) {
+                    let addr = line
+                        .split("://")
+                        .nth(1)
+                        .unwrap_or_default()
+                        .trim()
+                        .to_string();
+                    return Ok((proc, addr));
+                }
+                if !proc.alive() {
+                    last = format!("{} exited: {}", srv.key(), proc.tail());
+                    break;
+                }
+                if Instant::now() > deadline {
+                    return Err(format!("{} did not start: {}", srv.key(), proc.tail()));
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        Err(last)
+    }
+
+    /// Runs the load generator; returns its `RESULT` fields (and `NOTE` text).
+    fn loadgen(
+        &mut self,
+        args: &[String],
+        limit: Duration,
+    ) -> Result<HashMap<String, String>, String> {
+        let log = self.log_path("loadgen");
+        let mut cmd = self.pin("1", &self.bins.join("loadgen"));
+        cmd.args(args);
+        let mut proc = Proc::spawn(cmd, &log)?;
+        if !proc.wait_for(limit) {
+            return Err(format!(
+                "loadgen did not finish in {limit:?}: {}",
+                proc.tail()
+            ));
+        }
+        let out = proc.output();
+        if let Some(err) = out.lines().find_map(|l| l.strip_prefix("ERROR ")) {
+            return Err(err.to_string());
+        }
+        let mut result = out
+            .lines()
+            .find_map(parse_result_line)
+            .ok_or_else(|| format!("no result from loadgen: {}", proc.tail()))?;
+        if let Some(note) = out.lines().find_map(|l| l.strip_prefix("NOTE ")) {
+            result.insert("note".into(), note.replace(' ', "_"));
+        }
+        Ok(result)
+    }
+
+    fn run_one(&mut self, scenario: &Scenario, srv: Srv) -> Result<HashMap<String, f64>, String> {
+        let (mut server, addr) = self.start_server(srv, scenario)?;
+        let mut args: Vec<String> = vec!["--addr".into(), addr, "--server-pid".into()];
+        args.push(server.pid.to_string());
+        if srv.tls() {
+            args.push("--ca".into());
+            args.push(self.scratch.join("ca.pem").display().to_string());
+        }
+        let timing = |args: &mut Vec<String>, warmup: f64, secs: f64| {
+            args.extend([
+                "--warmup".into(),
+                warmup.to_string(),
+                "--secs".into(),
+                secs.to_string(),
+            ]);
+        };
+        match scenario.kind {
+            Kind::Echo {
+                conns,
+                size,
+                inflight,
+            } => {
+                args.extend(["--mode", "echo"].map(String::from));
+                args.extend([
+                    "--conns".into(),
+                    conns.to_string(),
+                    "--size".into(),
+                    size.to_string(),
+                    "--inflight".into(),
+                    inflight.to_string(),
+                ]);
+                timing(&mut args, self.warmup, self.secs);
+            }
+            Kind::Setup { concurrency } => {
+                args.extend(["--mode", "setup"].map(String::from));
+                args.extend(["--conns".into(), concurrency.to_string()]);
+                timing(&mut args, self.warmup, self.secs);
+            }
+            Kind::Idle => {
+                args.extend(["--mode", "idle"].map(String::from));
+                let conns = if srv == Srv::Godot {
+                    self.idle_conns.min(GODOT_IDLE_CONNS)
+                } else {
+                    self.idle_conns
+                };
+                args.extend(["--conns".into(), conns.to_string()]);
+                args.extend(["--concurrency".into(), "32".into()]);
+            }
+        }
+        let limit = Duration::from_secs_f64(self.warmup + self.secs + 150.0);
+        let result = self.loadgen(&args, limit);
+        let alive = server.alive();
+        let tail = server.tail();
+        drop(server);
+        let result = result.map_err(|e| {
+            if srv == Srv::Wspeer && e.contains("1009") && self.wspeer_big_args.is_empty() {
+                format!(
+                    "{e} (examples/echo_server keeps Godot's 65535-byte message limit and has \
+                     no flag to raise it)"
+                )
+            } else {
+                e
+            }
+        })?;
+        if !alive {
+            return Err(format!("server exited during the run: {tail}"));
+        }
+        let mut m: HashMap<String, f64> = result
+            .iter()
+            .filter_map(|(k, v)| v.parse::<f64>().ok().map(|v| (k.clone(), v)))
+            .collect();
+        if let Some(note) = result.get("note") {
+            if m.get("errors").copied().unwrap_or(0.0) > 0.0 {
+                return Err(note.replace('_', " "));
+            }
+        }
+        derive(&mut m, scenario);
+        Ok(m)
+    }
+
+    /// Runs one of the in-process wspeer binaries pinned to the server CPU.
+    fn helper(&mut self, name: &str, args: &[String]) -> Result<Vec<HashMap<String, f64>>, String> {
+        let log = self.log_path(name);
+        let mut cmd = self.pin("0", &self.bins.join(name));
+        cmd.args(args);
+        let mut proc = Proc::spawn(cmd, &log)?;
+        if !proc.wait_for(Duration::from_secs(300)) {
+            return Err(format!("{name} did not finish: {}", proc.tail()));
+        }
+        let out = proc.output();
+        if let Some(err) = out.lines().find_map(|l| l.strip_prefix("ERROR ")) {
+            return Err(err.to_string());
+        }
+        let rows: Vec<HashMap<String, f64>> = out
+            .lines()
+            .filter_map(parse_result_line)
+            .map(|r| {
+                r.into_iter()
+                    .filter_map(|(k, v)| v.parse::<f64>().ok().map(|v| (k, v)))
+                    .collect()
+            })
+            .collect();
+        if rows.is_empty() {
+            return Err(format!("{name} printed no result: {}", proc.tail()));
+        }
+        Ok(rows)
+    }
+}
+
+/// Rates and percentages from a run's raw counters.
+fn derive(m: &mut HashMap<String, f64>, scenario: &Scenario) {
+    let count = m.get("count").copied().unwrap_or(0.0);
+    let secs = m.get("secs").copied().unwrap_or(f64::NAN);
+    let server_cpu = m.get("server_cpu").copied().unwrap_or(f64::NAN);
+    let client_cpu = m.get("client_cpu").copied().unwrap_or(f64::NAN);
+    if scenario.kind == Kind::Idle {
+        let conns = m.get("conns").copied().unwrap_or(f64::NAN);
+        let before = m.get("rss_before_kib").copied().unwrap_or(f64::NAN);
+        let after = m.get("rss_after_kib").copied().unwrap_or(f64::NAN);
+        m.insert("kib_per_conn".into(), (after - before) / conns);
+        return;
+    }
+    m.insert("rate".into(), count / secs);
+    m.insert("per_cpu".into(), count / server_cpu);
+    m.insert("server_pct".into(), 100.0 * server_cpu / secs);
+    m.insert("client_pct".into(), 100.0 * client_cpu / secs);
+    if let Kind::Echo { size, .. } = scenario.kind {
+        m.insert("mb_per_s".into(), count * size as f64 / secs / 1e6);
+        m.insert("mb_per_cpu".into(), count * size as f64 / server_cpu / 1e6);
+    }
+}
+
+fn free_port() -> Result<u16, String> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    Ok(listener.local_addr().map_err(|e| e.to_string())?.port())
+}
+
+fn command_output(program: &str, args: &[&str]) -> Option<String> {
+    let out = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .ok()?;
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    Some(text)
+}
+
+fn machine_info(root: &Path, node: bool, godot: bool) -> Vec<(String, String)> {
+    let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map(|v| v.trim_start_matches([' ', '\t', ':']).trim().to_string())
+        .unwrap_or_else(|| "unknown".into());
+    let mhz = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("cpu MHz"))
+        .map(|v| v.trim_start_matches([' ', '\t', ':']).trim().to_string());
+    let cores = cpuinfo
+        .lines()
+        .filter(|l| l.starts_with("processor"))
+        .count();
+    let mem_kib: u64 = fs::read_to_string("/proc/meminfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0);
+    let kernel = fs::read_to_string("/proc/sys/kernel/osrelease")
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    let mut info = vec![
+        (
+            "CPU".to_string(),
+            format!(
+                "{model}{}, {cores} logical CPUs",
+                mhz.map(|m| format!(" ({m} MHz)")).unwrap_or_default()
+            ),
+        ),
+        (
+            "Memory".into(),
+            format!("{:.1} GiB", mem_kib as f64 / 1024.0 / 1024.0),
+        ),
+        ("Kernel".into(), format!("Linux {kernel}")),
+    ];
+    if let Some(v) = command_output("rustc", &["-V"]) {
+        info.push(("Rust".into(), v.trim().to_string()));
+    }
+    if node {
+        let v = command_output("node", &["-v"]).unwrap_or_default();
+        let ws = fs::read_to_string(root.join("bench/node/node_modules/ws/package.json"))
+            .ok()
+            .and_then(|p| {
+                p.lines()
+                    .find(|l| l.trim_start().starts_with("\"version\""))
+                    .map(|l| l.split('"').nth(3).unwrap_or("?").to_string())
+            })
+            .unwrap_or_else(|| "?".into());
+        info.push(("Node".into(), format!("{} with ws {ws}", v.trim())));
+    }
+    if godot {
+        let v = command_output("godot3-server", &["--version"]).unwrap_or_default();
+        let v = v.lines().last().unwrap_or("").trim().to_string();
+        info.push(("Godot".into(), format!("godot3-server {v}")));
+    }
+    info
+}
+
+/// The commit measured, and whether the library or its examples had uncommitted changes.
+fn revision(root: &Path) -> String {
+    let root = root.to_str().unwrap_or(".");
+    let commit = command_output("git", &["-C", root, "log", "-1", "--format=%h %cs"])
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty() && !s.contains("fatal"));
+    let Some(commit) = commit else {
+        return "not a git checkout".into();
+    };
+    let dirty = command_output(
+        "git",
+        &[
+            "-C",
+            root,
+            "status",
+            "--porcelain",
+            "--",
+            "src",
+            "examples",
+            "Cargo.toml",
+        ],
+    )
+    .is_some_and(|s| !s.trim().is_empty());
+    if dirty {
+        format!("commit {commit}, with uncommitted changes in src/ or examples/")
+    } else {
+        format!("commit {commit}")
+    }
+}
+
+fn loadavg() -> String {
+    fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `YYYY-MM-DD HH:MM UTC` for now (civil-from-days, proleptic Gregorian).
+fn utc_now() -> String {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + if m <= 2 { 1 } else { 0 };
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02} UTC",
+        rem / 3600,
+        rem % 3600 / 60
+    )
+}
+
+fn list(flag: Option<&str>) -> Option<Vec<String>> {
+    flag.map(|s| s.split(',').map(|x| x.trim().to_string()).collect())
+}
+
+fn run() -> Result<(), String> {
+    if std::env::args().any(|a| a == "--help" || a == "-h") {
+        print!("{USAGE}");
+        return Ok(());
+    }
+    let flags = Flags::parse(&["--quick", "--no-docs", "--no-pin"])?;
+    if let Some(dir) = flags.get("--write-pki") {
+        write_test_pki(Path::new(dir))?;
+        eprintln!("wrote ca.pem, cert.pem and key.pem into {dir}");
+        return Ok(());
+    }
+    flags.check_known(&[
+        "--quick",
+        "--no-docs",
+        "--no-pin",
+        "--rounds",
+        "--secs",
+        "--warmup",
+        "--idle-conns",
+        "--poll-n",
+        "--poll-calls",
+        "--alloc-msgs",
+        "--servers",
+        "--scenarios",
+        "--note",
+        "--out",
+        "--svg",
+        "--echo-server",
+        "--wspeer-big-args",
+    ])?;
+    let quick = flags.has("--quick");
+    let rounds: usize = flags.value("--rounds", if quick { 1 } else { 3 })?;
+    let secs: f64 = flags.value("--secs", if quick { 0.6 } else { 2.0 })?;
+    let warmup: f64 = flags.value("--warmup", if quick { 0.2 } else { 0.5 })?;
+    let idle_conns: usize = flags.value("--idle-conns", if quick { 2_000 } else { 10_000 })?;
+    let poll_ns = flags
+        .get("--poll-n")
+        .unwrap_or("100,1000,10000")
+        .to_string();
+    let poll_calls: usize = flags.value("--poll-calls", if quick { 5_000 } else { 50_000 })?;
+    let alloc_msgs: usize = flags.value("--alloc-msgs", if quick { 2_000 } else { 20_000 })?;
+    let only_servers = list(flags.get("--servers"));
+    let only_scenarios = list(flags.get("--scenarios"));
+
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let bins = exe.parent().ok_or("no binary directory")?.to_path_buf();
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .ok_or("no workspace root")?
+        .to_path_buf();
+    let echo_server = flags
+        .get("--echo-server")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| bins.join("examples/echo_server"));
+    for needed in [&echo_server, &bins.join("loadgen"), &bins.join("tt_echo")] {
+        if !needed.exists() {
+            return Err(format!(
+                "{} is missing: build with `cargo build --release -p wspeer-bench --bins` and \
+                 `cargo build --release --example echo_server` (bench/run.sh does both)",
+                needed.display()
+            ));
+        }
+    }
+    let nofile = raise_nofile_limit();
+    if nofile < idle_conns as u64 + 256 {
+        return Err(format!(
+            "the open-file limit is {nofile}; the idle scenario needs {} (raise `ulimit -n`)",
+            idle_conns + 256
+        ));
+    }
+
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let taskset_ok = Command::new("taskset")
+        .args(["-c", "1", "true"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    let pinned = !flags.has("--no-pin") && cpus >= 2 && taskset_ok;
+
+    // Optional rows.
+    let mut skipped = Vec::new();
+    let node_ok = command_output("node", &["-v"]).is_some()
+        && root
+            .join("bench/node/node_modules/ws/package.json")
+            .exists();
+    if !node_ok {
+        skipped.push(
+            "Node ws row skipped: `node` or bench/node/node_modules/ws is missing \
+             (bench/run.sh runs `npm install` in bench/node when npm is present)"
+                .to_string(),
+        );
+    }
+    let godot_ok = command_output("godot3-server", &["--version"]).is_some();
+    if !godot_ok {
+        skipped.push(
+            "Godot 3 row skipped: `godot3-server` is not installed \
+             (Debian: `apt-get install godot3-server`)"
+                .to_string(),
+        );
+    }
+    let servers: Vec<Srv> = Srv::ALL
+        .into_iter()
+        .filter(|s| match s {
+            Srv::Node => node_ok,
+            Srv::Godot => godot_ok,
+            _ => true,
+        })
+        .filter(|s| {
+            only_servers
+                .as_ref()
+                .is_none_or(|o| o.iter().any(|k| k == s.key()))
+        })
+        .collect();
+    for note in &skipped {
+        eprintln!("note: {note}");
+    }
+
+    // wspeer's example keeps Godot's 64 KiB message limit unless it has a flag to raise it.
+    let help = command_output(echo_server.to_str().unwrap_or(""), &["--help"]).unwrap_or_default();
+    let wspeer_big_args: Vec<String> = match flags.get("--wspeer-big-args") {
+        Some(a) => a.split_whitespace().map(String::from).collect(),
+        None if help.contains("--max-message") => vec!["--max-message".into(), "2097152".into()],
+        None if help.contains("--buffer-size") => vec!["--buffer-size".into(), "2097152".into()],
+        None => Vec::new(),
+    };
+
+    let scratch = std::env::temp_dir().join(format!("wspeer-bench-{}", std::process::id()));
+    fs::create_dir_all(&scratch).map_err(|e| e.to_string())?;
+    *SCRATCH.lock().map_err(|_| "poisoned")? = Some(scratch.clone());
+    write_test_pki(&scratch)?;
+
+    let mut bench = Bench {
+        bins,
+        root: root.clone(),
+        scratch,
+        echo_server,
+        pinned,
+        wspeer_big_args,
+        warmup,
+        secs,
+        idle_conns,
+        log_seq: 0,
+    };
+
+    let all = scenarios();
+    let chosen: Vec<&Scenario> = all
+        .iter()
+        .filter(|s| {
+            only_scenarios
+                .as_ref()
+                .is_none_or(|o| o.iter().any(|k| k == s.key))
+        })
+        .collect();
+    let servers_of = |s: &Scenario| -> Vec<Srv> {
+        servers
+            .iter()
+            .copied()
+            .filter(|srv| *srv != Srv::WspeerWss || s.with_wss)
+            .collect()
+    };
+    let rounds_of = |s: &Scenario| if s.kind == Kind::Idle { 1 } else { rounds };
+    let total: usize = chosen
+        .iter()
+        .map(|s| servers_of(s).len() * rounds_of(s))
+        .sum();
+    let started = utc_now();
+    let load_before = loadavg();
+    let clock = Instant::now();
+    eprintln!(
+        "wspeer bench: {total} runs ({rounds} round(s), {warmup} s warm-up + {secs} s each), \
+         {}",
+        if pinned {
+            "servers on CPU 0, load generator on CPU 1"
+        } else {
+            "not pinned"
+        }
+    );
+    let mut runs = Vec::new();
+    let mut n = 0;
+    for scenario in &chosen {
+        for round in 0..rounds_of(scenario) {
+            for srv in servers_of(scenario) {
+                n += 1;
+                let result = bench.run_one(scenario, srv);
+                let line = match &result {
+                    Ok(m) => report::progress_line(scenario, m),
+                    Err(e) => format!("FAILED: {e}"),
+                };
+                eprintln!(
+                    "[{n}/{total}] {} | {} | round {}: {line}",
+                    scenario.key,
+                    srv.key(),
+                    round + 1
+                );
+                let (m, error) = match result {
+                    Ok(m) => (m, None),
+                    Err(e) => (HashMap::new(), Some(e)),
+                };
+                runs.push(Run {
+                    scenario: scenario.key,
+                    srv,
+                    round,
+                    m,
+                    error,
+                });
+            }
+        }
+    }
+
+    let want = |k: &str| {
+        only_scenarios
+            .as_ref()
+            .is_none_or(|o| o.iter().any(|x| x == k))
+    };
+    let (mut poll, mut poll_error) = (Vec::new(), None);
+    if want("poll") {
+        eprintln!("poll() cost with {poll_ns} idle peers ...");
+        let mut args = vec![
+            "--n".to_string(),
+            poll_ns.clone(),
+            "--calls".into(),
+            poll_calls.to_string(),
+            "--loadgen".into(),
+            bench.bins.join("loadgen").display().to_string(),
+        ];
+        if pinned {
+            args.extend(["--client-cpu".to_string(), "1".to_string()]);
+        }
+        match bench.helper("poll_cost", &args) {
+            Ok(rows) => {
+                for r in &rows {
+                    eprintln!(
+                        "  {} peers: median {:.3} µs",
+                        r.get("n").copied().unwrap_or(f64::NAN),
+                        r.get("median_us").copied().unwrap_or(f64::NAN)
+                    );
+                }
+                poll = rows;
+            }
+            Err(e) => {
+                eprintln!("  FAILED: {e}");
+                poll_error = Some(e);
+            }
+        }
+    }
+    let (mut alloc, mut alloc_error) = (Vec::new(), None);
+    if want("alloc") {
+        eprintln!("allocations per echoed message ...");
+        let args = vec![
+            "--msgs".to_string(),
+            alloc_msgs.to_string(),
+            "--warmup".into(),
+            (alloc_msgs / 10).max(100).to_string(),
+            "--idle".into(),
+            (if quick { 500 } else { 2_000 }).to_string(),
+        ];
+        match bench.helper("alloc_count", &args) {
+            Ok(rows) => {
+                for r in rows.iter().filter(|r| r.contains_key("server_allocs")) {
+                    eprintln!(
+                        "  {} B: server {:.2} allocations/message",
+                        r.get("size").copied().unwrap_or(f64::NAN),
+                        r.get("server_allocs").copied().unwrap_or(f64::NAN)
+                    );
+                }
+                alloc = rows;
+            }
+            Err(e) => {
+                eprintln!("  FAILED: {e}");
+                alloc_error = Some(e);
+            }
+        }
+    }
+    let load_after = loadavg();
+
+    let mut machine = machine_info(&root, node_ok, godot_ok);
+    machine.insert(0, ("wspeer".into(), revision(&root)));
+    machine.push((
+        "Load average (1, 5, 15 min)".into(),
+        format!("{load_before} before the run, {load_after} after"),
+    ));
+    let command = std::env::var("BENCH_COMMAND").unwrap_or_else(|_| {
+        let args: Vec<String> = std::env::args().skip(1).collect();
+        format!(
+            "cargo run --release -p wspeer-bench --bin bench -- {}",
+            args.join(" ")
+        )
+    });
+    let results = Results {
+        settings: Settings {
+            quick,
+            rounds,
+            warmup,
+            secs,
+            idle_conns,
+            poll_ns,
+            poll_calls,
+            alloc_msgs,
+            note: flags.get("--note").map(String::from),
+            pinned,
+            command: command.trim().to_string(),
+        },
+        machine,
+        servers,
+        skipped,
+        runs,
+        poll,
+        poll_error,
+        alloc,
+        alloc_error,
+        started,
+        elapsed: clock.elapsed(),
+    };
+    let scenario_list = scenarios();
+    let markdown = report::markdown(&results, &scenario_list);
+    if flags.has("--no-docs") {
+        println!("{markdown}");
+    } else {
+        let md_path = flags
+            .get("--out")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| root.join("docs/performance.md"));
+        let svg_path = flags
+            .get("--svg")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| md_path.with_extension("svg"));
+        if let Some(dir) = md_path.parent() {
+            fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+        }
+        report::plot(&results, &scenario_list, &svg_path)?;
+        fs::write(&md_path, markdown).map_err(|e| format!("{}: {e}", md_path.display()))?;
+        eprintln!("wrote {} and {}", md_path.display(), svg_path.display());
+    }
+    eprintln!("done in {:.0} s", results.elapsed.as_secs_f64());
+    Ok(())
+}
+
+/// Median, minimum and maximum of metric `key` over the successful runs of one server in
+/// one scenario.
+pub fn stat(results: &Results, scenario: &str, srv: Srv, key: &str) -> Option<(f64, f64, f64)> {
+    let values: Vec<f64> = results
+        .runs
+        .iter()
+        .filter(|r| r.scenario == scenario && r.srv == srv && r.error.is_none())
+        .filter_map(|r| r.m.get(key).copied())
+        .filter(|v| v.is_finite())
+        .collect();
+    summary(&values)
+}
+
+fn main() -> ExitCode {
+    let _ = ctrlc::set_handler(|| {
+        eprintln!("\ninterrupted: stopping every server and load generator");
+        kill_everything();
+        std::process::exit(130);
+    });
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        kill_everything();
+        default_hook(info);
+    }));
+    let result = run();
+    kill_everything();
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,392 @@
+//! Shared helpers of the benchmark binaries: flag parsing, `/proc` readings, WebSocket
+//! frames for the load generator, statistics and test certificates.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Duration;
+
+/// `--name value` flags (and bare `--switch`es), in the style of wspeer's examples.
+pub struct Flags {
+    values: HashMap<String, String>,
+    switches: Vec<String>,
+}
+
+impl Flags {
+    /// Parses the process arguments. `switches` names the flags that take no value.
+    pub fn parse(switches: &[&str]) -> Result<Flags, String> {
+        Self::parse_from(std::env::args().skip(1), switches)
+    }
+
+    /// Parses `args` (without the program name).
+    pub fn parse_from(
+        args: impl IntoIterator<Item = String>,
+        switches: &[&str],
+    ) -> Result<Flags, String> {
+        let mut flags = Flags {
+            values: HashMap::new(),
+            switches: Vec::new(),
+        };
+        let mut args = args.into_iter();
+        while let Some(arg) = args.next() {
+            if !arg.starts_with("--") {
+                return Err(format!("unexpected argument {arg:?}"));
+            }
+            if switches.contains(&arg.as_str()) {
+                flags.switches.push(arg);
+            } else {
+                let value = args.next().ok_or(format!("{arg} needs a value"))?;
+                flags.values.insert(arg, value);
+            }
+        }
+        Ok(flags)
+    }
+
+    /// Whether a switch was given.
+    pub fn has(&self, name: &str) -> bool {
+        self.switches.iter().any(|s| s == name)
+    }
+
+    /// The raw value of a flag.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.values.get(name).map(String::as_str)
+    }
+
+    /// A parsed value, or `default` when the flag is absent.
+    pub fn value<T: std::str::FromStr>(&self, name: &str, default: T) -> Result<T, String> {
+        match self.values.get(name) {
+            None => Ok(default),
+            Some(v) => v
+                .parse()
+                .map_err(|_| format!("bad value for {name}: {v:?}")),
+        }
+    }
+
+    /// Fails on any flag not in `known` (values or switches).
+    pub fn check_known(&self, known: &[&str]) -> Result<(), String> {
+        for name in self.values.keys().chain(self.switches.iter()) {
+            if !known.contains(&name.as_str()) {
+                return Err(format!("unknown flag {name}"));
+            }
+        }
+        Ok(())
+    }
+}
+
+// ----- /proc -----
+
+/// Clock ticks per second of `/proc/<pid>/stat` times.
+pub fn clock_ticks() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if ticks > 0 { ticks as f64 } else { 100.0 }
+}
+
+/// User + system CPU seconds used so far by every thread of `pid` (`/proc/<pid>/stat`).
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces: fields are counted after its closing parenthesis.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // After ')': state is field 3 of the full line, utime 14, stime 15 (1-based).
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) as f64 / clock_ticks())
+}
+
+/// CPU seconds used by this process so far (getrusage, microsecond resolution).
+pub fn own_cpu_seconds() -> f64 {
+    // SAFETY: rusage is plain data; getrusage fills it.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
+/// Resident set size of `pid` in KiB (`VmRSS` in `/proc/<pid>/status`).
+pub fn vm_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// Raises the soft open-file limit to the hard limit; returns the new soft limit.
+pub fn raise_nofile_limit() -> u64 {
+    // SAFETY: plain data in and out of get/setrlimit.
+    unsafe {
+        let mut lim: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return 0;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+            libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+        }
+        lim.rlim_cur as u64
+    }
+}
+
+// ----- WebSocket frames (client side) -----
+
+/// The mask key of every frame the load generator sends (RFC 6455 only asks clients to
+/// mask; a fixed key costs the server exactly as much as a random one).
+pub const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
+
+/// One complete masked client frame (FIN set) carrying `payload`.
+pub fn masked_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let len = payload.len();
+    let mut frame = Vec::with_capacity(len + 14);
+    frame.push(0x80 | opcode);
+    if len < 126 {
+        frame.push(0x80 | len as u8);
+    } else if len <= 0xffff {
+        frame.push(0x80 | 126);
+        frame.extend_from_slice(&(len as u16).to_be_bytes());
+    } else {
+        frame.push(0x80 | 127);
+        frame.extend_from_slice(&(len as u64).to_be_bytes());
+    }
+    frame.extend_from_slice(&MASK);
+    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ MASK[i % 4]));
+    frame
+}
+
+/// The opening handshake request of the load generator.
+pub fn handshake_request(host: &str) -> Vec<u8> {
+    format!(
+        "GET / HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    .into_bytes()
+}
+
+/// What [`FrameParser::feed`] found.
+#[derive(Default, Debug)]
+pub struct Parsed {
+    /// Complete data messages (frames with FIN set, continuation frames included).
+    pub messages: usize,
+    /// A close frame arrived, with its code (1005 when it had none).
+    pub close: Option<u16>,
+    /// Ping frames seen (the servers under test send none).
+    pub pings: usize,
+}
+
+/// A streaming parser of server frames (unmasked) that skips payloads without copying
+/// them: the load generator only counts echoes.
+#[derive(Default)]
+pub struct FrameParser {
+    header: [u8; 14],
+    have: usize,
+    in_payload: bool,
+    remaining: u64,
+    opcode: u8,
+    fin: bool,
+    close_payload: Vec<u8>,
+}
+
+impl FrameParser {
+    /// Consumes `data`, adding what completed to `out`.
+    pub fn feed(&mut self, mut data: &[u8], out: &mut Parsed) {
+        while !data.is_empty() {
+            if self.in_payload {
+                let take = (self.remaining as usize).min(data.len());
+                if self.opcode == 8 && self.close_payload.len() < 2 {
+                    self.close_payload.extend_from_slice(&data[..take.min(2)]);
+                }
+                self.remaining -= take as u64;
+                data = &data[take..];
+                if self.remaining == 0 {
+                    self.finish(out);
+                }
+                continue;
+            }
+            let need = self.header_len();
+            let take = (need - self.have).min(data.len());
+            self.header[self.have..self.have + take].copy_from_slice(&data[..take]);
+            self.have += take;
+            data = &data[take..];
+            // The length byte may have just arrived and lengthened the header.
+            if self.have == self.header_len() && self.have >= 2 {
+                let b0 = self.header[0];
+                let b1 = self.header[1];
+                self.fin = b0 & 0x80 != 0;
+                self.opcode = b0 & 0x0f;
+                self.remaining = match b1 & 0x7f {
+                    126 => u16::from_be_bytes([self.header[2], self.header[3]]) as u64,
+                    127 => u64::from_be_bytes(self.header[2..10].try_into().unwrap()),
+                    n => n as u64,
+                };
+                self.have = 0;
+                self.in_payload = true;
+                self.close_payload.clear();
+                if self.remaining == 0 {
+                    self.finish(out);
+                }
+            }
+        }
+    }
+
+    fn header_len(&self) -> usize {
+        if self.have < 2 {
+            return 2;
+        }
+        let b1 = self.header[1];
+        let ext = match b1 & 0x7f {
+            126 => 2,
+            127 => 8,
+            _ => 0,
+        };
+        2 + ext + if b1 & 0x80 != 0 { 4 } else { 0 }
+    }
+
+    fn finish(&mut self, out: &mut Parsed) {
+        self.in_payload = false;
+        match self.opcode {
+            0..=2 if self.fin => out.messages += 1,
+            8 => {
+                let code = if self.close_payload.len() >= 2 {
+                    u16::from_be_bytes([self.close_payload[0], self.close_payload[1]])
+                } else {
+                    1005
+                };
+                out.close = Some(code);
+            }
+            9 => out.pings += 1,
+            _ => {}
+        }
+    }
+}
+
+// ----- statistics -----
+
+/// The `q`-quantile (0..=1) of sorted values (nearest rank).
+pub fn quantile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = (q * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// Median, minimum and maximum of `values` (NaN-free).
+pub fn summary(values: &[f64]) -> Option<(f64, f64, f64)> {
+    if values.is_empty() {
+        return None;
+    }
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    let median = if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    };
+    Some((median, v[0], v[n - 1]))
+}
+
+/// Parses a `RESULT key=value ...` line.
+pub fn parse_result_line(line: &str) -> Option<HashMap<String, String>> {
+    let rest = line.strip_prefix("RESULT")?;
+    Some(
+        rest.split_whitespace()
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    )
+}
+
+// ----- certificates -----
+
+/// A CA and a leaf certificate for `localhost` / `127.0.0.1`, written as PEM files
+/// `ca.pem`, `cert.pem`, `key.pem` into `dir`.
+pub fn write_test_pki(dir: &Path) -> Result<(), String> {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    let err = |e: rcgen::Error| e.to_string();
+    let ca_key = KeyPair::generate().map_err(err)?;
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(err)?;
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "wspeer bench CA");
+    let ca_cert = ca_params.self_signed(&ca_key).map_err(err)?;
+    let issuer = Issuer::new(ca_params, ca_key);
+    let leaf_key = KeyPair::generate().map_err(err)?;
+    let leaf = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+        .map_err(err)?
+        .signed_by(&leaf_key, &issuer)
+        .map_err(err)?;
+    std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+    for (name, pem) in [
+        ("ca.pem", ca_cert.pem()),
+        ("cert.pem", leaf.pem()),
+        ("key.pem", leaf_key.serialize_pem()),
+    ] {
+        std::fs::write(dir.join(name), pem).map_err(|e| format!("{name}: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Formats a duration as fractional seconds, for `RESULT` lines.
+pub fn secs(d: Duration) -> String {
+    format!("{:.6}", d.as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+        let mut f = masked_frame(opcode, payload);
+        // Unmask: drop the mask bit and key, restore the payload.
+        let hdr = match payload.len() {
+            n if n < 126 => 2,
+            n if n <= 0xffff => 4,
+            _ => 10,
+        };
+        f[1] &= 0x7f;
+        f.drain(hdr..hdr + 4);
+        f[hdr..].copy_from_slice(payload);
+        f
+    }
+
+    #[test]
+    fn parser_counts_messages_across_any_split() {
+        let mut stream = Vec::new();
+        for size in [0usize, 5, 125, 126, 1000, 70_000] {
+            stream.extend(server_frame(2, &vec![7u8; size]));
+        }
+        stream.extend(server_frame(8, &1000u16.to_be_bytes()));
+        for chunk in [1usize, 3, 7, 100, 65536, stream.len()] {
+            let mut p = FrameParser::default();
+            let mut out = Parsed::default();
+            for piece in stream.chunks(chunk) {
+                p.feed(piece, &mut out);
+            }
+            assert_eq!(out.messages, 6, "chunk {chunk}");
+            assert_eq!(out.close, Some(1000), "chunk {chunk}");
+        }
+    }
+
+    #[test]
+    fn quantiles_and_summary() {
+        let v: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(quantile(&v, 0.5), 50.0);
+        assert_eq!(quantile(&v, 0.99), 99.0);
+        assert_eq!(quantile(&v, 1.0), 100.0);
+        assert_eq!(summary(&[3.0, 1.0, 2.0]), Some((2.0, 1.0, 3.0)));
+        assert_eq!(summary(&[4.0, 1.0]), Some((2.5, 1.0, 4.0)));
+    }
+
+    #[test]
+    fn result_lines_and_flags() {
+        let r = parse_result_line("RESULT msgs=10 secs=2.0").unwrap();
+        assert_eq!(r["msgs"], "10");
+        let f =
+            Flags::parse_from(["--port", "0", "--quick"].map(String::from), &["--quick"]).unwrap();
+        assert!(f.has("--quick"));
+        assert_eq!(f.value("--port", 9u16).unwrap(), 0);
+        assert!(f.check_known(&["--port"]).is_err());
+    }
+}
