@@ -2,8 +2,9 @@
 //!
 //! ```text
 //! cargo run --release --example echo_server -- [--port 9080] [--bind 127.0.0.1]
-//!     [--cert FILE --key FILE] [--protocol NAME]... [--quiet]
+//!     [--cert FILE --key FILE] [--protocol NAME]... [--quiet] [--max-message BYTES]
 //! ```
+//! `--max-message` raises the largest message echoed (default 65535, Godot's).
 //! Echoes text as text and binary as binary. Ctrl-C closes every client with 1001 and exits.
 
 use std::collections::HashMap;
@@ -12,7 +13,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use wspeer::{Error, Packet, ServerEvent, TlsOptions, WebSocketPeer, WebSocketServer, WriteMode};
+use wspeer::{
+    Error, Packet, ServerConfig, ServerEvent, TlsOptions, WebSocketPeer, WebSocketServer,
+};
 
 struct Options {
     port: u16,
@@ -21,6 +24,7 @@ struct Options {
     key: Option<String>,
     protocols: Vec<String>,
     quiet: bool,
+    max_message: usize,
 }
 
 fn parse_args() -> Result<Options, String> {
@@ -31,6 +35,7 @@ fn parse_args() -> Result<Options, String> {
         key: None,
         protocols: Vec::new(),
         quiet: false,
+        max_message: wspeer::DEFAULT_BUFFER_SIZE,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -45,9 +50,18 @@ fn parse_args() -> Result<Options, String> {
             "--key" => options.key = Some(value("--key")?),
             "--protocol" => options.protocols.push(value("--protocol")?),
             "--quiet" => options.quiet = true,
+            "--max-message" => {
+                let v = value("--max-message")?;
+                options.max_message = v
+                    .parse()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or(format!("bad --max-message {v:?}"))?;
+            }
             "-h" | "--help" => {
                 return Err("usage: echo_server [--port 9080] [--bind 127.0.0.1] \
-                            [--cert FILE --key FILE] [--protocol NAME]... [--quiet]"
+                            [--cert FILE --key FILE] [--protocol NAME]... [--quiet] \
+                            [--max-message BYTES]"
                     .into());
             }
             other => return Err(format!("unknown argument {other:?} (try --help)")),
@@ -83,12 +97,7 @@ fn pump(id: i32, peer: &mut WebSocketPeer, stalled: &mut HashMap<i32, Packet>, q
                 None => return,
             },
         };
-        let mode = if packet.is_text() {
-            WriteMode::Text
-        } else {
-            WriteMode::Binary
-        };
-        match peer.send(packet.data(), mode) {
+        match peer.send_packet(&packet) {
             Ok(()) => {}
             Err(Error::OutboundBufferFull { .. } | Error::OutboundQueueFull { .. }) => {
                 stalled.insert(id, packet);
@@ -103,8 +112,15 @@ fn pump(id: i32, peer: &mut WebSocketPeer, stalled: &mut HashMap<i32, Packet>, q
 }
 
 fn run(options: Options) -> Result<(), String> {
-    let mut server = WebSocketServer::new();
-    server.set_supported_protocols(&options.protocols);
+    let mut config = ServerConfig::default();
+    config.peer.supported_protocols = options.protocols.clone();
+    // Both directions: an echo must fit on the way back too.
+    config.peer.inbound_buffer_size = options.max_message;
+    config.peer.outbound_buffer_size = options.max_message.max(wspeer::DEFAULT_BUFFER_SIZE);
+    // This loop polls again as soon as it has handled the events, so holding writes until
+    // then costs no latency and lets all echoes to one client share a system call.
+    config.peer.batch_writes = true;
+    let mut server = WebSocketServer::with_config(config);
     let scheme = if let (Some(cert), Some(key)) = (&options.cert, &options.key) {
         let tls = TlsOptions::server(&read(cert)?, &read(key)?).map_err(|e| e.to_string())?;
         server

@@ -44,6 +44,12 @@ pub struct PeerConfig {
     pub connect_timeout: Duration,
     /// Whether `TCP_NODELAY` is set on new connections (Godot: on).
     pub no_delay: bool,
+    /// Hold sent messages until the next `poll()` (or an explicit `flush()`), so that all a
+    /// frame sends to one peer leaves in one system call. Off by default: as in Godot, a
+    /// message is written to the socket inside `send`. Turn it on for servers that send
+    /// several messages per peer per frame (a headless server's loop polls again at once,
+    /// so nothing waits).
+    pub batch_writes: bool,
     /// Server side: the largest upgrade request head accepted, in bytes; a larger one is
     /// answered `431` and closed.
     pub max_handshake_bytes: usize,
@@ -89,6 +95,7 @@ impl Default for PeerConfig {
             close_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(30),
             no_delay: true,
+            batch_writes: false,
             max_handshake_bytes: 8 * 1024,
             max_handshake_headers: 64,
             resolver: None,

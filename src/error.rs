@@ -193,6 +193,11 @@ fn describe_tls(e: &rustls::Error) -> String {
             other => format!("invalid certificate: {other:?}"),
         },
         rustls::Error::AlertReceived(alert) => format!("the remote sent TLS alert {alert:?}"),
+        rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType) => {
+            "the other side does not speak TLS (a plain ws:// server, or plain HTTP sent to \
+             a wss:// port)"
+                .into()
+        }
         other => other.to_string(),
     }
 }

@@ -106,13 +106,16 @@ enum Phase {
         head: Vec<u8>,
     },
     Open(Box<WebSocket<Transport>>),
-    /// The WebSocket part is over; the last bytes (our close frame) still go out. With
-    /// `drain`, the remote may still be sending (we closed because of its error): read and
-    /// discard until it closes, so our close frame is not lost to a TCP reset.
+    /// The WebSocket part is over; the last bytes (our close frame) still go out, then our
+    /// side ends (FIN). Input that is already there is read and thrown away first, so it
+    /// does not turn our close into a TCP reset that could destroy the close frame in
+    /// flight. With `await_eof` (we closed because of the remote's error, so it may still be
+    /// sending), we go on discarding until the remote closes too. Bounded by the close
+    /// timeout.
     Lingering {
         transport: Transport,
-        drain: bool,
         shut: bool,
+        await_eof: bool,
     },
 }
 
@@ -452,8 +455,9 @@ impl WebSocketPeer {
     fn ws_config(&self) -> WebSocketConfig {
         let limit = self.live.inbound_buffer_size;
         WebSocketConfig::default()
-            // Small: it is allocated per connection; large messages still arrive in pieces.
-            .read_buffer_size(limit.clamp(512, 8 * 1024))
+            // Allocated per connection, so small; the transport reads ahead in large gulps,
+            // and a large frame grows the buffer only while it is being received.
+            .read_buffer_size(limit.clamp(512, 4 * 1024))
             // Frames go straight into our transport, which never blocks a write.
             .write_buffer_size(0)
             .max_message_size(Some(limit))
@@ -492,10 +496,7 @@ impl WebSocketPeer {
         match poller.poll.poll(&mut poller.events, Some(Duration::ZERO)) {
             Ok(()) => {
                 for event in poller.events.iter() {
-                    self.on_ready(
-                        event.is_readable() || event.is_read_closed() || event.is_error(),
-                        event.is_writable() || event.is_write_closed() || event.is_error(),
-                    );
+                    self.on_ready(event);
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -510,10 +511,9 @@ impl WebSocketPeer {
     }
 
     /// Records readiness reported by a poller.
-    pub(crate) fn on_ready(&mut self, readable: bool, writable: bool) {
+    pub(crate) fn on_ready(&mut self, event: &mio::event::Event) {
         if let Some(transport) = self.transport_mut() {
-            transport.readable |= readable;
-            transport.writable |= writable;
+            transport.on_ready(event);
         }
     }
 
@@ -579,9 +579,9 @@ impl WebSocketPeer {
             Phase::Open(ws) => self.step_open(ws, now),
             Phase::Lingering {
                 transport,
-                drain,
                 shut,
-            } => self.step_lingering(transport, drain, shut, now),
+                await_eof,
+            } => self.step_lingering(transport, shut, await_eof, now),
         }
     }
 
@@ -814,12 +814,13 @@ impl WebSocketPeer {
         self.deadline_close = Some(now + self.live.close_timeout);
         self.phase = Phase::Lingering {
             transport,
-            drain: true,
             shut: false,
+            await_eof: true,
         };
     }
 
-    fn open(&mut self, ws: WebSocket<Transport>, now: Instant) {
+    fn open(&mut self, mut ws: WebSocket<Transport>, now: Instant) {
+        ws.get_mut().batch_writes = self.live.batch_writes;
         self.deadline_open = None;
         if !self.live.heartbeat_interval.is_zero() {
             self.next_ping = Some(now + self.live.heartbeat_interval);
@@ -962,7 +963,11 @@ impl WebSocketPeer {
             }
             tungstenite::Error::Protocol(p) => (1002, p.to_string()),
             tungstenite::Error::Io(io_error) => {
-                let error = Error::from(io_error);
+                let error = match Error::from(io_error) {
+                    // The remote vanished: say so, like an end of stream without a close.
+                    Error::Io(e) if is_disconnect(&e) => Error::ConnectionLost(e.to_string()),
+                    other => other,
+                };
                 return self.lost_with(ws, error);
             }
             other => return self.lost(ws, other.to_string()),
@@ -988,8 +993,8 @@ impl WebSocketPeer {
         self.deadline_close = Some(now + self.live.close_timeout);
         self.phase = Phase::Lingering {
             transport: ws.into_inner(),
-            drain: true,
             shut: false,
+            await_eof: true,
         };
     }
 
@@ -1015,8 +1020,8 @@ impl WebSocketPeer {
         }
         self.phase = Phase::Lingering {
             transport: ws.into_inner(),
-            drain: false,
             shut: false,
+            await_eof: false,
         };
     }
 
@@ -1034,8 +1039,8 @@ impl WebSocketPeer {
     fn step_lingering(
         &mut self,
         mut transport: Transport,
-        drain: bool,
         mut shut: bool,
+        await_eof: bool,
         now: Instant,
     ) {
         if self.deadline_close.is_some_and(|d| now >= d) {
@@ -1050,17 +1055,17 @@ impl WebSocketPeer {
                 transport.shutdown();
                 shut = true;
             }
-            if !drain || transport.discard_input() {
+            if transport.discard_input() || !await_eof {
                 self.phase = Phase::Closed;
                 return self.finish_notice();
             }
-        } else if drain {
+        } else {
             transport.discard_input();
         }
         self.phase = Phase::Lingering {
             transport,
-            drain,
             shut,
+            await_eof,
         };
     }
 
@@ -1133,6 +1138,28 @@ impl WebSocketPeer {
         self.send_message(text.len(), || Message::Text(text.into()))
     }
 
+    /// Sends a received packet on, as text or binary like it came, without copying its
+    /// payload (an echo or a relay costs no allocation here).
+    pub fn send_packet(&mut self, packet: &Packet) -> Result<(), Error> {
+        let message = if packet.is_text {
+            match tungstenite::Utf8Bytes::try_from(packet.data.clone()) {
+                Ok(text) => Message::Text(text),
+                Err(_) => return Err(Error::InvalidUtf8),
+            }
+        } else {
+            Message::Binary(packet.data.clone())
+        };
+        self.send_message(packet.data.len(), || message)
+    }
+
+    /// Writes what `send` has queued, now, as far as the socket takes it. Only needed with
+    /// `PeerConfig::batch_writes` (otherwise `send` writes at once); `poll()` does it too.
+    pub fn flush(&mut self) {
+        if let Some(transport) = self.transport_mut() {
+            transport.push();
+        }
+    }
+
     /// Sends a binary message (Godot's `put_packet`, always binary as in Godot 4).
     pub fn put_packet(&mut self, data: &[u8]) -> Result<(), Error> {
         self.send(data, WriteMode::Binary)
@@ -1175,7 +1202,9 @@ impl WebSocketPeer {
             Err(e) => return Err(Error::ConnectionLost(e.to_string())),
         }
         let transport = ws.get_mut();
-        transport.push();
+        if !transport.batch_writes {
+            transport.push();
+        }
         if let Some(e) = transport.take_write_error() {
             return self.send_failed(Error::ConnectionLost(e.to_string()));
         }
@@ -1356,6 +1385,18 @@ impl WebSocketPeer {
     pub fn get_current_outbound_buffered_amount(&self) -> usize {
         self.transport().map_or(0, Transport::buffered)
     }
+}
+
+/// Errors that mean the remote end is gone rather than that something is misused.
+fn is_disconnect(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::BrokenPipe
+            | io::ErrorKind::UnexpectedEof
+            | io::ErrorKind::NotConnected
+    )
 }
 
 #[cfg(test)]

@@ -358,10 +358,7 @@ impl WebSocketServer {
             }
             let key = event.token().0;
             if let Some(slot) = self.slots.get_mut(key) {
-                slot.peer.on_ready(
-                    event.is_readable() || event.is_read_closed() || event.is_error(),
-                    event.is_writable() || event.is_write_closed() || event.is_error(),
-                );
+                slot.peer.on_ready(event);
                 if !slot.queued {
                     slot.queued = true;
                     self.work.push(key);
@@ -517,6 +514,17 @@ impl WebSocketServer {
             slot.scheduled = next;
             if let Some(due) = next {
                 self.timers.push(Reverse((due, key, id)));
+            }
+        }
+    }
+
+    /// Writes what the application sent since the last `poll()` to every peer it touched,
+    /// as far as the sockets take it. Only needed with `PeerConfig::batch_writes` (sends
+    /// are written at once otherwise); the next `poll()` does it too.
+    pub fn flush(&mut self) {
+        for &key in &self.touched {
+            if let Some(slot) = self.slots.get_mut(key) {
+                slot.peer.flush();
             }
         }
     }

@@ -17,35 +17,102 @@ use mio::net::TcpStream;
 ///
 /// Reads pass `WouldBlock` through untouched. `readable`/`writable` record the last
 /// readiness mio reported and are cleared only when the socket itself answers
-/// `WouldBlock`: with edge-triggered events, that is the only moment we may stop trying.
+/// `WouldBlock` (or, on Linux, returns less than asked: see [`read_socket`]): with
+/// edge-triggered events, that is the only moment we may stop trying.
+///
+/// Plain sockets are read in large gulps into one scratch buffer per thread; what
+/// tungstenite's small read buffer cannot take yet waits in `read_ahead`, allocated only
+/// while it holds something. So a peer costs little memory while idle, yet a large message
+/// takes a few system calls instead of one per read-buffer-full.
 pub(crate) struct Transport {
     tcp: TcpStream,
     tls: Option<Box<rustls::Connection>>,
+    read_ahead: Option<Box<ReadAhead>>,
     outbound: VecDeque<u8>,
     /// Bytes ever moved out of `outbound` (to the socket or into rustls).
     pub(crate) bytes_sent: u64,
-    pub(crate) readable: bool,
-    pub(crate) writable: bool,
+    readable: bool,
+    writable: bool,
+    /// The remote ended its side (or the socket failed): read until end of stream, since
+    /// no further event will announce it.
+    read_closed: bool,
     /// The first write failure; the connection is dead once this is set.
     write_error: Option<io::Error>,
+    /// Only buffer what tungstenite writes; [`push`](Self::push) sends it later, so many
+    /// messages share one system call (`PeerConfig::batch_writes`).
+    pub(crate) batch_writes: bool,
 }
 
 /// After a large message has gone out, keep at most this much buffer capacity per peer,
 /// so idle peers stay small.
 const RETAINED_CAPACITY: usize = 16 * 1024;
 
+/// One socket read takes at most this much (the scratch buffer's size).
+const SCRATCH_SIZE: usize = 64 * 1024;
+
+thread_local! {
+    /// Shared by every plain socket read on this thread: nothing is per peer.
+    static SCRATCH: std::cell::RefCell<Box<[u8]>> =
+        std::cell::RefCell::new(vec![0u8; SCRATCH_SIZE].into_boxed_slice());
+}
+
+/// Bytes read from the socket that the reader has not taken yet.
+struct ReadAhead {
+    bytes: Vec<u8>,
+    taken: usize,
+}
+
+/// Reads once from the socket. A read that returns less than it asked for has emptied the
+/// socket's receive queue; on Linux, edge-triggered epoll then signals any later arrival,
+/// so the flag can drop without the extra `WouldBlock` read (a system call per message
+/// saved). Not once the remote has closed its side: its end of stream was already
+/// announced, so we read on until we see it. Elsewhere only `WouldBlock` clears the flag,
+/// as mio documents.
+fn read_socket(
+    tcp: &mut TcpStream,
+    readable: &mut bool,
+    read_closed: bool,
+    buf: &mut [u8],
+) -> io::Result<usize> {
+    match tcp.read(buf) {
+        Ok(n) => {
+            let short = n > 0 && n < buf.len() && !read_closed;
+            if cfg!(any(target_os = "linux", target_os = "android")) && short {
+                *readable = false;
+            }
+            Ok(n)
+        }
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+            *readable = false;
+            Err(e)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 impl Transport {
     pub(crate) fn new(tcp: TcpStream, tls: Option<rustls::Connection>) -> Self {
         Transport {
             tcp,
             tls: tls.map(Box::new),
+            read_ahead: None,
             outbound: VecDeque::new(),
             bytes_sent: 0,
             // A fresh socket may already be ready; one attempt costs a syscall at most.
             readable: true,
             writable: true,
+            read_closed: false,
             write_error: None,
+            batch_writes: false,
         }
+    }
+
+    /// Records what a readiness event reported.
+    pub(crate) fn on_ready(&mut self, event: &mio::event::Event) {
+        let ended = event.is_read_closed() || event.is_error();
+        self.read_closed |= ended;
+        self.readable |= event.is_readable() || ended;
+        self.writable |= event.is_writable() || event.is_write_closed() || event.is_error();
     }
 
     pub(crate) fn tcp(&self) -> &TcpStream {
@@ -178,19 +245,65 @@ fn push_tls(
     }
 }
 
+impl Transport {
+    /// Writes as much of `buf` as the socket (or rustls' buffer) takes right now.
+    fn write_through(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let written = match self.tls.as_deref_mut() {
+            Some(tls) => tls.writer().write(buf)?,
+            None if !self.writable => 0,
+            None => match self.tcp.write(buf) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.writable = false;
+                    0
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => 0,
+                Err(e) => return Err(e),
+            },
+        };
+        self.bytes_sent += written as u64;
+        Ok(written)
+    }
+
+    fn read_plain(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if let Some(ahead) = self.read_ahead.as_deref_mut() {
+            let n = buf.len().min(ahead.bytes.len() - ahead.taken);
+            buf[..n].copy_from_slice(&ahead.bytes[ahead.taken..ahead.taken + n]);
+            ahead.taken += n;
+            if ahead.taken == ahead.bytes.len() {
+                self.read_ahead = None;
+            }
+            return Ok(n);
+        }
+        if !self.readable {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        if buf.len() >= SCRATCH_SIZE {
+            return read_socket(&mut self.tcp, &mut self.readable, self.read_closed, buf);
+        }
+        SCRATCH.with(|scratch| {
+            let mut scratch = scratch.borrow_mut();
+            let got = read_socket(
+                &mut self.tcp,
+                &mut self.readable,
+                self.read_closed,
+                &mut scratch,
+            )?;
+            let n = got.min(buf.len());
+            buf[..n].copy_from_slice(&scratch[..n]);
+            if got > n {
+                let bytes = scratch[n..got].to_vec();
+                self.read_ahead = Some(Box::new(ReadAhead { bytes, taken: 0 }));
+            }
+            Ok(n)
+        })
+    }
+}
+
 impl Read for Transport {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let Some(tls) = self.tls.as_deref_mut() else {
-            if !self.readable {
-                return Err(io::ErrorKind::WouldBlock.into());
-            }
-            return match self.tcp.read(buf) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.readable = false;
-                    Err(e)
-                }
-                other => other,
-            };
+            return self.read_plain(buf);
         };
         loop {
             match tls.reader().read(buf) {
@@ -233,7 +346,19 @@ impl Write for Transport {
         if let Some(e) = &self.write_error {
             return Err(io::Error::new(e.kind(), e.to_string()));
         }
-        self.outbound.extend(buf);
+        let mut rest = buf;
+        if self.outbound.is_empty() && !self.batch_writes {
+            // Nothing queued ahead of it: hand it on now and copy only what is refused.
+            match self.write_through(buf) {
+                Ok(n) => rest = &buf[n..],
+                Err(e) => {
+                    let copy = io::Error::new(e.kind(), e.to_string());
+                    self.write_error = Some(e);
+                    return Err(copy);
+                }
+            }
+        }
+        self.outbound.extend(rest);
         Ok(buf.len())
     }
 

@@ -85,8 +85,19 @@ pub(crate) enum Parsed {
     Refused(Refusal),
 }
 
+/// Whether `buf` starts like a TLS record (handshake or alert), not like HTTP.
+fn looks_like_tls(buf: &[u8]) -> bool {
+    matches!(buf, [0x15 | 0x16, 0x03, ..])
+}
+
 /// Parses and validates the request head in `buf`.
 pub(crate) fn parse_request(buf: &[u8], max_bytes: usize, max_headers: usize) -> Parsed {
+    if looks_like_tls(buf) {
+        return Parsed::Refused(refuse(
+            400,
+            "a TLS handshake on a plain ws:// port: connect with ws://, or serve wss:// here",
+        ));
+    }
     let mut headers = vec![httparse::EMPTY_HEADER; max_headers];
     let mut parsed = httparse::Request::new(&mut headers);
     let head_len = match parsed.parse(buf) {
@@ -293,6 +304,9 @@ pub(crate) fn parse_answer(
     expected_accept: &str,
     offered: &[String],
 ) -> Answer {
+    if looks_like_tls(buf) {
+        return Answer::Failed("the server answered with TLS, not HTTP: use wss://".into());
+    }
     let mut headers = vec![httparse::EMPTY_HEADER; max_headers];
     let mut parsed = httparse::Response::new(&mut headers);
     let head_len = match parsed.parse(buf) {
@@ -449,6 +463,11 @@ mod tests {
         );
         assert_eq!(status_of(&GOOD.replace("Host: example.com\r\n", "")), 400);
         assert_eq!(status_of("NOT HTTP AT ALL\r\n\r\n"), 400);
+        let hello = [0x16, 0x03, 0x01, 0x02, 0x00];
+        match parse_request(&hello, 8192, 64) {
+            Parsed::Refused(r) => assert!(r.why.contains("TLS handshake on a plain ws://")),
+            other => panic!("{other:?}"),
+        }
         let many: String = (0..70).map(|i| format!("X-{i}: v\r\n")).collect();
         assert_eq!(
             status_of(&GOOD.replacen("\r\n", &format!("\r\n{many}"), 1)),

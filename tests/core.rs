@@ -1046,3 +1046,92 @@ fn handshake_size_limits_are_configurable_and_answered_431() {
     client_config.handshake_headers = vec!["X-One: 1".into()];
     connect_with(&mut server, "/", client_config, None);
 }
+
+#[test]
+fn batch_writes_hold_sends_until_flush_or_poll() {
+    let mut config = ServerConfig::default();
+    config.peer.batch_writes = true;
+    let mut server = server_with(config);
+    let mut client_config = PeerConfig::default();
+    client_config.batch_writes = true;
+    let (mut client, id) = connect_with(&mut server, "/", client_config, None);
+
+    let peer = server.get_peer(id).unwrap();
+    peer.send_text("one").unwrap();
+    peer.send_text("two").unwrap();
+    assert!(
+        peer.get_current_outbound_buffered_amount() > 0,
+        "held, not written"
+    );
+    for _ in 0..20 {
+        client.poll();
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(
+        client.get_available_packet_count(),
+        0,
+        "nothing left before flush"
+    );
+    server.flush();
+    assert_eq!(
+        server
+            .get_peer(id)
+            .unwrap()
+            .get_current_outbound_buffered_amount(),
+        0
+    );
+    run_clients_until(&mut [&mut client], "both", |c| {
+        c[0].get_available_packet_count() == 2
+    });
+
+    // The client's own sends leave at its next poll().
+    client.send_text("three").unwrap();
+    assert!(client.get_current_outbound_buffered_amount() > 0);
+    let events = events_until(&mut server, &mut [&mut client], "delivered", |ev| {
+        ev.iter()
+            .any(|e| matches!(e, ServerEvent::DataReceived { .. }))
+    });
+    assert!(events.contains(&ServerEvent::DataReceived { id }));
+    assert_eq!(server.get_peer(id).unwrap().get_packet().unwrap(), b"three");
+    // And the server's at its next poll().
+    server.get_peer(id).unwrap().send_text("four").unwrap();
+    run_until(
+        &mut server,
+        &mut [&mut client],
+        &mut Vec::new(),
+        "four",
+        |_, c, _| c[0].get_available_packet_count() == 3,
+    );
+}
+
+#[test]
+fn send_packet_forwards_text_as_text_and_binary_as_binary() {
+    let mut server = server();
+    let (mut client, id) = connect(&mut server);
+    client.send_text("héllo").unwrap();
+    client.put_packet(&[0, 159, 146, 150]).unwrap();
+    events_until(&mut server, &mut [&mut client], "two", |ev| {
+        ev.iter()
+            .filter(|e| matches!(e, ServerEvent::DataReceived { .. }))
+            .count()
+            == 2
+    });
+    let peer = server.get_peer(id).unwrap();
+    for packet in peer.packets().collect::<Vec<_>>() {
+        peer.send_packet(&packet).unwrap();
+    }
+    run_until(
+        &mut server,
+        &mut [&mut client],
+        &mut Vec::new(),
+        "echoes",
+        |_, c, _| c[0].get_available_packet_count() == 2,
+    );
+    let text = client.recv().unwrap();
+    assert_eq!((text.as_text(), text.is_text()), (Some("héllo"), true));
+    let binary = client.recv().unwrap();
+    assert_eq!(
+        (binary.data(), binary.is_text()),
+        (&[0u8, 159, 146, 150][..], false)
+    );
+}

@@ -299,3 +299,28 @@ fn echo_server_serves_wss_with_cert_and_key() {
         .unwrap();
     assert!(output.status.success());
 }
+
+#[test]
+fn echo_server_max_message_raises_both_limits() {
+    let (mut server, url) = echo_server(&["--quiet", "--max-message", "2000000"]);
+    let mut config = PeerConfig::default();
+    config.inbound_buffer_size = 2_000_000;
+    config.outbound_buffer_size = 2_000_000;
+    let mut client = WebSocketPeer::with_config(config);
+    client.connect_to_url(&url, None).unwrap();
+    server.expect_line("connected with protocol", || client.poll());
+    run_clients_until(&mut [&mut client], "open", |c| {
+        c[0].get_ready_state() == State::Open
+    });
+    let big: Vec<u8> = (0..1_048_576u32).map(|i| (i % 251) as u8).collect();
+    client.put_packet(&big).unwrap();
+    run_clients_until(&mut [&mut client], "echo", |c| {
+        c[0].get_available_packet_count() == 1
+    });
+    assert_eq!(client.get_packet().unwrap(), big);
+    let output = Command::new(example_bin("echo_server"))
+        .args(["--max-message", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+}
