@@ -20,14 +20,16 @@ use mio::net::TcpStream;
 /// `WouldBlock` (or, on Linux, returns less than asked: see [`read_socket`]): with
 /// edge-triggered events, that is the only moment we may stop trying.
 ///
-/// Plain sockets are read in large gulps into one scratch buffer per thread; what
-/// tungstenite's small read buffer cannot take yet waits in `read_ahead`, allocated only
-/// while it holds something. So a peer costs little memory while idle, yet a large message
-/// takes a few system calls instead of one per read-buffer-full.
+/// Plain sockets are read in large gulps into a scratch buffer from a small per-thread
+/// pool; when tungstenite's small read buffer cannot take the whole gulp, the transport
+/// keeps that scratch buffer (`read_ahead`) until it has handed everything on, then gives
+/// it back. So an idle peer holds no read buffer of ours, a large message takes a few
+/// system calls instead of one per read-buffer-full, and the steady state allocates
+/// nothing.
 pub(crate) struct Transport {
     tcp: TcpStream,
     tls: Option<Box<rustls::Connection>>,
-    read_ahead: Option<Box<ReadAhead>>,
+    read_ahead: Option<ReadAhead>,
     outbound: VecDeque<u8>,
     /// Bytes ever moved out of `outbound` (to the socket or into rustls).
     pub(crate) bytes_sent: u64,
@@ -43,22 +45,47 @@ pub(crate) struct Transport {
     pub(crate) batch_writes: bool,
 }
 
-/// After a large message has gone out, keep at most this much buffer capacity per peer,
-/// so idle peers stay small.
+/// After a burst has gone out, keep at most this much outbound capacity per peer, so idle
+/// peers stay small (measured: shrinking also made 16 KiB echoes faster than keeping the
+/// largest burst's capacity).
 const RETAINED_CAPACITY: usize = 16 * 1024;
 
-/// One socket read takes at most this much (the scratch buffer's size).
+/// Even with `batch_writes`, a write this large goes to the socket at once: batching gains
+/// nothing for it, and copying it into the outbound buffer would cost a copy (and keep the
+/// buffer that large).
+const WRITE_THROUGH_ALWAYS: usize = 64 * 1024;
+
+/// One socket read takes at most this much (a scratch buffer's size).
 const SCRATCH_SIZE: usize = 64 * 1024;
 
+/// Scratch buffers kept for reuse per thread; more only exist while that many peers hold
+/// unread gulps at once.
+const POOLED_SCRATCH: usize = 4;
+
 thread_local! {
-    /// Shared by every plain socket read on this thread: nothing is per peer.
-    static SCRATCH: std::cell::RefCell<Box<[u8]>> =
-        std::cell::RefCell::new(vec![0u8; SCRATCH_SIZE].into_boxed_slice());
+    static SCRATCH_POOL: std::cell::RefCell<Vec<Box<[u8]>>> =
+        const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// Bytes read from the socket that the reader has not taken yet.
+fn take_scratch() -> Box<[u8]> {
+    SCRATCH_POOL
+        .with(|pool| pool.borrow_mut().pop())
+        .unwrap_or_else(|| vec![0u8; SCRATCH_SIZE].into_boxed_slice())
+}
+
+fn give_back_scratch(scratch: Box<[u8]>) {
+    SCRATCH_POOL.with(|pool| {
+        let mut pool = pool.borrow_mut();
+        if pool.len() < POOLED_SCRATCH {
+            pool.push(scratch);
+        }
+    });
+}
+
+/// A gulp from the socket that the reader has not taken entirely yet.
 struct ReadAhead {
-    bytes: Vec<u8>,
+    scratch: Box<[u8]>,
+    len: usize,
     taken: usize,
 }
 
@@ -266,12 +293,14 @@ impl Transport {
     }
 
     fn read_plain(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if let Some(ahead) = self.read_ahead.as_deref_mut() {
-            let n = buf.len().min(ahead.bytes.len() - ahead.taken);
-            buf[..n].copy_from_slice(&ahead.bytes[ahead.taken..ahead.taken + n]);
+        if let Some(ahead) = &mut self.read_ahead {
+            let n = buf.len().min(ahead.len - ahead.taken);
+            buf[..n].copy_from_slice(&ahead.scratch[ahead.taken..ahead.taken + n]);
             ahead.taken += n;
-            if ahead.taken == ahead.bytes.len() {
-                self.read_ahead = None;
+            if ahead.taken == ahead.len {
+                if let Some(done) = self.read_ahead.take() {
+                    give_back_scratch(done.scratch);
+                }
             }
             return Ok(n);
         }
@@ -281,22 +310,31 @@ impl Transport {
         if buf.len() >= SCRATCH_SIZE {
             return read_socket(&mut self.tcp, &mut self.readable, self.read_closed, buf);
         }
-        SCRATCH.with(|scratch| {
-            let mut scratch = scratch.borrow_mut();
-            let got = read_socket(
-                &mut self.tcp,
-                &mut self.readable,
-                self.read_closed,
-                &mut scratch,
-            )?;
-            let n = got.min(buf.len());
-            buf[..n].copy_from_slice(&scratch[..n]);
-            if got > n {
-                let bytes = scratch[n..got].to_vec();
-                self.read_ahead = Some(Box::new(ReadAhead { bytes, taken: 0 }));
+        let mut scratch = take_scratch();
+        let got = match read_socket(
+            &mut self.tcp,
+            &mut self.readable,
+            self.read_closed,
+            &mut scratch,
+        ) {
+            Ok(got) => got,
+            Err(e) => {
+                give_back_scratch(scratch);
+                return Err(e);
             }
-            Ok(n)
-        })
+        };
+        let n = got.min(buf.len());
+        buf[..n].copy_from_slice(&scratch[..n]);
+        if got > n {
+            self.read_ahead = Some(ReadAhead {
+                scratch,
+                len: got,
+                taken: n,
+            });
+        } else {
+            give_back_scratch(scratch);
+        }
+        Ok(n)
     }
 }
 
@@ -347,7 +385,7 @@ impl Write for Transport {
             return Err(io::Error::new(e.kind(), e.to_string()));
         }
         let mut rest = buf;
-        if self.outbound.is_empty() && !self.batch_writes {
+        if self.outbound.is_empty() && (!self.batch_writes || buf.len() >= WRITE_THROUGH_ALWAYS) {
             // Nothing queued ahead of it: hand it on now and copy only what is refused.
             match self.write_through(buf) {
                 Ok(n) => rest = &buf[n..],

@@ -5,56 +5,16 @@
 //! once. The test checks the exact sequence of request paths, every echo, the printed
 //! lines and the exit status.
 
+mod common;
 mod rawws;
 
 use std::net::TcpListener;
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rawws::*;
 
 const AGENT: &str = "wspeer-test";
-
-/// The example binary next to this test's binary: target/<profile>/examples/.
-fn example_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("current_exe");
-    let name = format!("autobahn_client{}", std::env::consts::EXE_SUFFIX);
-    let candidates: Vec<PathBuf> = exe
-        .ancestors()
-        .skip(1)
-        .take(3)
-        .map(|dir| dir.join("examples").join(&name))
-        .collect();
-    let binary = candidates
-        .iter()
-        .find(|p| p.is_file())
-        .cloned()
-        .unwrap_or_else(|| {
-            panic!(
-                "the autobahn_client example is not built (looked at {candidates:?}); build it \
-             with `cargo build --example autobahn_client` or run `cargo test --all-targets`"
-            )
-        });
-    // `cargo test --test autobahn_client` alone does not rebuild examples: refuse a binary
-    // older than its source rather than test stale code. (Only the example's own file:
-    // the library's sources may be edited while a suite runs.)
-    let source = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/autobahn_client.rs");
-    assert!(
-        modified(&source) <= modified(&binary),
-        "{} is older than {}: rebuild it with `cargo build --example autobahn_client` \
-         (plain `cargo test` builds examples too)",
-        binary.display(),
-        source.display()
-    );
-    binary
-}
-
-fn modified(path: &std::path::Path) -> std::time::SystemTime {
-    std::fs::metadata(path)
-        .and_then(|m| m.modified())
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
 
 /// Kills the child if the test ends early.
 struct Reaper(Option<Child>);
@@ -135,7 +95,7 @@ fn fuzzing_server(listener: TcpListener) -> Vec<String> {
 /// binary, then updates the reports, prints one line per case, and exits 0.
 #[test]
 fn autobahn_client_runs_every_case_of_a_fake_fuzzing_server() {
-    let binary = example_binary();
+    let binary = common::example_bin("autobahn_client");
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().unwrap();
     let server = std::thread::spawn(move || fuzzing_server(listener));
@@ -201,7 +161,7 @@ fn autobahn_client_runs_every_case_of_a_fake_fuzzing_server() {
 /// Bad arguments exit with status 2 and the usage, without connecting anywhere.
 #[test]
 fn autobahn_client_rejects_unknown_arguments() {
-    let output = Command::new(example_binary())
+    let output = Command::new(common::example_bin("autobahn_client"))
         .arg("--bogus")
         .output()
         .expect("run");

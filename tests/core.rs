@@ -1093,6 +1093,18 @@ fn batch_writes_hold_sends_until_flush_or_poll() {
     });
     assert!(events.contains(&ServerEvent::DataReceived { id }));
     assert_eq!(server.get_peer(id).unwrap().get_packet().unwrap(), b"three");
+    // A large message is written at once even when batching (nothing to gain by waiting).
+    let mut big_config = ServerConfig::default();
+    big_config.peer.batch_writes = true;
+    big_config.peer.outbound_buffer_size = 1 << 20;
+    let mut big_server = server_with(big_config);
+    let (_big_client, big_id) = connect(&mut big_server);
+    let peer = big_server.get_peer(big_id).unwrap();
+    peer.put_packet(&vec![9u8; 200_000]).unwrap();
+    assert!(
+        peer.get_current_outbound_buffered_amount() < 200_000,
+        "a 200 KB message waited for the next poll"
+    );
     // And the server's at its next poll().
     server.get_peer(id).unwrap().send_text("four").unwrap();
     run_until(

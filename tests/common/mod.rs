@@ -179,18 +179,32 @@ pub fn wss_url(server: &WebSocketServer, path: &str) -> String {
 }
 
 /// The built example binary `name` (target/<profile>/examples/name, next to this test's
-/// deps/ directory). Panics with the command to run when it is missing: never skipped.
+/// deps/ directory). Panics with the command to run when it is missing, or older than its
+/// source (`cargo test --test X` alone does not rebuild examples): never skipped, never
+/// stale.
 pub fn example_bin(name: &str) -> std::path::PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
     let profile_dir = exe
         .parent()
         .and_then(|deps| deps.parent())
         .expect("target/<profile>");
-    let path = profile_dir.join("examples").join(name);
+    let path = profile_dir
+        .join("examples")
+        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
     assert!(
         path.is_file(),
         "example binary {} is missing: run `cargo build --examples` first (tests/run.sh does)",
         path.display()
+    );
+    let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples")
+        .join(format!("{name}.rs"));
+    let modified = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    assert!(
+        modified(&source) <= modified(&path),
+        "{} is older than {}: run `cargo build --examples` first",
+        path.display(),
+        source.display()
     );
     path
 }

@@ -114,13 +114,9 @@ fn echo_once(
         while let Some(event) = server.pop_event() {
             if let ServerEvent::DataReceived { id } = event {
                 if let Some(peer) = server.get_peer(id) {
+                    // As examples/echo_server does: forward without copying.
                     while let Some(packet) = peer.recv() {
-                        let mode = if packet.is_text() {
-                            WriteMode::Text
-                        } else {
-                            WriteMode::Binary
-                        };
-                        peer.send(packet.data(), mode)
+                        peer.send_packet(&packet)
                             .map_err(|e| format!("server send: {e}"))?;
                     }
                 }
