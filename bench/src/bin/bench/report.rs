@@ -587,7 +587,7 @@ pub fn markdown(results: &Results, scenarios: &[Scenario]) -> String {
         "`alloc_count`: a wspeer server and a wspeer client in one process, one message in \
          flight, {} echoes per size after a warm-up; a counting `#[global_allocator]` books \
          each allocation (reallocations included) to the side whose code made it. The \
-         server side is `poll()`, `pop_event()`, `recv()` and `send()` of the echo, as in \
+         server side is `poll()`, `pop_event()`, `recv()` and `send_packet()` of the echo, as in \
          `examples/echo_server`.\n",
         num(s.alloc_msgs as f64)
     );
