@@ -56,8 +56,9 @@ fn server_at_until(
     }
 }
 
-/// A hand-driven client, upgraded on a helper thread while this thread polls the server.
-fn raw_client(server: &mut WebSocketServer) -> rawws::RawConn {
+/// A hand-driven client, upgraded on a helper thread while this thread polls the server;
+/// returns it with the id the server gave it.
+fn raw_client(server: &mut WebSocketServer) -> (rawws::RawConn, i32) {
     let addr = server.local_addr().unwrap();
     let upgrading = std::thread::spawn(move || rawws::RawConn::connect_with(addr, "/", ""));
     let start = Instant::now();
@@ -66,7 +67,11 @@ fn raw_client(server: &mut WebSocketServer) -> rawws::RawConn {
         assert!(start.elapsed() < TIMEOUT, "raw upgrade stalled");
         std::thread::sleep(Duration::from_micros(200));
     }
-    upgrading.join().unwrap().0
+    let conn = upgrading.join().unwrap().0;
+    let events = server_at_until(server, Instant::now(), "raw client connected", |_, ev| {
+        connected_id(ev).is_some()
+    });
+    (conn, connected_id(&events).unwrap())
 }
 
 fn connected_id(events: &[ServerEvent]) -> Option<i32> {
@@ -272,11 +277,7 @@ fn send_refuses_bad_input_and_oversized_messages() {
 #[test]
 fn close_timeout_ends_a_peer_that_never_answers() {
     let mut server = server();
-    let mut silent = raw_client(&mut server);
-    let events = server_at_until(&mut server, Instant::now(), "connected", |_, ev| {
-        connected_id(ev).is_some()
-    });
-    let id = connected_id(&events).unwrap();
+    let (mut silent, id) = raw_client(&mut server);
     server.disconnect_peer(id, 1000, "bye").unwrap();
     server.poll();
     let frame = silent.expect_frame("close frame");
@@ -301,7 +302,7 @@ fn close_timeout_ends_a_peer_that_never_answers() {
 #[test]
 fn ping_is_answered_with_the_same_payload() {
     let mut server = server();
-    let mut stream = raw_client(&mut server);
+    let (mut stream, _) = raw_client(&mut server);
     stream.send(&rawws::client(rawws::OP_PING, b"are you there"));
     let (tx, rx) = mpsc::channel();
     let reader = std::thread::spawn(move || {
@@ -331,11 +332,7 @@ fn heartbeat_keeps_a_live_peer_and_drops_a_silent_one() {
     config.peer.heartbeat_interval = interval;
     let mut server = server_with(config);
     let (mut live, live_id) = connect(&mut server);
-    let _silent = raw_client(&mut server);
-    let events = server_at_until(&mut server, Instant::now(), "silent connected", |_, ev| {
-        connected_id(ev).is_some()
-    });
-    let silent_id = connected_id(&events).unwrap();
+    let (_silent, silent_id) = raw_client(&mut server);
     let t0 = Instant::now();
     for round in 1..=3u32 {
         // A frame just past each interval: the server pings; the live client answers.
@@ -582,11 +579,7 @@ fn server_side_back_pressure_loses_nothing() {
 #[test]
 fn outbound_limits_fail_cleanly_and_queue_nothing() {
     let mut server = server();
-    let mut stream = raw_client(&mut server);
-    let events = server_at_until(&mut server, Instant::now(), "connected", |_, ev| {
-        connected_id(ev).is_some()
-    });
-    let id = connected_id(&events).unwrap();
+    let (mut stream, id) = raw_client(&mut server);
     let peer = server.get_peer(id).unwrap();
     let message = vec![0xAB; 16 * 1024];
     let mut accepted = 0;
@@ -651,11 +644,7 @@ fn outbound_packet_count_limit() {
     config.peer.outbound_buffer_size = 0;
     config.peer.max_queued_packets = 4;
     let mut server = server_with(config);
-    let _stream = raw_client(&mut server);
-    let events = server_at_until(&mut server, Instant::now(), "connected", |_, ev| {
-        connected_id(ev).is_some()
-    });
-    let id = connected_id(&events).unwrap();
+    let (_stream, id) = raw_client(&mut server);
     let peer = server.get_peer(id).unwrap();
     let message = vec![1u8; 1024 * 1024];
     let mut accepted = 0;
