@@ -335,10 +335,11 @@ fn heartbeat_keeps_a_live_peer_and_drops_a_silent_one() {
     let (_silent, silent_id) = raw_client(&mut server);
     let t0 = Instant::now();
     for round in 1..=3u32 {
-        // A frame just past each interval: the server pings; the live client answers.
+        // Frames just past each interval: the server pings; the live client answers. The
+        // window is generous so a loaded machine still carries the pong back in it.
         let now = t0 + interval * round + Duration::from_millis(50);
         let start = Instant::now();
-        while start.elapsed() < Duration::from_millis(100) {
+        while start.elapsed() < Duration::from_millis(400) {
             server.poll_at(now);
             live.poll();
             std::thread::sleep(Duration::from_millis(1));
