@@ -1213,6 +1213,11 @@ fn full_inbound_queue_pauses_reading_without_losing_packets() {
     for i in 0..30u8 {
         server.peer.send_bytes(&[i], client.id()).unwrap();
     }
+    wait_for("a full queue", || {
+        tick(&mut [&mut server, &mut client]);
+        client.peer.get_available_packet_count() == 4
+    });
+    // And it stays at the limit while nobody reads.
     settle(&mut [&mut server, &mut client], &mut []);
     assert_eq!(client.peer.get_available_packet_count(), 4);
     client.read = true;
