@@ -3,6 +3,9 @@
 # tests talk to (tests/interop/setup.sh), runs each fuzz target briefly, then every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The hostile-client and soak tests hold over a thousand sockets at once: lift the soft
+# open-file limit to the hard one (never fails the run if the shell refuses).
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 if [ -f tests/interop/setup.sh ]; then
   bash tests/interop/setup.sh
 fi
