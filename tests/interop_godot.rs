@@ -63,7 +63,7 @@ fn godot_server(args: &[String], home: &TempDir) -> (PeerProcess, u16) {
         match peer.try_wait_line("READY ", Duration::from_secs(20)) {
             Some(ready) if ready == port.to_string() => return (peer, port),
             Some(other) => panic!("godot3-server: READY {other}, expected {port}"),
-            None if peer.output().contains("listen(") => continue,
+            None if peer.wait_output("listen(", Duration::from_millis(500)) => continue,
             None => panic!(
                 "godot3-server exited before listening\n--- output ---\n{}",
                 peer.output()
@@ -271,8 +271,7 @@ fn godot_limits_with_default_buffers() {
     assert_eq!(client.get_packet().unwrap(), b"z");
     assert_eq!(peer.wait_line("packet 4 ", line), "binary 1");
     assert!(
-        peer.output()
-            .contains("Buffer payload full! Dropping data."),
+        peer.wait_output("Buffer payload full! Dropping data.", line),
         "{}",
         peer.output()
     );

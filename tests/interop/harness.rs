@@ -787,6 +787,19 @@ impl PeerProcess {
         }
     }
 
+    /// Waits (bounded) until the peer's combined output contains `needle`: stdout and
+    /// stderr are read by separate threads, so a line on one can overtake the other.
+    pub fn wait_output(&self, needle: &str, timeout: Duration) -> bool {
+        let start = Instant::now();
+        while !self.output().contains(needle) {
+            if start.elapsed() >= timeout {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        true
+    }
+
     /// The exit status, if the peer has exited.
     pub fn try_exit(&mut self) -> Option<ExitStatus> {
         if self.exit.is_none() {
