@@ -333,6 +333,28 @@ pub fn secs(d: Duration) -> String {
     format!("{:.6}", d.as_secs_f64())
 }
 
+/// The tokio runtime a baseline server asks for with `--runtime multi|current`
+/// (`default` when absent) and `--workers N` (multi-thread only; 0 = one per core).
+pub fn tokio_runtime(flags: &Flags, default: &str) -> Result<tokio::runtime::Runtime, String> {
+    let workers: usize = flags.value("--workers", 0)?;
+    let runtime = match flags.get("--runtime").unwrap_or(default) {
+        "multi" => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            if workers > 0 {
+                builder.worker_threads(workers);
+            }
+            builder.enable_all().build()
+        }
+        "current" => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+        other => return Err(format!("--runtime multi|current, not {other:?}")),
+    }
+    .map_err(|e| e.to_string())?;
+    eprintln!("tokio workers: {}", runtime.metrics().num_workers());
+    Ok(runtime)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -45,22 +45,7 @@ fn main() -> Result<(), String> {
     flags.check_known(&["--port", "--bind", "--runtime", "--workers"])?;
     let port: u16 = flags.value("--port", 9080)?;
     let bind = flags.get("--bind").unwrap_or("127.0.0.1").to_string();
-    let workers: usize = flags.value("--workers", 0)?;
-    let runtime = match flags.get("--runtime").unwrap_or("current") {
-        "multi" => {
-            let mut b = tokio::runtime::Builder::new_multi_thread();
-            if workers > 0 {
-                b.worker_threads(workers);
-            }
-            b.enable_all().build()
-        }
-        "current" => tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build(),
-        other => return Err(format!("--runtime multi|current, not {other:?}")),
-    }
-    .map_err(|e| e.to_string())?;
-    eprintln!("tokio workers: {}", runtime.metrics().num_workers());
+    let runtime = wspeer_bench::tokio_runtime(&flags, "current")?;
     runtime.block_on(async move {
         let listener = TcpListener::bind((bind.as_str(), port))
             .await
