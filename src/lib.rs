@@ -56,11 +56,11 @@ mod error;
 mod ids;
 mod multiplayer;
 mod peer;
+pub mod proto;
 mod server;
 mod stream;
 mod target;
 mod tls;
-mod upgrade;
 
 pub use config::{DEFAULT_BUFFER_SIZE, LookupFn, PeerConfig, Resolver, ServerConfig};
 pub use error::Error;
@@ -69,7 +69,7 @@ pub use multiplayer::{
     ConnectionStatus, MultiplayerConfig, MultiplayerEvent, MultiplayerPeer, MultiplayerProtocol,
     TARGET_PEER_BROADCAST, TARGET_PEER_SERVER, TransferMode, WebSocketMultiplayerPeer,
 };
-pub use peer::{Packet, State, WebSocketPeer, WriteMode};
+pub use peer::WebSocketPeer;
+pub use proto::{HandshakeRequest, Packet, State, WriteMode};
 pub use server::{ServerEvent, WebSocketServer};
 pub use tls::TlsOptions;
-pub use upgrade::HandshakeRequest;

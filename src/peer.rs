@@ -1,5 +1,5 @@
-//! `WebSocketPeer`: one connection's state machine, packet queue, outbound budget and
-//! close handshake.
+//! `WebSocketPeer`: a [`Connection`] driven over a mio socket (plain or TLS), with the
+//! name lookup and connect attempts of a client, and a poller of its own when standalone.
 
 use std::collections::VecDeque;
 use std::io;
@@ -8,115 +8,26 @@ use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Registry, Token};
-use tungstenite::protocol::frame::CloseFrame;
-use tungstenite::protocol::frame::coding::CloseCode;
-use tungstenite::protocol::{Role, WebSocketConfig};
-use tungstenite::{Bytes, Message, WebSocket};
 
 use crate::config::PeerConfig;
 use crate::error::Error;
+/// Re-exported for the drivers built on this one.
+pub(crate) use crate::proto::State;
+use crate::proto::{Connection, Event, HandshakeRequest, Packet, WriteMode};
 use crate::stream::Transport;
 use crate::target::{Lookup, Target};
 use crate::tls::TlsOptions;
-use crate::upgrade::{self, Answer, HandshakeRequest, Parsed, Refusal};
 
-/// Where a connection is, as Godot's `WebSocketPeer.State`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum State {
-    /// Resolving, connecting, or in the TLS/WebSocket handshake.
-    Connecting,
-    /// Open: messages flow both ways.
-    Open,
-    /// A close frame was sent or received; keep polling until `Closed`.
-    Closing,
-    /// Closed, or never opened. Packets received before the close can still be read.
-    Closed,
-}
-
-/// How [`WebSocketPeer::send`] frames a message, as Godot's `WriteMode`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
-pub enum WriteMode {
-    /// A text frame: the payload must be valid UTF-8.
-    Text,
-    /// A binary frame.
-    #[default]
-    Binary,
-}
-
-/// One received message.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Packet {
-    data: Bytes,
-    is_text: bool,
-}
-
-impl Packet {
-    /// The payload.
-    pub fn data(&self) -> &[u8] {
-        &self.data
-    }
-
-    /// Whether it arrived as a text frame (then [`as_text`](Self::as_text) is `Some`).
-    pub fn is_text(&self) -> bool {
-        self.is_text
-    }
-
-    /// The payload as text, for text frames (always valid UTF-8: checked on arrival).
-    pub fn as_text(&self) -> Option<&str> {
-        if self.is_text {
-            std::str::from_utf8(&self.data).ok()
-        } else {
-            None
-        }
-    }
-
-    /// The payload as an owned vector.
-    pub fn into_vec(self) -> Vec<u8> {
-        Vec::from(self.data)
-    }
-}
-
-/// What happened to a server-owned peer during one `advance`, for the server's events.
-#[derive(Default, Debug)]
-pub(crate) struct Notices {
-    pub(crate) opened: bool,
-    pub(crate) packets: usize,
-    pub(crate) close_request: Option<(i32, String)>,
-    pub(crate) closed: bool,
-}
-
-/// The connection's life, one variant per stage; each owns exactly what that stage needs.
-enum Phase {
-    /// Never connected, or finished.
-    Closed,
+/// How far the socket under the connection has come.
+enum Link {
+    /// No socket (never connected, or finished).
+    None,
     Resolving(Lookup),
     Connecting {
         tcp: TcpStream,
         remaining: VecDeque<SocketAddr>,
     },
-    /// Our upgrade request is queued; reading the server's answer.
-    ClientHandshake {
-        transport: Transport,
-        head: Vec<u8>,
-        expected_accept: String,
-    },
-    /// Reading the client's upgrade request (after TLS, when there is TLS).
-    ServerHandshake {
-        transport: Transport,
-        head: Vec<u8>,
-    },
-    Open(Box<WebSocket<Transport>>),
-    /// The WebSocket part is over; the last bytes (our close frame) still go out, then our
-    /// side ends (FIN). Input that is already there is read and thrown away first, so it
-    /// does not turn our close into a TCP reset that could destroy the close frame in
-    /// flight. With `await_eof` (we closed because of the remote's error, so it may still be
-    /// sending), we go on discarding until the remote closes too. Bounded by the close
-    /// timeout.
-    Lingering {
-        transport: Transport,
-        shut: bool,
-        await_eof: bool,
-    },
+    Streaming(Transport),
 }
 
 /// A standalone peer's own poller (a server's peers share the server's).
@@ -126,6 +37,10 @@ struct Poller {
 }
 
 const PEER_TOKEN: Token = Token(0);
+
+/// Even with `batch_writes`, once this much waits it goes to the socket at once: batching
+/// gains nothing for it, and holding it would keep the outbox that large.
+const WRITE_THROUGH_ALWAYS: usize = 64 * 1024;
 
 /// One WebSocket connection, client or server side: Godot's `WebSocketPeer`.
 ///
@@ -159,33 +74,17 @@ const PEER_TOKEN: Token = Token(0);
 /// ```
 pub struct WebSocketPeer {
     config: PeerConfig,
-    /// The settings this connection started with (Godot captures them at connect/accept).
-    live: PeerConfig,
-    phase: Phase,
+    connection: Option<Connection>,
+    link: Link,
     poller: Option<Poller>,
     target: Option<(Target, Option<TlsOptions>)>,
-    is_client: bool,
-    inbound: VecDeque<Packet>,
-    inbound_bytes: usize,
+    /// `PeerConfig::batch_writes` as it was when this connection started.
+    batch_writes: bool,
+    /// Owned by a server, which drains the connection's events itself.
+    server_owned: bool,
     last_was_string: bool,
-    /// For each queued outbound message, the transport byte count at which it is fully
-    /// written: the count of unwritten messages, for `max_queued_packets`.
-    outbound_ends: VecDeque<u64>,
-    close_sent: bool,
-    close_received: bool,
-    close_code: i32,
-    close_reason: String,
-    deadline_open: Option<Instant>,
-    deadline_close: Option<Instant>,
-    next_ping: Option<Instant>,
-    ping_outstanding: bool,
     requested_url: String,
-    selected_protocol: String,
     remote_addr: Option<SocketAddr>,
-    handshake_request: Option<HandshakeRequest>,
-    response_headers: Vec<(String, String)>,
-    last_error: Option<Error>,
-    notices: Option<Notices>,
 }
 
 impl Default for WebSocketPeer {
@@ -200,7 +99,7 @@ impl std::fmt::Debug for WebSocketPeer {
             .field("state", &self.get_ready_state())
             .field("requested_url", &self.requested_url)
             .field("remote_addr", &self.remote_addr)
-            .field("packets", &self.inbound.len())
+            .field("packets", &self.get_available_packet_count())
             .finish_non_exhaustive()
     }
 }
@@ -220,31 +119,16 @@ impl WebSocketPeer {
     /// A closed peer with the given settings.
     pub fn with_config(config: PeerConfig) -> Self {
         WebSocketPeer {
-            live: config.clone(),
             config,
-            phase: Phase::Closed,
+            connection: None,
+            link: Link::None,
             poller: None,
             target: None,
-            is_client: false,
-            inbound: VecDeque::new(),
-            inbound_bytes: 0,
+            batch_writes: false,
+            server_owned: false,
             last_was_string: false,
-            outbound_ends: VecDeque::new(),
-            close_sent: false,
-            close_received: false,
-            close_code: -1,
-            close_reason: String::new(),
-            deadline_open: None,
-            deadline_close: None,
-            next_ping: None,
-            ping_outstanding: false,
             requested_url: String::new(),
-            selected_protocol: String::new(),
             remote_addr: None,
-            handshake_request: None,
-            response_headers: Vec::new(),
-            last_error: None,
-            notices: None,
         }
     }
 
@@ -341,27 +225,32 @@ impl WebSocketPeer {
             (true, Some(options)) => Some(options),
             (false, _) => None,
         };
-        self.config.validate()?;
-        self.reset_for_connection();
-        self.is_client = true;
-        self.requested_url = url.to_string();
         let now = Instant::now();
-        self.deadline_open = Some(now + self.live.connect_timeout);
+        let authority = target
+            .uri
+            .authority()
+            .map_or(target.host.as_str(), |a| a.as_str());
+        let path = target.uri.path_and_query().map_or("/", |pq| pq.as_str());
+        let connection = Connection::client(
+            &self.config,
+            authority,
+            path,
+            now + self.config.connect_timeout,
+        )?;
         let poll = Poll::new()?;
-        self.phase = match target.literal_addr() {
-            Some(addr) => {
-                let tcp = Self::start_tcp(addr, Some(poll.registry()))?;
-                Phase::Connecting {
-                    tcp,
-                    remaining: VecDeque::new(),
-                }
-            }
-            None => Phase::Resolving(Lookup::start(
+        let link = match target.literal_addr() {
+            Some(addr) => Link::Connecting {
+                tcp: Self::start_tcp(addr, Some(poll.registry()))?,
+                remaining: VecDeque::new(),
+            },
+            None => Link::Resolving(Lookup::start(
                 target.host.clone(),
                 target.port,
-                self.live.resolver.clone(),
+                self.config.resolver.clone(),
             )?),
         };
+        self.start(connection, link);
+        self.requested_url = url.to_string();
         self.target = Some((target, tls));
         self.poller = Some(Poller {
             poll,
@@ -406,7 +295,7 @@ impl WebSocketPeer {
     ) -> Result<Self, Error> {
         let mut peer = Self::with_config(config);
         peer.start_server_side(tcp, tls, deadline)?;
-        peer.notices = Some(Notices::default());
+        peer.server_owned = true;
         Ok(peer)
     }
 
@@ -419,22 +308,27 @@ impl WebSocketPeer {
         if let Some(options) = tls {
             options.check_server()?;
         }
-        self.config.validate()?;
-        self.reset_for_connection();
-        socket_options(&tcp, self.live.no_delay);
-        self.remote_addr = tcp.peer_addr().ok();
+        let connection = Connection::server(&self.config, deadline)?;
+        socket_options(&tcp, self.config.no_delay);
+        let remote_addr = tcp.peer_addr().ok();
         let session = tls.map(TlsOptions::start_server).transpose()?;
-        self.requested_url = if session.is_some() {
-            "wss://".into()
-        } else {
-            "ws://".into()
-        };
-        self.phase = Phase::ServerHandshake {
-            transport: Transport::new(tcp, session),
-            head: Vec::new(),
-        };
-        self.deadline_open = Some(deadline);
+        let scheme = if session.is_some() { "wss://" } else { "ws://" };
+        self.start(connection, Link::Streaming(Transport::new(tcp, session)));
+        self.requested_url = scheme.into();
+        self.remote_addr = remote_addr;
         Ok(())
+    }
+
+    /// Forgets the previous connection (Godot's `_clear()`), keeping the settings.
+    fn start(&mut self, connection: Connection, link: Link) {
+        self.connection = Some(connection);
+        self.link = link;
+        self.poller = None;
+        self.target = None;
+        self.batch_writes = self.config.batch_writes;
+        self.last_was_string = false;
+        self.requested_url.clear();
+        self.remote_addr = None;
     }
 
     fn check_reusable(&self) -> Result<(), Error> {
@@ -442,26 +336,6 @@ impl WebSocketPeer {
             State::Closed | State::Closing => Ok(()),
             _ => Err(Error::AlreadyInUse),
         }
-    }
-
-    /// Forgets the previous connection (Godot's `_clear()`), keeping the settings.
-    fn reset_for_connection(&mut self) {
-        let config = self.config.clone();
-        let notices = self.notices.take();
-        *self = Self::with_config(config);
-        self.notices = notices;
-    }
-
-    fn ws_config(&self) -> WebSocketConfig {
-        let limit = self.live.inbound_buffer_size;
-        WebSocketConfig::default()
-            // Allocated per connection, so small; the transport reads ahead in large gulps,
-            // and a large frame grows the buffer only while it is being received.
-            .read_buffer_size(limit.clamp(512, 4 * 1024))
-            // Frames go straight into our transport, which never blocks a write.
-            .write_buffer_size(0)
-            .max_message_size(Some(limit))
-            .max_frame_size(Some(limit))
     }
 
     fn start_tcp(addr: SocketAddr, registry: Option<&Registry>) -> Result<TcpStream, Error> {
@@ -503,7 +377,9 @@ impl WebSocketPeer {
             Err(e) => log::warn!("poll failed: {e}"),
         }
         self.advance(now, Some(poller.poll.registry()));
-        if matches!(self.phase, Phase::Closed) {
+        // A standalone peer's state is read from the connection, not from its events.
+        while self.poll_event().is_some() {}
+        if matches!(self.link, Link::None) {
             // Nothing left to watch; a new connection makes a new poller.
             return;
         }
@@ -512,98 +388,91 @@ impl WebSocketPeer {
 
     /// Records readiness reported by a poller.
     pub(crate) fn on_ready(&mut self, event: &mio::event::Event) {
-        if let Some(transport) = self.transport_mut() {
+        if let Link::Streaming(transport) = &mut self.link {
             transport.on_ready(event);
         }
     }
 
-    fn transport_mut(&mut self) -> Option<&mut Transport> {
-        match &mut self.phase {
-            Phase::ClientHandshake { transport, .. } => Some(transport),
-            Phase::ServerHandshake { transport, .. } => Some(transport),
-            Phase::Open(ws) => Some(ws.get_mut()),
-            Phase::Lingering { transport, .. } => Some(transport),
-            _ => None,
-        }
+    /// The connection's next event (server-owned peers: the server turns them into
+    /// [`ServerEvent`](crate::ServerEvent)s).
+    pub(crate) fn poll_event(&mut self) -> Option<Event> {
+        self.connection.as_mut()?.poll_event()
     }
 
-    fn transport(&self) -> Option<&Transport> {
-        match &self.phase {
-            Phase::ClientHandshake { transport, .. } => Some(transport),
-            Phase::ServerHandshake { transport, .. } => Some(transport),
-            Phase::Open(ws) => Some(ws.get_ref()),
-            Phase::Lingering { transport, .. } => Some(transport),
-            _ => None,
-        }
-    }
-
-    /// Advances the connection as far as it can go without waiting.
+    /// Advances the socket and the connection as far as they go without waiting.
     pub(crate) fn advance(&mut self, now: Instant, registry: Option<&Registry>) {
-        // Each pass either changes the phase (then the next pass continues from there) or
-        // settles; a phase never repeats within one call, so this ends.
-        for _ in 0..8 {
-            let before = std::mem::discriminant(&self.phase);
-            self.step(now, registry);
-            if std::mem::discriminant(&self.phase) == before {
-                break;
-            }
-        }
-    }
-
-    fn step(&mut self, now: Instant, registry: Option<&Registry>) {
-        if let (Some(deadline), State::Connecting) = (self.deadline_open, self.get_ready_state()) {
-            if now >= deadline {
-                self.fail(Error::ConnectTimeout);
-                return;
-            }
-        }
-        match std::mem::replace(&mut self.phase, Phase::Closed) {
-            Phase::Closed => {}
-            Phase::Resolving(lookup) => match lookup.try_result() {
-                None => self.phase = Phase::Resolving(lookup),
-                Some(Err(e)) => self.fail(e),
-                Some(Ok(addrs)) => {
-                    let remaining: VecDeque<SocketAddr> = addrs.into();
-                    self.connect_next(remaining, None, registry);
-                }
+        let Some(connection) = self.connection.as_mut() else {
+            return;
+        };
+        connection.handle_timeout(now);
+        match std::mem::replace(&mut self.link, Link::None) {
+            Link::None => {}
+            Link::Resolving(lookup) => match lookup.try_result() {
+                None => self.link = Link::Resolving(lookup),
+                Some(Err(e)) => connection.handle_transport_error(now, e),
+                Some(Ok(addrs)) => self.link = self.connect_next(addrs.into(), None, registry),
             },
-            Phase::Connecting { tcp, remaining } => self.step_connect(tcp, remaining, registry),
-            Phase::ClientHandshake {
-                transport,
-                head,
-                expected_accept,
-            } => self.step_client_handshake(transport, head, expected_accept, now),
-            Phase::ServerHandshake { transport, head } => {
-                self.step_server_handshake(transport, head, now)
+            Link::Connecting { tcp, remaining } => {
+                self.link = self.step_connect(tcp, remaining, registry);
             }
-            Phase::Open(ws) => self.step_open(ws, now),
-            Phase::Lingering {
-                transport,
-                shut,
-                await_eof,
-            } => self.step_lingering(transport, shut, await_eof, now),
+            link @ Link::Streaming(_) => self.link = link,
+        }
+        let (Some(connection), Link::Streaming(transport)) = (&mut self.connection, &mut self.link)
+        else {
+            return self.drop_link_when_closed();
+        };
+        transport.receive(connection, now);
+        transport.send(connection);
+        if let Some(e) = transport.take_write_error() {
+            connection.handle_transport_error(now, Error::ConnectionLost(e.to_string()));
+        }
+        if connection.wants_shutdown() && !transport.has_pending_output() {
+            transport.shutdown();
+            connection.handle_shutdown(now);
+        }
+        if let Some(request) = connection.handshake_request() {
+            // Server side, once open: Godot's requested URL is scheme + Host + target.
+            if self.requested_url.ends_with("://") {
+                let host = request.header("host").unwrap_or("");
+                let query = request
+                    .query
+                    .as_deref()
+                    .map_or(String::new(), |q| format!("?{q}"));
+                self.requested_url = format!("{}{host}{}{query}", self.requested_url, request.path);
+            }
+        }
+        self.drop_link_when_closed();
+    }
+
+    fn drop_link_when_closed(&mut self) {
+        if self.connection.as_ref().is_none_or(Connection::is_closed) {
+            self.link = Link::None;
         }
     }
 
+    /// Starts the next connect attempt, or fails the connection when none is left.
     fn connect_next(
         &mut self,
         mut remaining: VecDeque<SocketAddr>,
-        last_error: Option<io::Error>,
+        mut last_error: Option<io::Error>,
         registry: Option<&Registry>,
-    ) {
-        let mut last_error = last_error;
+    ) -> Link {
         while let Some(addr) = remaining.pop_front() {
             match Self::start_tcp(addr, registry) {
-                Ok(tcp) => {
-                    self.phase = Phase::Connecting { tcp, remaining };
-                    return;
-                }
+                Ok(tcp) => return Link::Connecting { tcp, remaining },
                 Err(Error::Io(e)) => last_error = Some(e),
-                Err(e) => return self.fail(e),
+                Err(e) => return self.fail_link(e),
             }
         }
         let why = last_error.map_or_else(|| "no address to try".to_string(), |e| e.to_string());
-        self.fail(Error::Connect(why));
+        self.fail_link(Error::Connect(why))
+    }
+
+    fn fail_link(&mut self, error: Error) -> Link {
+        if let Some(connection) = &mut self.connection {
+            connection.handle_transport_error(Instant::now(), error);
+        }
+        Link::None
     }
 
     /// Non-blocking connect, mio's documented way: a pending error means failure, a peer
@@ -613,7 +482,7 @@ impl WebSocketPeer {
         tcp: TcpStream,
         remaining: VecDeque<SocketAddr>,
         registry: Option<&Registry>,
-    ) {
+    ) -> Link {
         let failure = match tcp.take_error() {
             Ok(Some(e)) | Err(e) => Some(e),
             Ok(None) => match tcp.peer_addr() {
@@ -622,8 +491,7 @@ impl WebSocketPeer {
                     None
                 }
                 Err(e) if e.kind() == io::ErrorKind::NotConnected => {
-                    self.phase = Phase::Connecting { tcp, remaining };
-                    return;
+                    return Link::Connecting { tcp, remaining };
                 }
                 Err(e) => Some(e),
             },
@@ -633,487 +501,23 @@ impl WebSocketPeer {
             drop(tcp);
             return self.connect_next(remaining, Some(e), registry);
         }
-        socket_options(&tcp, self.live.no_delay);
-        let Some((target, tls)) = self.target.clone() else {
-            return self.fail(Error::Connect("no target".into()));
+        socket_options(&tcp, self.config.no_delay);
+        let Some((target, tls)) = &self.target else {
+            return self.fail_link(Error::Connect("no target".into()));
         };
-        let session = match tls
+        match tls
             .as_ref()
             .map(|t| t.start_client(&target.host))
             .transpose()
         {
-            Ok(session) => session,
-            Err(e) => return self.fail(e),
-        };
-        let authority = target
-            .uri
-            .authority()
-            .map_or(target.host.as_str(), |a| a.as_str());
-        let path = target.uri.path_and_query().map_or("/", |pq| pq.as_str());
-        let (request, expected_accept) = upgrade::client_request(
-            authority,
-            path,
-            &self.live.supported_protocols,
-            &self.live.handshake_headers,
-        );
-        let mut transport = Transport::new(tcp, session);
-        // Cannot fail: the transport buffers everything and reports socket errors later.
-        let _ = io::Write::write_all(&mut transport, &request);
-        transport.push();
-        self.phase = Phase::ClientHandshake {
-            transport,
-            head: Vec::new(),
-            expected_accept,
-        };
-    }
-
-    /// Reads the server's answer until it is complete, then checks it.
-    fn step_client_handshake(
-        &mut self,
-        mut transport: Transport,
-        mut head: Vec<u8>,
-        expected_accept: String,
-        now: Instant,
-    ) {
-        let mut chunk = [0u8; 1024];
-        loop {
-            match Self::read_handshake_chunk(&mut transport, &mut head, &mut chunk) {
-                Ok(true) => {}
-                Ok(false) => break,
-                Err(e) => return self.fail(e),
-            }
-            let answer = upgrade::parse_answer(
-                &head,
-                self.live.max_handshake_bytes,
-                self.live.max_handshake_headers,
-                &expected_accept,
-                &self.live.supported_protocols,
-            );
-            match answer {
-                Answer::Incomplete => {}
-                Answer::Failed(why) => return self.fail(Error::Handshake(why)),
-                Answer::Accepted {
-                    head_len,
-                    protocol,
-                    headers,
-                } => {
-                    self.selected_protocol = protocol;
-                    self.response_headers = headers;
-                    let tail = head.split_off(head_len);
-                    let config = Some(self.ws_config());
-                    let ws = WebSocket::from_partially_read(transport, tail, Role::Client, config);
-                    return self.open(ws, now);
-                }
-            }
-        }
-        transport.push();
-        self.phase = Phase::ClientHandshake {
-            transport,
-            head,
-            expected_accept,
-        };
-    }
-
-    /// Reads what is there of a handshake head: `Ok(true)` when bytes were added,
-    /// `Ok(false)` when the socket has nothing more for now.
-    fn read_handshake_chunk(
-        transport: &mut Transport,
-        head: &mut Vec<u8>,
-        chunk: &mut [u8],
-    ) -> Result<bool, Error> {
-        loop {
-            return match io::Read::read(transport, chunk) {
-                Ok(0) => Err(Error::Handshake(
-                    "the connection closed during the handshake".into(),
-                )),
-                Ok(n) => {
-                    head.extend_from_slice(&chunk[..n]);
-                    Ok(true)
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(false),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => Err(match Error::from(e) {
-                    Error::Io(other) => Error::Handshake(other.to_string()),
-                    tls => tls,
-                }),
-            };
-        }
-    }
-
-    /// Reads the upgrade request until it is complete, then answers it.
-    fn step_server_handshake(&mut self, mut transport: Transport, mut head: Vec<u8>, now: Instant) {
-        let (max_bytes, max_headers) = (
-            self.live.max_handshake_bytes,
-            self.live.max_handshake_headers,
-        );
-        let mut chunk = [0u8; 1024];
-        loop {
-            match Self::read_handshake_chunk(&mut transport, &mut head, &mut chunk) {
-                Ok(true) => {}
-                Ok(false) => break,
-                Err(e) => return self.fail(e),
-            }
-            match upgrade::parse_request(&head, max_bytes, max_headers) {
-                Parsed::Incomplete => {}
-                Parsed::Refused(refusal) => return self.refuse(transport, refusal, now),
-                Parsed::Upgrade {
-                    head_len,
-                    request,
-                    key,
-                } => {
-                    let tail = head.split_off(head_len);
-                    return self.accept_upgrade(transport, request, &key, tail, now);
-                }
-            }
-        }
-        transport.push();
-        self.phase = Phase::ServerHandshake { transport, head };
-    }
-
-    fn accept_upgrade(
-        &mut self,
-        mut transport: Transport,
-        request: HandshakeRequest,
-        key: &str,
-        tail: Vec<u8>,
-        now: Instant,
-    ) {
-        let protocol = match upgrade::select_protocol(
-            &request.offered_protocols(),
-            &self.live.supported_protocols,
-        ) {
-            Ok(protocol) => protocol,
-            Err(refusal) => return self.refuse(transport, refusal, now),
-        };
-        let response = upgrade::accept_response(key, &protocol, &self.live.handshake_headers);
-        // Cannot fail: the transport buffers everything and reports socket errors later.
-        let _ = io::Write::write_all(&mut transport, &response);
-        transport.push();
-        let host = request.header("host").unwrap_or("").to_string();
-        let target = match &request.query {
-            Some(query) => format!("{}?{query}", request.path),
-            None => request.path.clone(),
-        };
-        self.requested_url = format!("{}{host}{target}", self.requested_url);
-        self.selected_protocol = protocol;
-        self.handshake_request = Some(request);
-        let ws =
-            WebSocket::from_partially_read(transport, tail, Role::Server, Some(self.ws_config()));
-        self.open(ws, now);
-    }
-
-    /// Answers a bad upgrade request with its HTTP status, then closes once it is sent.
-    fn refuse(&mut self, mut transport: Transport, refusal: Refusal, now: Instant) {
-        log::debug!("refusing upgrade with {}: {}", refusal.status, refusal.why);
-        let _ = io::Write::write_all(&mut transport, &upgrade::refusal_response(&refusal));
-        self.last_error = Some(Error::Handshake(format!(
-            "refused with HTTP {}: {}",
-            refusal.status, refusal.why
-        )));
-        self.deadline_open = None;
-        self.deadline_close = Some(now + self.live.close_timeout);
-        self.phase = Phase::Lingering {
-            transport,
-            shut: false,
-            await_eof: true,
-        };
-    }
-
-    fn open(&mut self, mut ws: WebSocket<Transport>, now: Instant) {
-        ws.get_mut().batch_writes = self.live.batch_writes;
-        self.deadline_open = None;
-        if !self.live.heartbeat_interval.is_zero() {
-            self.next_ping = Some(now + self.live.heartbeat_interval);
-        }
-        if let Some(notices) = &mut self.notices {
-            notices.opened = true;
-        }
-        self.phase = Phase::Open(Box::new(ws));
-    }
-
-    fn has_inbound_room(&self) -> bool {
-        self.inbound.len() < self.live.max_queued_packets
-            && self.inbound_bytes < self.live.inbound_buffer_size
-    }
-
-    fn step_open(&mut self, mut ws: Box<WebSocket<Transport>>, now: Instant) {
-        if let Some(due) = self.next_ping.filter(|due| now >= *due && !self.close_sent) {
-            if self.ping_outstanding {
-                return self.fail(Error::HeartbeatTimeout);
-            }
-            // Ping frames are tiny and control frames bypass the outbound budget.
-            let _ = ws.write(Message::Ping(Bytes::new()));
-            self.ping_outstanding = true;
-            let interval = self.live.heartbeat_interval;
-            // Catch up without a burst if frames were far apart.
-            let mut next = due + interval;
-            if next <= now {
-                next = now + interval;
-            }
-            self.next_ping = Some(next);
-        }
-        if self.deadline_close.is_some_and(|d| now >= d) {
-            return self.finish_timed_out();
-        }
-        loop {
-            // Stop reading while the application has not drained its queue, or while our
-            // own replies pile up unsent: TCP flow control then slows the remote down.
-            let outbound_full = self.live.outbound_buffer_size > 0
-                && ws.get_ref().buffered() > self.live.outbound_buffer_size;
-            if !self.has_inbound_room() || outbound_full {
-                break;
-            }
-            match ws.read() {
-                Ok(message) => {
-                    if self.on_message(&mut ws, message, now) {
-                        return self.finish_close_handshake(ws, now);
-                    }
-                }
-                Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(tungstenite::Error::ConnectionClosed) => {
-                    return self.finish_close_handshake(ws, now);
-                }
-                Err(e) => return self.on_read_error(ws, e, now),
-            }
-        }
-        match ws.flush() {
-            Ok(()) => {}
-            Err(tungstenite::Error::ConnectionClosed) => {
-                return self.finish_close_handshake(ws, now);
-            }
-            Err(e) => return self.on_read_error(ws, e, now),
-        }
-        if let Some(e) = ws.get_mut().take_write_error() {
-            return self.fail(Error::ConnectionLost(e.to_string()));
-        }
-        self.reap_outbound(ws.get_ref());
-        self.phase = Phase::Open(ws);
-    }
-
-    /// Handles one message; true when the close handshake is complete.
-    fn on_message(
-        &mut self,
-        ws: &mut WebSocket<Transport>,
-        message: Message,
-        now: Instant,
-    ) -> bool {
-        match message {
-            Message::Text(text) => self.queue_packet(Packet {
-                data: text.into(),
-                is_text: true,
-            }),
-            Message::Binary(data) => self.queue_packet(Packet {
-                data,
-                is_text: false,
-            }),
-            Message::Pong(_) => self.ping_outstanding = false,
-            Message::Ping(_) | Message::Frame(_) => {}
-            Message::Close(frame) => {
-                let (code, reason) = match frame {
-                    Some(f) => (i32::from(u16::from(f.code)), f.reason.to_string()),
-                    None => (1005, String::new()),
-                };
-                self.close_received = true;
-                self.close_code = code;
-                self.close_reason = reason.clone();
-                if !self.close_sent {
-                    // The remote started it; tungstenite has queued the echo.
-                    self.close_sent = true;
-                    self.deadline_close = Some(now + self.live.close_timeout);
-                    if let Some(notices) = &mut self.notices {
-                        notices.close_request = Some((code, reason));
-                    }
-                }
-                // Push the echo (or nothing, if this was the answer to ours) now.
-                return !matches!(ws.flush(), Err(tungstenite::Error::Io(_)));
-            }
-        }
-        false
-    }
-
-    fn queue_packet(&mut self, packet: Packet) {
-        self.inbound_bytes += packet.data.len();
-        self.inbound.push_back(packet);
-        if let Some(notices) = &mut self.notices {
-            notices.packets += 1;
-        }
-    }
-
-    fn on_read_error(
-        &mut self,
-        mut ws: Box<WebSocket<Transport>>,
-        e: tungstenite::Error,
-        now: Instant,
-    ) {
-        use tungstenite::error::{CapacityError, ProtocolError};
-        let (code, detail) = match e {
-            tungstenite::Error::Capacity(CapacityError::MessageTooLong { size, max_size }) => (
-                1009,
-                format!("message of {size} bytes exceeds inbound_buffer_size {max_size}"),
-            ),
-            tungstenite::Error::Capacity(other) => (1009, other.to_string()),
-            tungstenite::Error::Utf8(detail) => {
-                (1007, format!("invalid UTF-8 in a text message: {detail}"))
-            }
-            tungstenite::Error::Protocol(ProtocolError::ResetWithoutClosingHandshake) => {
-                return self.lost(
-                    ws,
-                    "the remote closed the connection without a close frame".into(),
-                );
-            }
-            tungstenite::Error::Protocol(p) => (1002, p.to_string()),
-            tungstenite::Error::Io(io_error) => {
-                let error = match Error::from(io_error) {
-                    // The remote vanished: say so, like an end of stream without a close.
-                    Error::Io(e) if is_disconnect(&e) => Error::ConnectionLost(e.to_string()),
-                    other => other,
-                };
-                return self.lost_with(ws, error);
-            }
-            other => return self.lost(ws, other.to_string()),
-        };
-        let reason = match code {
-            1009 => "Message too big",
-            1007 => "Invalid frame payload data",
-            _ => "Protocol error",
-        };
-        log::debug!("closing with {code}: {detail}");
-        if !self.close_sent {
-            let frame = CloseFrame {
-                code: CloseCode::from(code),
-                reason: reason.into(),
-            };
-            let _ = ws.close(Some(frame));
-            self.close_sent = true;
-        }
-        let _ = ws.flush();
-        self.close_code = i32::from(code);
-        self.close_reason = reason.to_string();
-        self.last_error = Some(Error::Protocol { code, detail });
-        self.deadline_close = Some(now + self.live.close_timeout);
-        self.phase = Phase::Lingering {
-            transport: ws.into_inner(),
-            shut: false,
-            await_eof: true,
-        };
-    }
-
-    /// The stream failed; a failure after the remote's close frame is still a clean close
-    /// (TLS peers often skip close_notify).
-    fn lost(&mut self, ws: Box<WebSocket<Transport>>, why: String) {
-        self.lost_with(ws, Error::ConnectionLost(why));
-    }
-
-    fn lost_with(&mut self, ws: Box<WebSocket<Transport>>, error: Error) {
-        if self.close_received {
-            drop(ws);
-            self.phase = Phase::Closed;
-            self.finish_notice();
-        } else {
-            self.fail(error);
-        }
-    }
-
-    fn finish_close_handshake(&mut self, ws: Box<WebSocket<Transport>>, now: Instant) {
-        if self.deadline_close.is_none() {
-            self.deadline_close = Some(now + self.live.close_timeout);
-        }
-        self.phase = Phase::Lingering {
-            transport: ws.into_inner(),
-            shut: false,
-            await_eof: false,
-        };
-    }
-
-    fn finish_timed_out(&mut self) {
-        if self.close_received || self.last_error.is_some() {
-            // The close frames were exchanged (or we closed because of the remote's
-            // error); only the TCP teardown was slow.
-            self.phase = Phase::Closed;
-            self.finish_notice();
-        } else {
-            self.fail(Error::CloseTimeout);
-        }
-    }
-
-    fn step_lingering(
-        &mut self,
-        mut transport: Transport,
-        mut shut: bool,
-        await_eof: bool,
-        now: Instant,
-    ) {
-        if self.deadline_close.is_some_and(|d| now >= d) {
-            return self.finish_timed_out();
-        }
-        transport.push();
-        if transport.has_write_error() {
-            return self.finish_timed_out();
-        }
-        if !transport.has_pending_output() {
-            if !shut {
-                transport.shutdown();
-                shut = true;
-            }
-            if transport.discard_input() || !await_eof {
-                self.phase = Phase::Closed;
-                return self.finish_notice();
-            }
-        } else {
-            transport.discard_input();
-        }
-        self.phase = Phase::Lingering {
-            transport,
-            shut,
-            await_eof,
-        };
-    }
-
-    /// Ends the connection uncleanly: close code -1, the error kept for the user.
-    fn fail(&mut self, error: Error) {
-        log::debug!("connection failed: {error}");
-        self.phase = Phase::Closed;
-        self.close_code = -1;
-        self.close_reason.clear();
-        self.last_error = Some(error);
-        self.finish_notice();
-    }
-
-    fn finish_notice(&mut self) {
-        self.deadline_open = None;
-        self.deadline_close = None;
-        self.next_ping = None;
-        self.outbound_ends.clear();
-        if let Some(notices) = &mut self.notices {
-            notices.closed = true;
-        }
-    }
-
-    /// Forgets outbound messages that have fully reached the socket.
-    fn reap_outbound(&mut self, transport: &Transport) {
-        while self
-            .outbound_ends
-            .front()
-            .is_some_and(|end| *end <= transport.bytes_sent)
-        {
-            self.outbound_ends.pop_front();
+            Ok(session) => Link::Streaming(Transport::new(tcp, session)),
+            Err(e) => self.fail_link(e),
         }
     }
 
     /// The earliest moment this peer needs `advance` without any socket event.
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        [self.deadline_open, self.deadline_close, self.next_ping]
-            .into_iter()
-            .flatten()
-            .min()
-    }
-
-    /// Takes what happened since the last call (server-owned peers only).
-    pub(crate) fn take_notices(&mut self) -> Notices {
-        self.notices
-            .as_mut()
-            .map(std::mem::take)
-            .unwrap_or_default()
+        self.connection.as_ref()?.poll_timeout()
     }
 
     // ----- sending -----
@@ -1122,42 +526,24 @@ impl WebSocketPeer {
     /// connection is not open, the text is not UTF-8, or the message would exceed
     /// `outbound_buffer_size` bytes or `max_queued_packets` messages waiting.
     pub fn send(&mut self, data: &[u8], mode: WriteMode) -> Result<(), Error> {
-        match mode {
-            WriteMode::Text => {
-                let text = std::str::from_utf8(data).map_err(|_| Error::InvalidUtf8)?;
-                self.send_text(text)
-            }
-            WriteMode::Binary => {
-                self.send_message(data.len(), || Message::Binary(Bytes::copy_from_slice(data)))
-            }
+        if mode == WriteMode::Text && std::str::from_utf8(data).is_err() {
+            return Err(Error::InvalidUtf8);
         }
+        self.open_connection()?.send(data, mode)?;
+        self.write_now()
     }
 
     /// Sends a text message (Godot's `send_text`).
     pub fn send_text(&mut self, text: &str) -> Result<(), Error> {
-        self.send_message(text.len(), || Message::Text(text.into()))
+        self.open_connection()?.send_text(text)?;
+        self.write_now()
     }
 
     /// Sends a received packet on, as text or binary like it came, without copying its
     /// payload (an echo or a relay costs no allocation here).
     pub fn send_packet(&mut self, packet: &Packet) -> Result<(), Error> {
-        let message = if packet.is_text {
-            match tungstenite::Utf8Bytes::try_from(packet.data.clone()) {
-                Ok(text) => Message::Text(text),
-                Err(_) => return Err(Error::InvalidUtf8),
-            }
-        } else {
-            Message::Binary(packet.data.clone())
-        };
-        self.send_message(packet.data.len(), || message)
-    }
-
-    /// Writes what `send` has queued, now, as far as the socket takes it. Only needed with
-    /// `PeerConfig::batch_writes` (otherwise `send` writes at once); `poll()` does it too.
-    pub fn flush(&mut self) {
-        if let Some(transport) = self.transport_mut() {
-            transport.push();
-        }
+        self.open_connection()?.send_packet(packet)?;
+        self.write_now()
     }
 
     /// Sends a binary message (Godot's `put_packet`, always binary as in Godot 4).
@@ -1165,60 +551,43 @@ impl WebSocketPeer {
         self.send(data, WriteMode::Binary)
     }
 
-    fn send_message(&mut self, len: usize, make: impl FnOnce() -> Message) -> Result<(), Error> {
-        let (max_packets, limit) = (self.live.max_queued_packets, self.live.outbound_buffer_size);
-        let Phase::Open(ws) = &mut self.phase else {
-            return Err(Error::NotOpen);
-        };
-        if self.close_sent {
-            return Err(Error::NotOpen);
-        }
-        let sent = ws.get_ref().bytes_sent;
-        while self.outbound_ends.front().is_some_and(|end| *end <= sent) {
-            self.outbound_ends.pop_front();
-        }
-        if self.outbound_ends.len() >= max_packets {
-            return Err(Error::OutboundQueueFull { limit: max_packets });
-        }
-        let buffered = ws.get_ref().buffered();
-        if limit > 0 {
-            if len > limit {
-                return Err(Error::MessageTooLarge { size: len, limit });
-            }
-            // As Godot: bytes already waiting plus the new payload must fit.
-            if buffered + len > limit {
-                return Err(Error::OutboundBufferFull {
-                    buffered,
-                    message: len,
-                    limit,
-                });
-            }
-        }
-        match ws.write(make()) {
-            Ok(()) => {}
-            Err(tungstenite::Error::Io(e)) => {
-                return self.send_failed(Error::ConnectionLost(e.to_string()));
-            }
-            Err(e) => return Err(Error::ConnectionLost(e.to_string())),
-        }
-        let transport = ws.get_mut();
-        if !transport.batch_writes {
-            transport.push();
-        }
-        if let Some(e) = transport.take_write_error() {
-            return self.send_failed(Error::ConnectionLost(e.to_string()));
-        }
-        let end = transport.bytes_sent + transport.buffered() as u64;
-        if end > transport.bytes_sent {
-            self.outbound_ends.push_back(end);
-        }
-        Ok(())
+    fn open_connection(&mut self) -> Result<&mut Connection, Error> {
+        self.connection.as_mut().ok_or(Error::NotOpen)
     }
 
-    fn send_failed(&mut self, error: Error) -> Result<(), Error> {
-        let message = error.to_string();
-        self.fail(error);
-        Err(Error::ConnectionLost(message))
+    /// Writes what `send` has queued, now, as far as the socket takes it. Only needed with
+    /// `PeerConfig::batch_writes` (otherwise `send` writes at once); `poll()` does it too.
+    pub fn flush(&mut self) {
+        if let (Some(connection), Link::Streaming(transport)) =
+            (&mut self.connection, &mut self.link)
+        {
+            transport.send(connection);
+        }
+    }
+
+    /// As Godot, a message goes to the socket inside `send` unless writes are batched; a
+    /// socket that failed fails the connection and the send.
+    fn write_now(&mut self) -> Result<(), Error> {
+        let (Some(connection), Link::Streaming(transport)) = (&mut self.connection, &mut self.link)
+        else {
+            return Ok(());
+        };
+        if self.batch_writes
+            && connection.get_current_outbound_buffered_amount() < WRITE_THROUGH_ALWAYS
+        {
+            return Ok(());
+        }
+        transport.send(connection);
+        match transport.take_write_error() {
+            None => Ok(()),
+            Some(e) => {
+                let message = e.to_string();
+                connection
+                    .handle_transport_error(Instant::now(), Error::ConnectionLost(message.clone()));
+                self.drop_link_when_closed();
+                Err(Error::ConnectionLost(message))
+            }
+        }
     }
 
     // ----- receiving -----
@@ -1226,7 +595,9 @@ impl WebSocketPeer {
     /// Packets waiting to be read (Godot's `get_available_packet_count`). Unlike Godot,
     /// packets that arrived before a close stay readable after it.
     pub fn get_available_packet_count(&self) -> usize {
-        self.inbound.len()
+        self.connection
+            .as_ref()
+            .map_or(0, Connection::get_available_packet_count)
     }
 
     /// The next packet's payload, or `None` when the queue is empty (Godot's
@@ -1237,9 +608,8 @@ impl WebSocketPeer {
 
     /// The next packet with its type, without copying the payload.
     pub fn recv(&mut self) -> Option<Packet> {
-        let packet = self.inbound.pop_front()?;
-        self.inbound_bytes -= packet.data.len();
-        self.last_was_string = packet.is_text;
+        let packet = self.connection.as_mut()?.recv()?;
+        self.last_was_string = packet.is_text();
         Some(packet)
     }
 
@@ -1262,39 +632,14 @@ impl WebSocketPeer {
     /// Fails (and changes nothing) for a code RFC 6455 forbids on the wire or a reason
     /// over 123 bytes.
     pub fn close(&mut self, code: i32, reason: &str) -> Result<(), Error> {
-        if code < 0 {
-            if !matches!(self.phase, Phase::Closed) {
-                self.phase = Phase::Closed;
-                self.close_code = -1;
-                self.close_reason.clear();
-                self.finish_notice();
-            }
-            return Ok(());
-        }
-        let wire_code = u16::try_from(code).map_err(|_| Error::InvalidCloseCode(code))?;
-        if !CloseCode::from(wire_code).is_allowed() || wire_code < 1000 {
-            return Err(Error::InvalidCloseCode(code));
-        }
-        if reason.len() > 123 {
-            return Err(Error::CloseReasonTooLong(reason.len()));
-        }
-        let now = Instant::now();
-        match &mut self.phase {
-            Phase::Open(ws) if !self.close_sent => {
-                let frame = CloseFrame {
-                    code: CloseCode::from(wire_code),
-                    reason: reason.into(),
-                };
-                let _ = ws.close(Some(frame));
-                self.close_sent = true;
-                self.deadline_close = Some(now + self.live.close_timeout);
-            }
-            Phase::Open(_) | Phase::Lingering { .. } | Phase::Closed => {}
-            _ => {
-                self.phase = Phase::Closed;
-                self.close_code = -1;
-                self.close_reason.clear();
-                self.finish_notice();
+        crate::proto::check_close(code, reason)?;
+        if let Some(connection) = &mut self.connection {
+            connection.close(Instant::now(), code, reason)?;
+            if connection.is_closed() {
+                // Dropped at once: the socket goes now, not at the next poll.
+                self.link = Link::None;
+            } else if !self.batch_writes {
+                self.flush();
             }
         }
         Ok(())
@@ -1302,34 +647,31 @@ impl WebSocketPeer {
 
     /// The connection's state (Godot's `get_ready_state`).
     pub fn get_ready_state(&self) -> State {
-        match &self.phase {
-            Phase::Closed => State::Closed,
-            Phase::Resolving(_)
-            | Phase::Connecting { .. }
-            | Phase::ClientHandshake { .. }
-            | Phase::ServerHandshake { .. } => State::Connecting,
-            Phase::Open(_) if self.close_sent => State::Closing,
-            Phase::Open(_) => State::Open,
-            Phase::Lingering { .. } => State::Closing,
-        }
+        self.connection
+            .as_ref()
+            .map_or(State::Closed, Connection::get_ready_state)
     }
 
     /// The close code the remote sent, or -1 when the connection did not close cleanly
     /// (Godot's `get_close_code`). 1005 means a close frame without a code. After we
     /// closed because of the remote's protocol error, the code we sent (1002, 1007, 1009).
     pub fn get_close_code(&self) -> i32 {
-        self.close_code
+        self.connection
+            .as_ref()
+            .map_or(-1, Connection::get_close_code)
     }
 
     /// The close reason that went with [`get_close_code`](Self::get_close_code).
     pub fn get_close_reason(&self) -> &str {
-        &self.close_reason
+        self.connection
+            .as_ref()
+            .map_or("", Connection::get_close_reason)
     }
 
     /// Why the connection failed or closed uncleanly, if it did: the certificate error,
     /// the refused connection, the timeout, the protocol violation. Beyond Godot.
     pub fn get_last_error(&self) -> Option<&Error> {
-        self.last_error.as_ref()
+        self.connection.as_ref()?.error()
     }
 
     // ----- information -----
@@ -1352,27 +694,31 @@ impl WebSocketPeer {
 
     /// The negotiated sub-protocol, or `""` (Godot's `get_selected_protocol`).
     pub fn get_selected_protocol(&self) -> &str {
-        &self.selected_protocol
+        self.connection
+            .as_ref()
+            .map_or("", Connection::get_selected_protocol)
     }
 
     /// Server side: the client's upgrade request (path, query, headers), once open.
     pub fn get_handshake_request(&self) -> Option<&HandshakeRequest> {
-        self.handshake_request.as_ref()
+        self.connection.as_ref()?.handshake_request()
     }
 
     /// Client side: the headers of the server's `101` response (names lower-cased), once
     /// open; empty before. Beyond Godot.
     pub fn get_handshake_response_headers(&self) -> &[(String, String)] {
-        &self.response_headers
+        self.connection
+            .as_ref()
+            .map_or(&[], Connection::response_headers)
     }
 
     /// Turns `TCP_NODELAY` on or off for this connection (on by default, as in Godot).
     pub fn set_no_delay(&mut self, enabled: bool) -> Result<(), Error> {
         self.config.no_delay = enabled;
-        self.live.no_delay = enabled;
-        let tcp = match &self.phase {
-            Phase::Connecting { tcp, .. } => Some(tcp),
-            _ => self.transport().map(Transport::tcp),
+        let tcp = match &self.link {
+            Link::Connecting { tcp, .. } => Some(tcp),
+            Link::Streaming(transport) => Some(transport.tcp()),
+            _ => None,
         };
         if let Some(tcp) = tcp {
             tcp.set_nodelay(enabled)?;
@@ -1383,20 +729,10 @@ impl WebSocketPeer {
     /// Bytes queued but not yet written to the socket (Godot's
     /// `get_current_outbound_buffered_amount`), frame headers included.
     pub fn get_current_outbound_buffered_amount(&self) -> usize {
-        self.transport().map_or(0, Transport::buffered)
+        self.connection
+            .as_ref()
+            .map_or(0, Connection::get_current_outbound_buffered_amount)
     }
-}
-
-/// Errors that mean the remote end is gone rather than that something is misused.
-fn is_disconnect(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::ConnectionReset
-            | io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::BrokenPipe
-            | io::ErrorKind::UnexpectedEof
-            | io::ErrorKind::NotConnected
-    )
 }
 
 #[cfg(test)]

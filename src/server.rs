@@ -14,7 +14,8 @@ use slab::Slab;
 use crate::config::ServerConfig;
 use crate::error::Error;
 use crate::ids::PeerIds;
-use crate::peer::{State, WebSocketPeer};
+use crate::peer::WebSocketPeer;
+use crate::proto::{Event, State};
 use crate::tls::TlsOptions;
 
 /// What happened on a [`WebSocketServer`], drained in order after `poll()` (Godot's
@@ -471,43 +472,49 @@ impl WebSocketServer {
         };
         slot.queued = false;
         slot.peer.advance(now, None);
-        let notices = slot.peer.take_notices();
         let id = slot.id;
-        if notices.opened {
-            self.pending -= 1;
-            if self.refusing {
-                // Godot drops handshakes that finish while refusing.
-                let _ = slot.peer.close(-1, "");
-                self.refused += 1;
-                self.retired.push(key);
-                return;
+        while let Some(event) = slot.peer.poll_event() {
+            match event {
+                Event::Opened { protocol } => {
+                    self.pending -= 1;
+                    if self.refusing {
+                        // Godot drops handshakes that finish while refusing.
+                        let _ = slot.peer.close(-1, "");
+                        self.refused += 1;
+                        self.retired.push(key);
+                        return;
+                    }
+                    slot.connected = true;
+                    self.connected += 1;
+                    self.queue
+                        .push_back(ServerEvent::ClientConnected { id, protocol });
+                }
+                Event::Received { messages } => {
+                    for _ in 0..messages {
+                        self.queue.push_back(ServerEvent::DataReceived { id });
+                    }
+                }
+                Event::CloseRequested { code, reason } => {
+                    self.queue
+                        .push_back(ServerEvent::ClientCloseRequest { id, code, reason });
+                }
+                Event::Closed { clean, .. } => {
+                    if slot.connected {
+                        self.connected -= 1;
+                        self.queue.push_back(ServerEvent::ClientDisconnected {
+                            id,
+                            was_clean: clean,
+                        });
+                    } else {
+                        self.pending -= 1;
+                    }
+                    // The peer dropped its socket when it ended; dropping a mio source
+                    // deregisters it on every platform mio supports, so nothing is left in
+                    // the poller.
+                    self.retired.push(key);
+                    return;
+                }
             }
-            slot.connected = true;
-            self.connected += 1;
-            let protocol = slot.peer.get_selected_protocol().to_string();
-            self.queue
-                .push_back(ServerEvent::ClientConnected { id, protocol });
-        }
-        for _ in 0..notices.packets {
-            self.queue.push_back(ServerEvent::DataReceived { id });
-        }
-        if let Some((code, reason)) = notices.close_request {
-            self.queue
-                .push_back(ServerEvent::ClientCloseRequest { id, code, reason });
-        }
-        if notices.closed {
-            if slot.connected {
-                self.connected -= 1;
-                let was_clean = slot.peer.get_close_code() != -1;
-                self.queue
-                    .push_back(ServerEvent::ClientDisconnected { id, was_clean });
-            } else if !notices.opened {
-                self.pending -= 1;
-            }
-            // The peer dropped its socket when it ended; dropping a mio source deregisters
-            // it on every platform mio supports, so nothing is left in the poller.
-            self.retired.push(key);
-            return;
         }
         let next = slot.peer.next_deadline();
         if next != slot.scheduled {

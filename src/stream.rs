@@ -1,38 +1,26 @@
-//! One `Read + Write` over a non-blocking mio `TcpStream`, plain or TLS, with our own
-//! outbound buffer and the readiness flags that edge-triggered polling requires.
+//! The byte pipe between a non-blocking mio `TcpStream` (plain or TLS) and a
+//! [`Connection`]: reads into a per-thread scratch buffer handed straight to the
+//! connection, vectored writes of its output, and the readiness flags that edge-triggered
+//! polling requires.
 
-use std::collections::VecDeque;
-use std::io::{self, Read, Write};
+use std::io::{self, IoSlice, Read, Write};
 use std::net::Shutdown;
+use std::time::Instant;
 
 use mio::net::TcpStream;
 
-/// The byte pipe under tungstenite.
+use crate::error::Error;
+use crate::proto::Connection;
+
+/// One connection's socket, plain or TLS.
 ///
-/// Writes never block and never fail with `WouldBlock`: tungstenite's frames land in
-/// `outbound`, and [`push`](Self::push) moves them to the socket as far as it accepts.
-/// So tungstenite never holds a half-written frame, the number of unsent bytes is
-/// known exactly (`get_current_outbound_buffered_amount`), and the limits the peer
-/// checks before queueing a message bound this buffer.
-///
-/// Reads pass `WouldBlock` through untouched. `readable`/`writable` record the last
-/// readiness mio reported and are cleared only when the socket itself answers
-/// `WouldBlock` (or, on Linux, returns less than asked: see [`read_socket`]): with
-/// edge-triggered events, that is the only moment we may stop trying.
-///
-/// Plain sockets are read in large gulps into a scratch buffer from a small per-thread
-/// pool; when tungstenite's small read buffer cannot take the whole gulp, the transport
-/// keeps that scratch buffer (`read_ahead`) until it has handed everything on, then gives
-/// it back. So an idle peer holds no read buffer of ours, a large message takes a few
-/// system calls instead of one per read-buffer-full, and the steady state allocates
-/// nothing.
+/// `readable`/`writable` record the last readiness mio reported and are cleared only when
+/// the socket itself answers `WouldBlock` (or, on Linux, returns less than asked: see
+/// [`read_socket`]): with edge-triggered events, that is the only moment we may stop
+/// trying.
 pub(crate) struct Transport {
     tcp: TcpStream,
     tls: Option<Box<rustls::Connection>>,
-    read_ahead: Option<ReadAhead>,
-    outbound: VecDeque<u8>,
-    /// Bytes ever moved out of `outbound` (to the socket or into rustls).
-    pub(crate) bytes_sent: u64,
     readable: bool,
     writable: bool,
     /// The remote ended its side (or the socket failed): read until end of stream, since
@@ -40,53 +28,19 @@ pub(crate) struct Transport {
     read_closed: bool,
     /// The first write failure; the connection is dead once this is set.
     write_error: Option<io::Error>,
-    /// Only buffer what tungstenite writes; [`push`](Self::push) sends it later, so many
-    /// messages share one system call (`PeerConfig::batch_writes`).
-    pub(crate) batch_writes: bool,
 }
 
-/// After a burst has gone out, keep at most this much outbound capacity per peer, so idle
-/// peers stay small (measured: shrinking also made 16 KiB echoes faster than keeping the
-/// largest burst's capacity).
-const RETAINED_CAPACITY: usize = 16 * 1024;
-
-/// Even with `batch_writes`, a write this large goes to the socket at once: batching gains
-/// nothing for it, and copying it into the outbound buffer would cost a copy (and keep the
-/// buffer that large).
-const WRITE_THROUGH_ALWAYS: usize = 64 * 1024;
-
-/// One socket read takes at most this much (a scratch buffer's size).
+/// One socket read takes at most this much (the scratch buffer's size).
 const SCRATCH_SIZE: usize = 64 * 1024;
 
-/// Scratch buffers kept for reuse per thread; more only exist while that many peers hold
-/// unread gulps at once.
-const POOLED_SCRATCH: usize = 4;
+/// Slices per vectored write: enough for many queued frames, well under every IOV_MAX.
+const WRITE_SLICES: usize = 64;
 
 thread_local! {
-    static SCRATCH_POOL: std::cell::RefCell<Vec<Box<[u8]>>> =
-        const { std::cell::RefCell::new(Vec::new()) };
-}
-
-fn take_scratch() -> Box<[u8]> {
-    SCRATCH_POOL
-        .with(|pool| pool.borrow_mut().pop())
-        .unwrap_or_else(|| vec![0u8; SCRATCH_SIZE].into_boxed_slice())
-}
-
-fn give_back_scratch(scratch: Box<[u8]>) {
-    SCRATCH_POOL.with(|pool| {
-        let mut pool = pool.borrow_mut();
-        if pool.len() < POOLED_SCRATCH {
-            pool.push(scratch);
-        }
-    });
-}
-
-/// A gulp from the socket that the reader has not taken entirely yet.
-struct ReadAhead {
-    scratch: Box<[u8]>,
-    len: usize,
-    taken: usize,
+    /// The read target of every connection on this thread: the connection takes what it
+    /// can at once and keeps only what it cannot, so idle connections hold no read buffer.
+    static SCRATCH: std::cell::RefCell<Box<[u8]>> =
+        std::cell::RefCell::new(vec![0u8; SCRATCH_SIZE].into_boxed_slice());
 }
 
 /// Reads once from the socket. A read that returns less than it asked for has emptied the
@@ -117,20 +71,39 @@ fn read_socket(
     }
 }
 
+/// Errors that mean the remote end is gone rather than that something is misused.
+fn is_disconnect(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::BrokenPipe
+            | io::ErrorKind::UnexpectedEof
+            | io::ErrorKind::NotConnected
+    )
+}
+
+/// A read failure in words for the connection: TLS errors keep their kind; a socket error
+/// during the upgrade is a failed handshake, later a lost connection.
+fn read_error(e: io::Error, connection: &Connection) -> Error {
+    let handshaking = connection.get_ready_state() == crate::proto::State::Connecting;
+    match Error::from(e) {
+        Error::Io(other) if handshaking => Error::Handshake(other.to_string()),
+        Error::Io(other) if is_disconnect(&other) => Error::ConnectionLost(other.to_string()),
+        error => error,
+    }
+}
+
 impl Transport {
     pub(crate) fn new(tcp: TcpStream, tls: Option<rustls::Connection>) -> Self {
         Transport {
             tcp,
             tls: tls.map(Box::new),
-            read_ahead: None,
-            outbound: VecDeque::new(),
-            bytes_sent: 0,
             // A fresh socket may already be ready; one attempt costs a syscall at most.
             readable: true,
             writable: true,
             read_closed: false,
             write_error: None,
-            batch_writes: false,
         }
     }
 
@@ -146,14 +119,9 @@ impl Transport {
         &self.tcp
     }
 
-    /// Bytes accepted from tungstenite but not yet handed to the socket (or to rustls).
-    pub(crate) fn buffered(&self) -> usize {
-        self.outbound.len()
-    }
-
-    /// Whether anything still waits to reach the socket, TLS records included.
+    /// Whether TLS records still wait to reach the socket.
     pub(crate) fn has_pending_output(&self) -> bool {
-        !self.outbound.is_empty() || self.tls.as_ref().is_some_and(|t| t.wants_write())
+        self.tls.as_ref().is_some_and(|t| t.wants_write())
     }
 
     /// The write failure that killed this connection, if any.
@@ -161,51 +129,38 @@ impl Transport {
         self.write_error.take()
     }
 
-    pub(crate) fn has_write_error(&self) -> bool {
-        self.write_error.is_some()
+    /// Moves input from the socket into `connection` while it wants input and the socket
+    /// has some; the end of the stream and read errors are reported to it.
+    pub(crate) fn receive(&mut self, connection: &mut Connection, now: Instant) {
+        SCRATCH.with(|scratch| {
+            let mut scratch = scratch.borrow_mut();
+            while connection.wants_input() {
+                match self.read(&mut scratch) {
+                    Ok(0) => return connection.handle_eof(now),
+                    Ok(n) => connection.handle_input(now, &scratch[..n]),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        let error = read_error(e, connection);
+                        return connection.handle_transport_error(now, error);
+                    }
+                }
+            }
+        });
     }
 
-    /// Moves buffered bytes to the socket until it would block. Errors are kept for
-    /// [`take_write_error`](Self::take_write_error).
-    pub(crate) fn push(&mut self) {
+    /// Writes the connection's output to the socket until it would block. Errors are kept
+    /// for [`take_write_error`](Self::take_write_error).
+    pub(crate) fn send(&mut self, connection: &mut Connection) {
         if self.write_error.is_some() {
             return;
         }
         let result = match self.tls.as_deref_mut() {
-            None => push_plain(
-                &mut self.tcp,
-                &mut self.outbound,
-                &mut self.bytes_sent,
-                &mut self.writable,
-            ),
-            Some(tls) => push_tls(
-                &mut self.tcp,
-                tls,
-                &mut self.outbound,
-                &mut self.bytes_sent,
-                &mut self.writable,
-            ),
+            None => send_plain(&mut self.tcp, connection, &mut self.writable),
+            Some(tls) => send_tls(&mut self.tcp, tls, connection, &mut self.writable),
         };
         if let Err(e) = result {
             self.write_error = Some(e);
-        }
-        if self.outbound.is_empty() && self.outbound.capacity() > RETAINED_CAPACITY {
-            self.outbound.shrink_to(RETAINED_CAPACITY);
-        }
-    }
-
-    /// Reads and throws away whatever arrives, until the socket would block. Returns true
-    /// at end of stream (or on an error, which ends the stream just as well).
-    pub(crate) fn discard_input(&mut self) -> bool {
-        let mut scratch = [0u8; 4096];
-        loop {
-            match self.read(&mut scratch) {
-                Ok(0) => return true,
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => return true,
-            }
         }
     }
 
@@ -213,135 +168,18 @@ impl Transport {
     pub(crate) fn shutdown(&mut self) {
         if let Some(tls) = self.tls.as_deref_mut() {
             tls.send_close_notify();
+            let _ = flush_tls(&mut self.tcp, tls, &mut self.writable);
         }
-        self.push();
         let _ = self.tcp.shutdown(Shutdown::Write);
     }
-}
 
-fn push_plain(
-    tcp: &mut TcpStream,
-    outbound: &mut VecDeque<u8>,
-    bytes_sent: &mut u64,
-    writable: &mut bool,
-) -> io::Result<()> {
-    while !outbound.is_empty() && *writable {
-        let (front, back) = outbound.as_slices();
-        let slices = [io::IoSlice::new(front), io::IoSlice::new(back)];
-        match tcp.write_vectored(&slices) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => {
-                outbound.drain(..n);
-                *bytes_sent += n as u64;
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => *writable = false,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
-}
-
-fn push_tls(
-    tcp: &mut TcpStream,
-    tls: &mut rustls::Connection,
-    outbound: &mut VecDeque<u8>,
-    bytes_sent: &mut u64,
-    writable: &mut bool,
-) -> io::Result<()> {
-    loop {
-        // Hand plaintext to rustls while its buffer takes it (Ok(0) = full, not an error).
-        while !outbound.is_empty() {
-            let (front, _) = outbound.as_slices();
-            let n = tls.writer().write(front)?;
-            if n == 0 {
-                break;
-            }
-            outbound.drain(..n);
-            *bytes_sent += n as u64;
-        }
-        if !tls.wants_write() || !*writable {
-            return Ok(());
-        }
-        match tls.write_tls(tcp) {
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => *writable = false,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-}
-
-impl Transport {
-    /// Writes as much of `buf` as the socket (or rustls' buffer) takes right now.
-    fn write_through(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let written = match self.tls.as_deref_mut() {
-            Some(tls) => tls.writer().write(buf)?,
-            None if !self.writable => 0,
-            None => match self.tcp.write(buf) {
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.writable = false;
-                    0
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => 0,
-                Err(e) => return Err(e),
-            },
-        };
-        self.bytes_sent += written as u64;
-        Ok(written)
-    }
-
-    fn read_plain(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if let Some(ahead) = &mut self.read_ahead {
-            let n = buf.len().min(ahead.len - ahead.taken);
-            buf[..n].copy_from_slice(&ahead.scratch[ahead.taken..ahead.taken + n]);
-            ahead.taken += n;
-            if ahead.taken == ahead.len {
-                if let Some(done) = self.read_ahead.take() {
-                    give_back_scratch(done.scratch);
-                }
-            }
-            return Ok(n);
-        }
-        if !self.readable {
-            return Err(io::ErrorKind::WouldBlock.into());
-        }
-        if buf.len() >= SCRATCH_SIZE {
-            return read_socket(&mut self.tcp, &mut self.readable, self.read_closed, buf);
-        }
-        let mut scratch = take_scratch();
-        let got = match read_socket(
-            &mut self.tcp,
-            &mut self.readable,
-            self.read_closed,
-            &mut scratch,
-        ) {
-            Ok(got) => got,
-            Err(e) => {
-                give_back_scratch(scratch);
-                return Err(e);
-            }
-        };
-        let n = got.min(buf.len());
-        buf[..n].copy_from_slice(&scratch[..n]);
-        if got > n {
-            self.read_ahead = Some(ReadAhead {
-                scratch,
-                len: got,
-                taken: n,
-            });
-        } else {
-            give_back_scratch(scratch);
-        }
-        Ok(n)
-    }
-}
-
-impl Read for Transport {
+    /// One read of plaintext: from the socket, or through rustls.
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let Some(tls) = self.tls.as_deref_mut() else {
-            return self.read_plain(buf);
+            if !self.readable {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            return read_socket(&mut self.tcp, &mut self.readable, self.read_closed, buf);
         };
         loop {
             match tls.reader().read(buf) {
@@ -356,13 +194,7 @@ impl Read for Transport {
                     let processed = tls.process_new_packets();
                     // Handshake replies, key updates and alerts must go out even while the
                     // application is only reading.
-                    if let Err(e) = push_tls(
-                        &mut self.tcp,
-                        tls,
-                        &mut VecDeque::new(),
-                        &mut 0,
-                        &mut self.writable,
-                    ) {
+                    if let Err(e) = flush_tls(&mut self.tcp, tls, &mut self.writable) {
                         self.write_error.get_or_insert(e);
                     }
                     if let Err(e) = processed {
@@ -379,32 +211,66 @@ impl Read for Transport {
     }
 }
 
-impl Write for Transport {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if let Some(e) = &self.write_error {
-            return Err(io::Error::new(e.kind(), e.to_string()));
+fn send_plain(
+    tcp: &mut TcpStream,
+    connection: &mut Connection,
+    writable: &mut bool,
+) -> io::Result<()> {
+    while connection.has_output() && *writable {
+        let written = {
+            let mut slices = [IoSlice::new(&[]); WRITE_SLICES];
+            let used = connection.transmit(&mut slices);
+            tcp.write_vectored(&slices[..used])
+        };
+        match written {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => connection.transmitted(n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => *writable = false,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
         }
-        let mut rest = buf;
-        if self.outbound.is_empty() && (!self.batch_writes || buf.len() >= WRITE_THROUGH_ALWAYS) {
-            // Nothing queued ahead of it: hand it on now and copy only what is refused.
-            match self.write_through(buf) {
-                Ok(n) => rest = &buf[n..],
-                Err(e) => {
-                    let copy = io::Error::new(e.kind(), e.to_string());
-                    self.write_error = Some(e);
-                    return Err(copy);
-                }
-            }
-        }
-        self.outbound.extend(rest);
-        Ok(buf.len())
     }
+    Ok(())
+}
 
-    fn flush(&mut self) -> io::Result<()> {
-        self.push();
-        match &self.write_error {
-            Some(e) => Err(io::Error::new(e.kind(), e.to_string())),
-            None => Ok(()),
+fn send_tls(
+    tcp: &mut TcpStream,
+    tls: &mut rustls::Connection,
+    connection: &mut Connection,
+    writable: &mut bool,
+) -> io::Result<()> {
+    loop {
+        // Hand plaintext to rustls while its buffer takes it (Ok(0) = full, not an error).
+        while connection.has_output() {
+            let n = tls.writer().write(connection.transmit_front())?;
+            if n == 0 {
+                break;
+            }
+            connection.transmitted(n);
+        }
+        if !tls.wants_write() || !*writable {
+            return Ok(());
+        }
+        flush_tls(tcp, tls, writable)?;
+        if !*writable {
+            return Ok(());
         }
     }
+}
+
+/// Writes TLS records to the socket until none wait or it would block.
+fn flush_tls(
+    tcp: &mut TcpStream,
+    tls: &mut rustls::Connection,
+    writable: &mut bool,
+) -> io::Result<()> {
+    while tls.wants_write() && *writable {
+        match tls.write_tls(tcp) {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => *writable = false,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }

@@ -1,0 +1,1192 @@
+//! `Connection`: the whole life of one WebSocket connection — upgrade, frames, queues,
+//! budgets, heartbeat, close handshake, timers — with no I/O and no clock.
+
+use std::collections::VecDeque;
+use std::io::{self, IoSlice, Read, Write};
+use std::time::{Duration, Instant};
+
+use tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
+use tungstenite::protocol::frame::{CloseFrame, FrameHeader};
+use tungstenite::protocol::{Role, WebSocketConfig, WebSocketContext};
+use tungstenite::{Bytes, Message, Utf8Bytes};
+
+use super::close::{CloseEffect, CloseInput, CloseState};
+use super::handshake::{self, Answer, HandshakeRequest, Parsed, Refusal};
+use super::outbox::Outbox;
+use crate::config::PeerConfig;
+use crate::error::Error;
+
+/// Where a connection is, as Godot's `WebSocketPeer.State`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum State {
+    /// Resolving, connecting, or in the TLS/WebSocket handshake.
+    Connecting,
+    /// Open: messages flow both ways.
+    Open,
+    /// A close frame was sent or received; keep polling until `Closed`.
+    Closing,
+    /// Closed, or never opened. Packets received before the close can still be read.
+    Closed,
+}
+
+/// How a message is framed, as Godot's `WriteMode`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum WriteMode {
+    /// A text frame: the payload must be valid UTF-8.
+    Text,
+    /// A binary frame.
+    #[default]
+    Binary,
+}
+
+/// One received message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Packet {
+    pub(crate) data: Bytes,
+    pub(crate) is_text: bool,
+}
+
+impl Packet {
+    /// A packet with this payload and type (for tests and for sending on what you built).
+    /// Text must be valid UTF-8, or sending it fails with [`Error::InvalidUtf8`].
+    pub fn new(data: impl Into<Bytes>, is_text: bool) -> Self {
+        Packet {
+            data: data.into(),
+            is_text,
+        }
+    }
+
+    /// The payload.
+    pub fn data(&self) -> &[u8] {
+        &self.data
+    }
+
+    /// The payload as shared bytes (a cheap clone, no copy).
+    pub fn bytes(&self) -> &Bytes {
+        &self.data
+    }
+
+    /// Whether it arrived as a text frame (then [`as_text`](Self::as_text) is `Some`).
+    pub fn is_text(&self) -> bool {
+        self.is_text
+    }
+
+    /// The payload as text, for text frames (always valid UTF-8: checked on arrival).
+    pub fn as_text(&self) -> Option<&str> {
+        if self.is_text {
+            std::str::from_utf8(&self.data).ok()
+        } else {
+            None
+        }
+    }
+
+    /// The payload as an owned vector.
+    pub fn into_vec(self) -> Vec<u8> {
+        Vec::from(self.data)
+    }
+}
+
+/// Something that happened to a [`Connection`], in order, from
+/// [`Connection::poll_event`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// The upgrade finished; `protocol` is the selected sub-protocol or `""`.
+    Opened {
+        /// The selected sub-protocol, or `""`.
+        protocol: String,
+    },
+    /// This many messages were added to the receive queue: take them with
+    /// [`Connection::recv`]. Consecutive arrivals are counted in one event, so the event
+    /// queue stays a few entries long however many messages wait.
+    Received {
+        /// How many messages arrived.
+        messages: usize,
+    },
+    /// The remote started the close handshake with this code (1005: none) and reason; our
+    /// answer is already queued.
+    CloseRequested {
+        /// The remote's close code.
+        code: i32,
+        /// The remote's close reason.
+        reason: String,
+    },
+    /// The connection is over; drop the transport. `clean` is false when the close
+    /// handshake did not complete (then `code` is -1 and
+    /// [`Connection::error`] says why).
+    Closed {
+        /// The remote's close code, the code we failed the connection with, or -1.
+        code: i32,
+        /// The reason that went with `code`.
+        reason: String,
+        /// Whether the close handshake completed.
+        clean: bool,
+    },
+}
+
+/// The upgrade, until it is done.
+enum Upgrade {
+    /// Our request is queued; reading the server's answer.
+    Client {
+        head: Vec<u8>,
+        expected_accept: String,
+    },
+    /// Reading the client's request.
+    Server {
+        head: Vec<u8>,
+    },
+    Done,
+}
+
+/// The limits and settings a connection keeps from its [`PeerConfig`].
+struct Settings {
+    supported_protocols: Vec<String>,
+    handshake_headers: Vec<String>,
+    inbound_buffer_size: usize,
+    outbound_buffer_size: usize,
+    max_queued_packets: usize,
+    heartbeat_interval: Duration,
+    close_timeout: Duration,
+    max_handshake_bytes: usize,
+    max_handshake_headers: usize,
+}
+
+/// Input bytes handed to [`Connection::handle_input`] that could not be processed yet
+/// (the receive queue was full). Kept until the application makes room.
+#[derive(Default)]
+struct Backlog {
+    bytes: Vec<u8>,
+    read: usize,
+}
+
+/// The byte pipe tungstenite reads frames from and writes control frames to: the backlog,
+/// then the bytes of the current `handle_input` call; writes land in the outbox.
+struct Wire<'a> {
+    backlog: &'a mut Backlog,
+    fresh: &'a [u8],
+    fresh_read: &'a mut usize,
+    outbox: &'a mut Outbox,
+    eof: bool,
+}
+
+impl Read for Wire<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let backlog = &mut *self.backlog;
+        let (source, cursor) = if backlog.read < backlog.bytes.len() {
+            (&backlog.bytes[..], &mut backlog.read)
+        } else {
+            (self.fresh, &mut *self.fresh_read)
+        };
+        let rest = &source[*cursor..];
+        if rest.is_empty() {
+            // tungstenite takes `Ok(0)` as the end of the stream.
+            return if self.eof {
+                Ok(0)
+            } else {
+                Err(io::ErrorKind::WouldBlock.into())
+            };
+        }
+        let n = rest.len().min(buf.len());
+        buf[..n].copy_from_slice(&rest[..n]);
+        *cursor += n;
+        Ok(n)
+    }
+}
+
+impl Write for Wire<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.outbox.push_copy(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// One WebSocket connection as a state machine, with no I/O: the protocol half of
+/// [`WebSocketPeer`](crate::WebSocketPeer), for engines that bring their own transport
+/// (their own sockets, a relay, an in-process pipe, a platform SDK).
+///
+/// Bytes come in through [`handle_input`](Self::handle_input); bytes to send go out
+/// through [`transmit`](Self::transmit) / [`transmitted`](Self::transmitted); time is a
+/// parameter of every call that can start, check or end a timer, and
+/// [`poll_timeout`](Self::poll_timeout) says when the next one is due. What happens comes
+/// out of one queue ([`poll_event`](Self::poll_event)); received messages wait in the
+/// receive queue ([`recv`](Self::recv)), and reading pauses
+/// ([`wants_input`](Self::wants_input) is false) while it is full.
+///
+/// A driver's loop, for any byte stream:
+/// 1. While [`wants_input`](Self::wants_input), read from the transport and pass the bytes
+///    to [`handle_input`](Self::handle_input); at its end, call
+///    [`handle_eof`](Self::handle_eof); on a transport error,
+///    [`handle_transport_error`](Self::handle_transport_error).
+/// 2. Write what [`transmit`](Self::transmit) hands out and report it with
+///    [`transmitted`](Self::transmitted).
+/// 3. When [`wants_shutdown`](Self::wants_shutdown) and everything was written, end the
+///    transport's write side and call [`handle_shutdown`](Self::handle_shutdown).
+/// 4. Call [`handle_timeout`](Self::handle_timeout) once
+///    [`poll_timeout`](Self::poll_timeout) has passed, and after the application has read
+///    packets (it resumes reading that the full queue paused).
+/// 5. Drop the transport once [`is_closed`](Self::is_closed).
+///
+/// A client and a server connected in memory (this example runs as a test):
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// use wspeer::proto::{Connection, Event};
+/// use wspeer::PeerConfig;
+///
+/// let config = PeerConfig::default();
+/// let now = Instant::now();
+/// let deadline = now + Duration::from_secs(5);
+/// let mut client = Connection::client(&config, "example.com", "/chat", deadline)?;
+/// let mut server = Connection::server(&config, deadline)?;
+///
+/// // The transport: move whatever one side transmits to the other.
+/// fn pump(from: &mut Connection, to: &mut Connection, now: Instant) {
+///     let mut bytes = Vec::new();
+///     from.transmit_into(&mut bytes);
+///     to.handle_input(now, &bytes);
+/// }
+///
+/// pump(&mut client, &mut server, now); // the upgrade request
+/// pump(&mut server, &mut client, now); // the 101 answer
+/// assert_eq!(client.poll_event(), Some(Event::Opened { protocol: String::new() }));
+///
+/// client.send_text("Test packet")?;
+/// pump(&mut client, &mut server, now);
+/// let packet = server.recv().expect("a message arrived");
+/// assert_eq!(packet.as_text(), Some("Test packet"));
+///
+/// client.close(now, 1000, "bye")?;
+/// pump(&mut client, &mut server, now); // our close frame
+/// pump(&mut server, &mut client, now); // the answer
+/// assert_eq!(client.get_close_code(), 1000);
+/// # Ok::<(), wspeer::Error>(())
+/// ```
+pub struct Connection {
+    settings: Settings,
+    is_client: bool,
+    upgrade: Upgrade,
+    /// tungstenite's frame codec, while frames flow (open, or awaiting the close reply).
+    frames: Option<Box<WebSocketContext>>,
+    close: CloseState,
+    /// `Closed` was reported; nothing happens any more.
+    ended: bool,
+    backlog: Backlog,
+    eof: bool,
+    outbox: Outbox,
+    /// For each queued outbound message, the outbox position at which it is fully sent:
+    /// the count of unsent messages, for `max_queued_packets`.
+    outbound_ends: VecDeque<u64>,
+    inbound: VecDeque<Packet>,
+    inbound_bytes: usize,
+    events: VecDeque<Event>,
+    open_deadline: Option<Instant>,
+    next_ping: Option<Instant>,
+    ping_outstanding: bool,
+    close_received: bool,
+    close_code: i32,
+    close_reason: String,
+    error: Option<Error>,
+    selected_protocol: String,
+    handshake_request: Option<HandshakeRequest>,
+    response_headers: Vec<(String, String)>,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("client", &self.is_client)
+            .field("state", &self.get_ready_state())
+            .field("close", &self.close)
+            .field("packets", &self.inbound.len())
+            .field("buffered", &self.outbox.buffered())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Connection {
+    fn new(config: &PeerConfig, is_client: bool, upgrade: Upgrade, open_deadline: Instant) -> Self {
+        Connection {
+            settings: Settings {
+                supported_protocols: config.supported_protocols.clone(),
+                handshake_headers: config.handshake_headers.clone(),
+                inbound_buffer_size: config.inbound_buffer_size,
+                outbound_buffer_size: config.outbound_buffer_size,
+                max_queued_packets: config.max_queued_packets,
+                heartbeat_interval: config.heartbeat_interval,
+                close_timeout: config.close_timeout,
+                max_handshake_bytes: config.max_handshake_bytes,
+                max_handshake_headers: config.max_handshake_headers,
+            },
+            is_client,
+            upgrade,
+            frames: None,
+            close: CloseState::NotStarted,
+            ended: false,
+            backlog: Backlog::default(),
+            eof: false,
+            outbox: Outbox::default(),
+            outbound_ends: VecDeque::new(),
+            inbound: VecDeque::new(),
+            inbound_bytes: 0,
+            events: VecDeque::new(),
+            open_deadline: Some(open_deadline),
+            next_ping: None,
+            ping_outstanding: false,
+            close_received: false,
+            close_code: -1,
+            close_reason: String::new(),
+            error: None,
+            selected_protocol: String::new(),
+            handshake_request: None,
+            response_headers: Vec::new(),
+        }
+    }
+
+    /// The client side of a connection to `authority` (the `Host` header: `host` or
+    /// `host:port`) for `path_and_query`; its upgrade request is queued for
+    /// [`transmit`](Self::transmit) at once. The upgrade must finish by `open_deadline`.
+    pub fn client(
+        config: &PeerConfig,
+        authority: &str,
+        path_and_query: &str,
+        open_deadline: Instant,
+    ) -> Result<Self, Error> {
+        config.validate()?;
+        let (request, expected_accept) = handshake::client_request(
+            authority,
+            path_and_query,
+            &config.supported_protocols,
+            &config.handshake_headers,
+        );
+        let upgrade = Upgrade::Client {
+            head: Vec::new(),
+            expected_accept,
+        };
+        let mut connection = Self::new(config, true, upgrade, open_deadline);
+        connection.outbox.push_copy(&request);
+        Ok(connection)
+    }
+
+    /// The server side of a connection: it reads the client's upgrade request, then answers
+    /// `101` or refuses with an HTTP status. The upgrade must finish by `open_deadline`.
+    pub fn server(config: &PeerConfig, open_deadline: Instant) -> Result<Self, Error> {
+        config.validate()?;
+        let upgrade = Upgrade::Server { head: Vec::new() };
+        Ok(Self::new(config, false, upgrade, open_deadline))
+    }
+
+    fn ws_config(&self) -> WebSocketConfig {
+        let limit = self.settings.inbound_buffer_size;
+        WebSocketConfig::default()
+            // Allocated per connection, so small; a large frame grows it only while it is
+            // being received.
+            .read_buffer_size(limit.clamp(512, 4 * 1024))
+            // Frames go straight into our outbox.
+            .write_buffer_size(0)
+            .max_message_size(Some(limit))
+            .max_frame_size(Some(limit))
+    }
+
+    // ----- input -----
+
+    /// Whether the connection takes more input now. False while the receive queue is full
+    /// (or our own replies pile up unsent): stop reading the transport then, so its flow
+    /// control slows the remote down.
+    pub fn wants_input(&self) -> bool {
+        match self.close {
+            CloseState::Closed => false,
+            CloseState::Draining { .. } => true,
+            _ if self.frames.is_some() => {
+                self.backlog.read == self.backlog.bytes.len() && self.has_room()
+            }
+            _ => true,
+        }
+    }
+
+    /// Bytes received from the transport. All of them are taken: what cannot be processed
+    /// yet (the receive queue is full) waits inside until the application makes room, so
+    /// read only while [`wants_input`](Self::wants_input).
+    pub fn handle_input(&mut self, now: Instant, data: &[u8]) {
+        match self.close {
+            CloseState::Closed => return,
+            // The WebSocket part is over: input is only read to see the stream's end.
+            CloseState::Draining { .. } => return,
+            _ => {}
+        }
+        match &mut self.upgrade {
+            Upgrade::Client { head, .. } | Upgrade::Server { head } => {
+                head.extend_from_slice(data);
+                self.advance_upgrade(now);
+                self.read_frames(now, &[]);
+            }
+            Upgrade::Done => self.read_frames(now, data),
+        }
+    }
+
+    /// The transport's input ended (a read returned 0 bytes).
+    pub fn handle_eof(&mut self, now: Instant) {
+        if self.eof {
+            return;
+        }
+        self.eof = true;
+        match self.close {
+            CloseState::Closed => {}
+            CloseState::Draining { .. } => self.apply(CloseInput::RemoteEof, now),
+            _ if !matches!(self.upgrade, Upgrade::Done) => self.fail(Error::Handshake(
+                "the connection closed during the handshake".into(),
+            )),
+            // tungstenite reads what is left, then sees the end and says how it ended.
+            _ => self.read_frames(now, &[]),
+        }
+    }
+
+    /// The transport failed (reset, TLS error, ...). During the handshake or while frames
+    /// flow the connection fails with `error`; once the close frames were exchanged it
+    /// simply ends.
+    pub fn handle_transport_error(&mut self, now: Instant, error: Error) {
+        match self.close {
+            CloseState::Closed => {}
+            CloseState::Draining { .. } => self.apply(CloseInput::RemoteEof, now),
+            _ => self.fail(error),
+        }
+    }
+
+    fn advance_upgrade(&mut self, now: Instant) {
+        match std::mem::replace(&mut self.upgrade, Upgrade::Done) {
+            Upgrade::Done => {}
+            Upgrade::Client {
+                mut head,
+                expected_accept,
+            } => {
+                let answer = handshake::parse_answer(
+                    &head,
+                    self.settings.max_handshake_bytes,
+                    self.settings.max_handshake_headers,
+                    &expected_accept,
+                    &self.settings.supported_protocols,
+                );
+                match answer {
+                    Answer::Incomplete => {
+                        self.upgrade = Upgrade::Client {
+                            head,
+                            expected_accept,
+                        }
+                    }
+                    Answer::Failed(why) => self.fail(Error::Handshake(why)),
+                    Answer::Accepted {
+                        head_len,
+                        protocol,
+                        headers,
+                    } => {
+                        self.response_headers = headers;
+                        let tail = head.split_off(head_len);
+                        self.open(protocol, tail, Role::Client, now);
+                    }
+                }
+            }
+            Upgrade::Server { mut head } => {
+                let parsed = handshake::parse_request(
+                    &head,
+                    self.settings.max_handshake_bytes,
+                    self.settings.max_handshake_headers,
+                );
+                match parsed {
+                    Parsed::Incomplete => self.upgrade = Upgrade::Server { head },
+                    Parsed::Refused(refusal) => self.refuse(refusal, now),
+                    Parsed::Upgrade {
+                        head_len,
+                        request,
+                        key,
+                    } => {
+                        let offered = request.offered_protocols();
+                        match handshake::select_protocol(
+                            &offered,
+                            &self.settings.supported_protocols,
+                        ) {
+                            Err(refusal) => self.refuse(refusal, now),
+                            Ok(protocol) => {
+                                let response = handshake::accept_response(
+                                    &key,
+                                    &protocol,
+                                    &self.settings.handshake_headers,
+                                );
+                                self.outbox.push_copy(&response);
+                                self.handshake_request = Some(request);
+                                let tail = head.split_off(head_len);
+                                self.open(protocol, tail, Role::Server, now);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Answers a bad upgrade request with its HTTP status, then ends once it is sent.
+    fn refuse(&mut self, refusal: Refusal, now: Instant) {
+        log::debug!("refusing upgrade with {}: {}", refusal.status, refusal.why);
+        self.outbox
+            .push_copy(&handshake::refusal_response(&refusal));
+        self.error = Some(Error::Handshake(format!(
+            "refused with HTTP {}: {}",
+            refusal.status, refusal.why
+        )));
+        self.open_deadline = None;
+        self.apply(CloseInput::LocalFailure, now);
+    }
+
+    fn open(&mut self, protocol: String, tail: Vec<u8>, role: Role, now: Instant) {
+        self.frames = Some(Box::new(WebSocketContext::from_partially_read(
+            tail,
+            role,
+            Some(self.ws_config()),
+        )));
+        self.open_deadline = None;
+        if !self.settings.heartbeat_interval.is_zero() {
+            self.next_ping = Some(now + self.settings.heartbeat_interval);
+        }
+        self.selected_protocol = protocol.clone();
+        self.events.push_back(Event::Opened { protocol });
+    }
+
+    fn has_room(&self) -> bool {
+        let outbound_full = self.settings.outbound_buffer_size > 0
+            && self.outbox.buffered() > self.settings.outbound_buffer_size;
+        self.inbound.len() < self.settings.max_queued_packets
+            && self.inbound_bytes < self.settings.inbound_buffer_size
+            && !outbound_full
+    }
+
+    /// Reads messages from the backlog, then from `fresh`, while there is room; keeps what
+    /// is left of `fresh` in the backlog.
+    fn read_frames(&mut self, now: Instant, fresh: &[u8]) {
+        let mut fresh_read = 0;
+        while self.frames.is_some() && self.has_room() {
+            let Some(ws) = self.frames.as_deref_mut() else {
+                break;
+            };
+            let mut wire = Wire {
+                backlog: &mut self.backlog,
+                fresh,
+                fresh_read: &mut fresh_read,
+                outbox: &mut self.outbox,
+                eof: self.eof,
+            };
+            match ws.read(&mut wire) {
+                Ok(message) => self.on_message(message, now),
+                Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(tungstenite::Error::ConnectionClosed) => self.frames_done(now),
+                Err(e) => self.on_frame_error(e, now),
+            }
+        }
+        self.flush_replies(now);
+        self.keep_unread(&fresh[fresh_read..]);
+    }
+
+    /// Writes tungstenite's queued pongs and close answer into the outbox.
+    fn flush_replies(&mut self, now: Instant) {
+        let Some(ws) = self.frames.as_deref_mut() else {
+            return;
+        };
+        let mut nothing_read = 0;
+        let mut wire = Wire {
+            backlog: &mut self.backlog,
+            fresh: &[],
+            fresh_read: &mut nothing_read,
+            outbox: &mut self.outbox,
+            eof: self.eof,
+        };
+        match ws.flush(&mut wire) {
+            Ok(()) => {}
+            Err(tungstenite::Error::ConnectionClosed) => self.frames_done(now),
+            Err(e) => self.on_frame_error(e, now),
+        }
+    }
+
+    fn keep_unread(&mut self, rest: &[u8]) {
+        let backlog = &mut self.backlog;
+        if backlog.read == backlog.bytes.len() {
+            backlog.bytes.clear();
+            backlog.read = 0;
+        }
+        if self.frames.is_some() {
+            backlog.bytes.extend_from_slice(rest);
+        }
+        if backlog.bytes.is_empty() && backlog.bytes.capacity() > 0 {
+            // An idle connection holds no input buffer.
+            backlog.bytes = Vec::new();
+        }
+    }
+
+    fn on_message(&mut self, message: Message, now: Instant) {
+        match message {
+            Message::Text(text) => self.queue_packet(Packet {
+                data: text.into(),
+                is_text: true,
+            }),
+            Message::Binary(data) => self.queue_packet(Packet {
+                data,
+                is_text: false,
+            }),
+            Message::Pong(_) => self.ping_outstanding = false,
+            Message::Ping(_) | Message::Frame(_) => {}
+            Message::Close(frame) => {
+                let (code, reason) = match frame {
+                    Some(f) => (i32::from(u16::from(f.code)), f.reason.to_string()),
+                    None => (1005, String::new()),
+                };
+                self.close_received = true;
+                self.close_code = code;
+                self.close_reason = reason;
+                // Push the echo (or nothing, if this was the answer to ours) now.
+                self.flush_replies(now);
+                self.frames = None;
+                self.apply(CloseInput::RemoteClose, now);
+            }
+        }
+    }
+
+    /// tungstenite saw the end of the close handshake.
+    fn frames_done(&mut self, now: Instant) {
+        self.frames = None;
+        if self.close_received {
+            self.apply(CloseInput::RemoteClose, now);
+        } else {
+            self.lost(Error::ConnectionLost("the connection closed".into()));
+        }
+    }
+
+    fn queue_packet(&mut self, packet: Packet) {
+        self.inbound_bytes += packet.data.len();
+        self.inbound.push_back(packet);
+        if let Some(Event::Received { messages }) = self.events.back_mut() {
+            *messages += 1;
+        } else {
+            self.events.push_back(Event::Received { messages: 1 });
+        }
+    }
+
+    fn on_frame_error(&mut self, e: tungstenite::Error, now: Instant) {
+        use tungstenite::error::{CapacityError, ProtocolError};
+        let (code, detail) = match e {
+            tungstenite::Error::Capacity(CapacityError::MessageTooLong { size, max_size }) => (
+                1009,
+                format!("message of {size} bytes exceeds inbound_buffer_size {max_size}"),
+            ),
+            tungstenite::Error::Capacity(other) => (1009, other.to_string()),
+            tungstenite::Error::Utf8(detail) => {
+                (1007, format!("invalid UTF-8 in a text message: {detail}"))
+            }
+            tungstenite::Error::Protocol(ProtocolError::ResetWithoutClosingHandshake) => {
+                self.frames = None;
+                return self.lost(Error::ConnectionLost(
+                    "the remote closed the connection without a close frame".into(),
+                ));
+            }
+            tungstenite::Error::Protocol(p) => (1002, p.to_string()),
+            other => {
+                self.frames = None;
+                return self.lost(Error::ConnectionLost(other.to_string()));
+            }
+        };
+        let reason = match code {
+            1009 => "Message too big",
+            1007 => "Invalid frame payload data",
+            _ => "Protocol error",
+        };
+        log::debug!("closing with {code}: {detail}");
+        if let (CloseState::NotStarted, Some(ws)) = (self.close, self.frames.as_deref_mut()) {
+            let frame = CloseFrame {
+                code: CloseCode::from(code),
+                reason: reason.into(),
+            };
+            let mut nothing_read = 0;
+            let mut wire = Wire {
+                backlog: &mut self.backlog,
+                fresh: &[],
+                fresh_read: &mut nothing_read,
+                outbox: &mut self.outbox,
+                eof: self.eof,
+            };
+            let _ = ws.close(&mut wire, Some(frame));
+        }
+        self.frames = None;
+        self.close_code = i32::from(code);
+        self.close_reason = reason.to_string();
+        self.error = Some(Error::Protocol { code, detail });
+        self.apply(CloseInput::LocalFailure, now);
+    }
+
+    /// The stream ended or broke; after the remote's close frame that is still a clean
+    /// close (TLS peers often skip close_notify).
+    fn lost(&mut self, error: Error) {
+        if self.close_received {
+            self.finish();
+        } else {
+            self.fail(error);
+        }
+    }
+
+    /// Runs one close-handshake transition and carries out its effect.
+    fn apply(&mut self, input: CloseInput, now: Instant) {
+        let (next, effect) = self.close.on(input, now, self.settings.close_timeout);
+        self.close = next;
+        match effect {
+            CloseEffect::Nothing | CloseEffect::SendClose => {}
+            CloseEffect::ReportRequest => self.events.push_back(Event::CloseRequested {
+                code: self.close_code,
+                reason: self.close_reason.clone(),
+            }),
+            CloseEffect::Finished => self.finish(),
+            CloseEffect::Failed => {
+                let error = match input {
+                    CloseInput::Timeout => Some(Error::CloseTimeout),
+                    CloseInput::RemoteEof => Some(Error::ConnectionLost(
+                        "the remote closed the connection without a close frame".into(),
+                    )),
+                    _ => None,
+                };
+                self.close_code = -1;
+                self.close_reason.clear();
+                if error.is_some() {
+                    self.error = error;
+                }
+                self.finish();
+            }
+        }
+    }
+
+    /// Ends the connection uncleanly: close code -1, the error kept for the application.
+    fn fail(&mut self, error: Error) {
+        if self.ended {
+            return;
+        }
+        log::debug!("connection failed: {error}");
+        self.close_code = -1;
+        self.close_reason.clear();
+        self.error = Some(error);
+        self.finish();
+    }
+
+    /// The end, as recorded: timers stop, unsent bytes are dropped, `Closed` is reported.
+    fn finish(&mut self) {
+        if self.ended {
+            return;
+        }
+        self.ended = true;
+        self.close = CloseState::Closed;
+        self.frames = None;
+        self.upgrade = Upgrade::Done;
+        self.open_deadline = None;
+        self.next_ping = None;
+        self.outbound_ends.clear();
+        self.outbox.clear();
+        self.backlog = Backlog::default();
+        self.events.push_back(Event::Closed {
+            code: self.close_code,
+            reason: self.close_reason.clone(),
+            clean: self.close_code != -1,
+        });
+    }
+
+    // ----- time -----
+
+    /// The earliest moment this connection needs [`handle_timeout`](Self::handle_timeout)
+    /// without any input: the upgrade deadline, the next heartbeat ping, or the close
+    /// handshake's deadline.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        [self.open_deadline, self.next_ping, self.close.deadline()]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// Fires the timers due at `now` (upgrade deadline, heartbeat, close deadline) and
+    /// resumes reading that a full receive queue paused. Calling it early is harmless.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.open_deadline.is_some_and(|deadline| now >= deadline) {
+            return self.fail(Error::ConnectTimeout);
+        }
+        if let (Some(due), CloseState::NotStarted) = (self.next_ping, self.close) {
+            if now >= due {
+                if self.ping_outstanding {
+                    return self.fail(Error::HeartbeatTimeout);
+                }
+                self.send_ping();
+                let interval = self.settings.heartbeat_interval;
+                // Catch up without a burst if calls were far apart.
+                let mut next = due + interval;
+                if next <= now {
+                    next = now + interval;
+                }
+                self.next_ping = Some(next);
+            }
+        }
+        if self
+            .close
+            .deadline()
+            .is_some_and(|deadline| now >= deadline)
+        {
+            return self.apply(CloseInput::Timeout, now);
+        }
+        if self.frames.is_some() {
+            self.read_frames(now, &[]);
+        }
+    }
+
+    fn send_ping(&mut self) {
+        let Some(ws) = self.frames.as_deref_mut() else {
+            return;
+        };
+        let mut nothing_read = 0;
+        let mut wire = Wire {
+            backlog: &mut self.backlog,
+            fresh: &[],
+            fresh_read: &mut nothing_read,
+            outbox: &mut self.outbox,
+            eof: self.eof,
+        };
+        // Ping frames are tiny and control frames bypass the outbound budget.
+        if ws.write(&mut wire, Message::Ping(Bytes::new())).is_ok() {
+            self.ping_outstanding = true;
+        }
+    }
+
+    // ----- output -----
+
+    /// Fills `slices` with the bytes waiting to be sent, in order, for one vectored write;
+    /// returns how many slices were filled (0: nothing to send).
+    pub fn transmit<'a>(&'a self, slices: &mut [IoSlice<'a>]) -> usize {
+        self.outbox.slices(slices)
+    }
+
+    /// The first bytes waiting to be sent, as one slice (for transports without vectored
+    /// writes); empty when nothing waits.
+    pub fn transmit_front(&self) -> &[u8] {
+        self.outbox.front()
+    }
+
+    /// Appends every byte waiting to be sent to `out` and counts them as sent.
+    pub fn transmit_into(&mut self, out: &mut Vec<u8>) {
+        loop {
+            let taken = {
+                let mut slices = [IoSlice::new(&[]); 16];
+                let used = self.outbox.slices(&mut slices);
+                for slice in &slices[..used] {
+                    out.extend_from_slice(slice);
+                }
+                slices[..used].iter().map(|s| s.len()).sum::<usize>()
+            };
+            if taken == 0 {
+                return;
+            }
+            self.transmitted(taken);
+        }
+    }
+
+    /// The transport took the first `count` bytes that [`transmit`](Self::transmit)
+    /// handed out.
+    pub fn transmitted(&mut self, count: usize) {
+        self.outbox.advance(count);
+        let sent = self.outbox.sent_total();
+        while self.outbound_ends.front().is_some_and(|end| *end <= sent) {
+            self.outbound_ends.pop_front();
+        }
+    }
+
+    /// Whether bytes wait to be sent.
+    pub fn has_output(&self) -> bool {
+        !self.outbox.is_empty()
+    }
+
+    /// Bytes queued but not yet handed to the transport (Godot's
+    /// `get_current_outbound_buffered_amount`), frame headers included.
+    pub fn get_current_outbound_buffered_amount(&self) -> usize {
+        self.outbox.buffered()
+    }
+
+    /// True once the WebSocket part is over and every queued byte was handed out: end the
+    /// transport's write side (TLS close_notify, TCP FIN), then call
+    /// [`handle_shutdown`](Self::handle_shutdown).
+    pub fn wants_shutdown(&self) -> bool {
+        matches!(
+            self.close,
+            CloseState::Draining {
+                write_shut: false,
+                ..
+            }
+        ) && self.outbox.is_empty()
+    }
+
+    /// The transport's write side has ended (see [`wants_shutdown`](Self::wants_shutdown)).
+    pub fn handle_shutdown(&mut self, now: Instant) {
+        if self.wants_shutdown() {
+            self.apply(CloseInput::WriteShut, now);
+        }
+    }
+
+    // ----- sending -----
+
+    /// Queues one message as text or binary. Fails without queueing anything when the
+    /// connection is not open, the text is not UTF-8, or the message would exceed
+    /// `outbound_buffer_size` bytes or `max_queued_packets` messages waiting.
+    pub fn send(&mut self, data: &[u8], mode: WriteMode) -> Result<(), Error> {
+        match mode {
+            WriteMode::Text => {
+                let text = std::str::from_utf8(data).map_err(|_| Error::InvalidUtf8)?;
+                self.send_text(text)
+            }
+            WriteMode::Binary => self.queue_message(Payload::Borrowed(data), false),
+        }
+    }
+
+    /// Queues a text message.
+    pub fn send_text(&mut self, text: &str) -> Result<(), Error> {
+        self.queue_message(Payload::Borrowed(text.as_bytes()), true)
+    }
+
+    /// Queues a packet (received or built with [`Packet::new`]) as text or binary like it
+    /// is, without copying a large payload.
+    pub fn send_packet(&mut self, packet: &Packet) -> Result<(), Error> {
+        if packet.is_text && std::str::from_utf8(&packet.data).is_err() {
+            return Err(Error::InvalidUtf8);
+        }
+        self.queue_message(Payload::Shared(&packet.data), packet.is_text)
+    }
+
+    fn check_budget(&mut self, len: usize) -> Result<(), Error> {
+        if self.frames.is_none() || self.close != CloseState::NotStarted {
+            return Err(Error::NotOpen);
+        }
+        let sent = self.outbox.sent_total();
+        while self.outbound_ends.front().is_some_and(|end| *end <= sent) {
+            self.outbound_ends.pop_front();
+        }
+        let max_packets = self.settings.max_queued_packets;
+        if self.outbound_ends.len() >= max_packets {
+            return Err(Error::OutboundQueueFull { limit: max_packets });
+        }
+        let limit = self.settings.outbound_buffer_size;
+        let buffered = self.outbox.buffered();
+        if limit > 0 {
+            if len > limit {
+                return Err(Error::MessageTooLarge { size: len, limit });
+            }
+            // As Godot: bytes already waiting plus the new payload must fit.
+            if buffered + len > limit {
+                return Err(Error::OutboundBufferFull {
+                    buffered,
+                    message: len,
+                    limit,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn queue_message(&mut self, payload: Payload<'_>, is_text: bool) -> Result<(), Error> {
+        self.check_budget(payload.len())?;
+        let opcode = OpCode::Data(if is_text { Data::Text } else { Data::Binary });
+        if self.is_client {
+            // Client frames are masked with a fresh random key: tungstenite does that.
+            let bytes = payload.into_bytes();
+            let message = if is_text {
+                Message::Text(Utf8Bytes::try_from(bytes).map_err(|_| Error::InvalidUtf8)?)
+            } else {
+                Message::Binary(bytes)
+            };
+            let Some(ws) = self.frames.as_deref_mut() else {
+                return Err(Error::NotOpen);
+            };
+            let mut nothing_read = 0;
+            let mut wire = Wire {
+                backlog: &mut self.backlog,
+                fresh: &[],
+                fresh_read: &mut nothing_read,
+                outbox: &mut self.outbox,
+                eof: self.eof,
+            };
+            ws.write(&mut wire, message)
+                .map_err(|e| Error::ConnectionLost(e.to_string()))?;
+        } else {
+            // Server frames are unmasked: header and payload go out as they are, a large
+            // payload without a copy.
+            let header = FrameHeader {
+                opcode,
+                ..FrameHeader::default()
+            };
+            let mut head = [0u8; 10];
+            let head_len = header.len(payload.len() as u64);
+            let mut cursor = &mut head[..];
+            header
+                .format(payload.len() as u64, &mut cursor)
+                .map_err(|e| Error::ConnectionLost(e.to_string()))?;
+            match payload {
+                Payload::Borrowed(data) => self.outbox.push_frame(&head[..head_len], data),
+                Payload::Shared(data) => self.outbox.push_frame_shared(&head[..head_len], data),
+            }
+        }
+        let end = self.outbox.end_position();
+        if end > self.outbox.sent_total() {
+            self.outbound_ends.push_back(end);
+        }
+        Ok(())
+    }
+
+    // ----- receiving -----
+
+    /// Packets waiting to be read.
+    pub fn get_available_packet_count(&self) -> usize {
+        self.inbound.len()
+    }
+
+    /// The next received message, if any. Reading makes room: call
+    /// [`handle_timeout`](Self::handle_timeout) afterwards to resume paused reading.
+    pub fn recv(&mut self) -> Option<Packet> {
+        let packet = self.inbound.pop_front()?;
+        self.inbound_bytes -= packet.data.len();
+        Some(packet)
+    }
+
+    /// The next event, if any.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    // ----- closing -----
+
+    /// Starts the close handshake with `code` and `reason`. A negative code drops the
+    /// connection at once without a close frame (close code -1); so does any code before
+    /// the upgrade finished.
+    ///
+    /// Fails (and changes nothing) for a code RFC 6455 forbids on the wire or a reason
+    /// over 123 bytes.
+    pub fn close(&mut self, now: Instant, code: i32, reason: &str) -> Result<(), Error> {
+        let Some(wire_code) = check_close(code, reason)? else {
+            self.abort(now);
+            return Ok(());
+        };
+        if self.close != CloseState::NotStarted {
+            return Ok(());
+        }
+        let Some(ws) = self.frames.as_deref_mut() else {
+            self.abort(now);
+            return Ok(());
+        };
+        let frame = CloseFrame {
+            code: CloseCode::from(wire_code),
+            reason: reason.into(),
+        };
+        let mut nothing_read = 0;
+        let mut wire = Wire {
+            backlog: &mut self.backlog,
+            fresh: &[],
+            fresh_read: &mut nothing_read,
+            outbox: &mut self.outbox,
+            eof: self.eof,
+        };
+        let _ = ws.close(&mut wire, Some(frame));
+        self.apply(CloseInput::LocalClose, now);
+        Ok(())
+    }
+
+    /// Drops the connection at once, without a close frame (close code -1).
+    pub fn abort(&mut self, now: Instant) {
+        self.apply(CloseInput::Abort, now);
+    }
+
+    // ----- information -----
+
+    /// The connection's state (Godot's `get_ready_state`).
+    pub fn get_ready_state(&self) -> State {
+        match self.close {
+            CloseState::Closed => State::Closed,
+            CloseState::AwaitingReply { .. } | CloseState::Draining { .. } => State::Closing,
+            CloseState::NotStarted if self.frames.is_some() => State::Open,
+            CloseState::NotStarted => State::Connecting,
+        }
+    }
+
+    /// Whether the connection is over (drop the transport).
+    pub fn is_closed(&self) -> bool {
+        self.close == CloseState::Closed
+    }
+
+    /// Whether this is the client side.
+    pub fn is_client(&self) -> bool {
+        self.is_client
+    }
+
+    /// The remote's close code, the code we failed the connection with (1002, 1007, 1009),
+    /// or -1 when the connection did not close cleanly (Godot's `get_close_code`).
+    pub fn get_close_code(&self) -> i32 {
+        self.close_code
+    }
+
+    /// The reason that went with [`get_close_code`](Self::get_close_code).
+    pub fn get_close_reason(&self) -> &str {
+        &self.close_reason
+    }
+
+    /// Why the connection failed or was refused, if it was.
+    pub fn error(&self) -> Option<&Error> {
+        self.error.as_ref()
+    }
+
+    /// The negotiated sub-protocol, or `""`.
+    pub fn get_selected_protocol(&self) -> &str {
+        &self.selected_protocol
+    }
+
+    /// Server side: the client's upgrade request, once open.
+    pub fn handshake_request(&self) -> Option<&HandshakeRequest> {
+        self.handshake_request.as_ref()
+    }
+
+    /// Client side: the headers of the server's `101` answer (names lower-cased).
+    pub fn response_headers(&self) -> &[(String, String)] {
+        &self.response_headers
+    }
+}
+
+/// Checks a close code and reason before anything changes: `None` for a negative code (drop
+/// without a close frame), else the code as it goes on the wire.
+pub(crate) fn check_close(code: i32, reason: &str) -> Result<Option<u16>, Error> {
+    if code < 0 {
+        return Ok(None);
+    }
+    let wire_code = u16::try_from(code).map_err(|_| Error::InvalidCloseCode(code))?;
+    if !CloseCode::from(wire_code).is_allowed() || wire_code < 1000 {
+        return Err(Error::InvalidCloseCode(code));
+    }
+    if reason.len() > 123 {
+        return Err(Error::CloseReasonTooLong(reason.len()));
+    }
+    Ok(Some(wire_code))
+}
+
+/// A payload to send: borrowed bytes are copied once, shared ones may be sent as they are.
+enum Payload<'a> {
+    Borrowed(&'a [u8]),
+    Shared(&'a Bytes),
+}
+
+impl Payload<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Payload::Borrowed(data) => data.len(),
+            Payload::Shared(data) => data.len(),
+        }
+    }
+
+    fn into_bytes(self) -> Bytes {
+        match self {
+            Payload::Borrowed(data) => Bytes::copy_from_slice(data),
+            Payload::Shared(data) => data.clone(),
+        }
+    }
+}

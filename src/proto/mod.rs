@@ -1,0 +1,18 @@
+//! The WebSocket protocol of one connection with no I/O: upgrade, frames, queues, budgets,
+//! heartbeat, close handshake and timers, driven by bytes and time given to it.
+//!
+//! [`Connection`] never touches a socket, a thread or the clock: bytes come in through
+//! [`Connection::handle_input`], bytes to send go out through [`Connection::transmit`],
+//! and every call that can start, check or end a timer takes the time as a parameter.
+//! [`WebSocketPeer`](crate::WebSocketPeer) and [`WebSocketServer`](crate::WebSocketServer)
+//! are thin drivers around it (mio sockets, rustls, name lookup); an engine that owns its
+//! sockets drives it the same way (see `examples/embed.rs`).
+
+mod close;
+mod connection;
+pub(crate) mod handshake;
+mod outbox;
+
+pub(crate) use connection::check_close;
+pub use connection::{Connection, Event, Packet, State, WriteMode};
+pub use handshake::HandshakeRequest;
