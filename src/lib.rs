@@ -73,3 +73,10 @@ pub use peer::WebSocketPeer;
 pub use proto::{HandshakeRequest, Packet, State, WriteMode};
 pub use server::{ServerEvent, WebSocketServer};
 pub use tls::TlsOptions;
+
+/// The start of simulated time in unit tests: the protocol layer never reads the clock, so
+/// its tests take one instant here and move it forward by hand.
+#[cfg(test)]
+pub(crate) fn test_epoch() -> std::time::Instant {
+    std::time::Instant::now()
+}

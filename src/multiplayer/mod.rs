@@ -1,6 +1,8 @@
 //! Godot's high-level multiplayer: `MultiplayerPeer`, `WebSocketMultiplayerPeer`, wire formats.
 
+mod codec;
 mod peer;
+mod routing;
 pub mod wire;
 
 pub use peer::{MultiplayerConfig, MultiplayerProtocol, WebSocketMultiplayerPeer};

@@ -6,7 +6,8 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use super::wire::{godot3, godot4, scene};
+use super::codec::{Codec, FromServer};
+use super::routing::{self, Deliver, Source};
 use super::{
     ConnectionStatus, MultiplayerEvent, MultiplayerPeer, TARGET_PEER_BROADCAST, TARGET_PEER_SERVER,
     TransferMode,
@@ -98,7 +99,7 @@ impl MultiplayerConfig {
 
     /// Whether the server tells clients about each other.
     fn announces_peers(&self) -> bool {
-        self.server_relay && self.protocol != MultiplayerProtocol::Godot4Transport
+        routing::announces_peers(self.protocol, self.server_relay)
     }
 }
 
@@ -193,16 +194,8 @@ impl Host {
 
     /// Greets a client that finished its WebSocket handshake and announces it.
     fn admit(&mut self, id: i32, inbox: &mut Inbox, config: &MultiplayerConfig) {
-        let greeting: Vec<Vec<u8>> = match config.protocol {
-            MultiplayerProtocol::Godot4 | MultiplayerProtocol::Godot4Transport => {
-                vec![godot4::id_message(id).to_vec()]
-            }
-            MultiplayerProtocol::Godot3 => vec![
-                godot3::sys(godot3::SYS_ID, id).to_vec(),
-                godot3::sys(godot3::SYS_ADD, TARGET_PEER_SERVER).to_vec(),
-            ],
-        };
-        for message in &greeting {
+        let codec = config.protocol.codec();
+        for message in &codec.greeting(id) {
             if let Err(e) = send_to(&mut self.server, id, message) {
                 log::warn!("cannot send peer {id} its id ({e}); dropping the connection");
                 let _ = self.server.disconnect_peer(id, -1, "");
@@ -210,11 +203,11 @@ impl Host {
             }
         }
         if config.announces_peers() {
-            let joined = announcement(config, true, id);
+            let joined = codec.announcement(true, id);
             for &other in &self.peers {
                 for (to, message) in [
                     (other, joined.clone()),
-                    (id, announcement(config, true, other)),
+                    (id, codec.announcement(true, other)),
                 ] {
                     if let Err(e) = send_to(&mut self.server, to, &message) {
                         log::warn!("cannot announce a peer to peer {to}: {e}");
@@ -241,7 +234,7 @@ impl Host {
             log::debug!("{unread} unread packet(s) from peer {id} discarded: it left");
         }
         if config.announces_peers() {
-            let left = announcement(config, false, id);
+            let left = config.protocol.codec().announcement(false, id);
             for &other in &self.peers {
                 if let Err(e) = send_to(&mut self.server, other, &left) {
                     log::warn!("cannot announce a departure to peer {other}: {e}");
@@ -278,177 +271,57 @@ impl Host {
         }
     }
 
-    /// One message from client `from`.
+    /// One message from client `from`: relayed to the clients its destination selects,
+    /// and kept when the server is among them.
     fn handle(&mut self, from: i32, data: &[u8], inbox: &mut Inbox, config: &MultiplayerConfig) {
-        match config.protocol {
-            MultiplayerProtocol::Godot4Transport => inbox.push(from, data),
-            MultiplayerProtocol::Godot4 => self.handle_scene(from, data, inbox, config),
-            MultiplayerProtocol::Godot3 => self.handle_godot3(from, data, inbox, config),
-        }
-    }
-
-    fn handle_scene(
-        &mut self,
-        from: i32,
-        data: &[u8],
-        inbox: &mut Inbox,
-        config: &MultiplayerConfig,
-    ) {
-        match scene::parse(data) {
-            Err(e) => inbox.reject(from, e),
-            Ok(scene::Message::Raw(payload)) => inbox.push(from, payload),
-            Ok(scene::Message::Relay { peer, inner }) => {
-                self.relay_scene(from, peer, inner, inbox, config)
-            }
-            Ok(scene::Message::AddPeer(_) | scene::Message::DelPeer(_)) => {
-                inbox.reject(from, "only the server announces peers")
-            }
-            Ok(scene::Message::Auth(_)) => inbox.reject(
-                from,
-                "SceneMultiplayer authentication is not supported by wspeer's server",
-            ),
-            Ok(scene::Message::Other { command }) => inbox.reject(
-                from,
-                format_args!(
-                    "command {command} (an RPC, path cache or replication packet) is not \
-                     decoded by wspeer; clients can still send it to each other through the \
-                     relay, or use send_bytes"
-                ),
-            ),
-        }
-    }
-
-    /// A client's `[07 03 to inner]`: forwards `[07 03 from inner]` to the destination(s)
-    /// and keeps the inner packet when the server is one of them (`to` 0, or `-id` with
-    /// `id` ≠ 1), as SceneMultiplayer's server does.
-    fn relay_scene(
-        &mut self,
-        from: i32,
-        to: i32,
-        inner: &[u8],
-        inbox: &mut Inbox,
-        config: &MultiplayerConfig,
-    ) {
-        if to == TARGET_PEER_SERVER {
-            return inbox.reject(from, "relay addressed to the server itself");
-        }
-        let for_server = to == TARGET_PEER_BROADCAST || to < -1;
-        if config.server_relay {
-            let forwarded = scene::relay(from, inner);
-            self.forward(from, to, &forwarded, inbox);
-        } else if !for_server {
-            return inbox.reject(from, "server relay is off: clients reach only the server");
-        }
-        if for_server {
-            match scene::parse(inner) {
-                Ok(scene::Message::Raw(payload)) => inbox.push(from, payload),
-                Ok(_) => inbox.reject(from, "relayed packet for the server is not a RAW packet"),
-                Err(e) => inbox.reject(from, e),
-            }
-        }
-    }
-
-    fn handle_godot3(
-        &mut self,
-        from: i32,
-        data: &[u8],
-        inbox: &mut Inbox,
-        config: &MultiplayerConfig,
-    ) {
-        let (header, payload) = match godot3::parse(data) {
-            Ok(parsed) => parsed,
-            Err(e) => return inbox.reject(from, e),
+        let codec = config.protocol.codec();
+        let packet = match codec.read_client(from, data) {
+            Ok(packet) => packet,
+            Err(why) => return inbox.reject(from, why),
         };
-        if header.kind != godot3::SYS_NONE {
-            return inbox.reject(from, "only the server sends system messages");
-        }
-        if header.from != from {
-            return inbox.reject(
-                from,
-                format_args!("forged sender id {} in the header", header.from),
-            );
-        }
-        let to = header.to;
-        // Godot 3 also keeps `to = -1` ("everyone but the server") for itself, a bug that
-        // wspeer does not copy.
-        let for_server = to == TARGET_PEER_SERVER || to == TARGET_PEER_BROADCAST || to < -1;
-        if to != TARGET_PEER_SERVER {
-            if config.server_relay {
-                // Godot 3 relays the whole message unchanged: the header already names the
-                // sender, and the server checked it.
-                if to == from {
-                    inbox.reject(from, "a packet addressed to its own sender");
-                } else {
-                    self.forward(from, to, data, inbox);
+        let route = routing::route(
+            config.protocol,
+            config.server_relay,
+            from,
+            packet.to,
+            &self.peers,
+        );
+        let route = match route {
+            Ok(route) => route,
+            Err(refusal) => return inbox.reject(from, refusal),
+        };
+        if route.deliver != Deliver::Nobody {
+            let relayed = codec.relayed(from, data, packet.framed);
+            for to in route.deliver.recipients(&self.peers) {
+                if let Err(e) = send_to(&mut self.server, to, &relayed) {
+                    inbox.reject(from, format_args!("cannot relay to peer {to}: {e}"));
                 }
-            } else if !for_server {
-                return inbox.reject(from, "server relay is off: clients reach only the server");
             }
         }
-        if for_server {
-            match godot3::parse_raw(payload) {
+        if route.keep {
+            match codec.open(packet.framed) {
                 Ok(bytes) => inbox.push(from, bytes),
-                Err(e) => inbox.reject(from, e),
-            }
-        }
-    }
-
-    /// Relays `message` from client `from` to `to`: a client id, `0` for every other
-    /// client, or `-id` for every other client except `id`.
-    fn forward(&mut self, from: i32, to: i32, message: &[u8], inbox: &mut Inbox) {
-        if to > 0 {
-            if !self.peers.contains(&to) {
-                return inbox.reject(from, format_args!("relay to unknown peer {to}"));
-            }
-            if let Err(e) = send_to(&mut self.server, to, message) {
-                inbox.reject(from, format_args!("cannot relay to peer {to}: {e}"));
-            }
-            return;
-        }
-        for &other in &self.peers {
-            if other == from || other == -to {
-                continue;
-            }
-            if let Err(e) = send_to(&mut self.server, other, message) {
-                inbox.reject(from, format_args!("cannot relay to peer {other}: {e}"));
+                Err(why) => inbox.reject(from, why),
             }
         }
     }
 
     /// The application's packet, from the server to the target.
     fn put(&mut self, target: i32, data: &[u8], config: &MultiplayerConfig) -> Result<(), Error> {
-        let message = match config.protocol {
-            MultiplayerProtocol::Godot4 => scene::raw(data),
-            MultiplayerProtocol::Godot4Transport => data.to_vec(),
-            MultiplayerProtocol::Godot3 => godot3::raw(TARGET_PEER_SERVER, target, data),
-        };
-        if target > 0 {
-            if !self.peers.contains(&target) {
-                return Err(Error::PeerNotFound(target));
-            }
-            return send_to(&mut self.server, target, &message);
+        let deliver =
+            routing::server_send(target, &self.peers).map_err(|_| Error::PeerNotFound(target))?;
+        let message = config.protocol.codec().server_packet(target, data);
+        if let Deliver::One(id) = deliver {
+            return send_to(&mut self.server, id, &message);
         }
         // As Godot: a broadcast goes to every peer that can take it; one full queue does
         // not stop the others.
-        for &id in &self.peers {
-            if id == -target {
-                continue;
-            }
+        for id in deliver.recipients(&self.peers) {
             if let Err(e) = send_to(&mut self.server, id, &message) {
                 log::warn!("broadcast not delivered to peer {id}: {e}");
             }
         }
         Ok(())
-    }
-}
-
-/// The announcement that peer `id` joined (`joined`) or left, in the configured protocol.
-fn announcement(config: &MultiplayerConfig, joined: bool, id: i32) -> Vec<u8> {
-    match (config.protocol, joined) {
-        (MultiplayerProtocol::Godot3, true) => godot3::sys(godot3::SYS_ADD, id).to_vec(),
-        (MultiplayerProtocol::Godot3, false) => godot3::sys(godot3::SYS_DEL, id).to_vec(),
-        (_, true) => scene::add_peer(id).to_vec(),
-        (_, false) => scene::del_peer(id).to_vec(),
     }
 }
 
@@ -513,6 +386,7 @@ impl Guest {
         }
     }
 
+    /// One message from the server.
     fn handle(
         &mut self,
         data: &[u8],
@@ -520,95 +394,53 @@ impl Guest {
         config: &MultiplayerConfig,
         error: &mut Option<Error>,
     ) {
-        match (config.protocol, self.phase) {
-            (_, Phase::Ended) => {}
-            (MultiplayerProtocol::Godot3, _) => self.handle_godot3(data, inbox),
-            (_, Phase::Joining) => match godot4::parse_id_message(data) {
-                Ok(id) => self.connected(id, inbox),
-                Err(e) => self.fail(
-                    Error::Handshake(format!("invalid peer id from the server: {e}")),
-                    inbox,
-                    error,
-                ),
-            },
-            (MultiplayerProtocol::Godot4Transport, Phase::Connected) => {
-                inbox.push(TARGET_PEER_SERVER, data)
+        const SERVER: i32 = TARGET_PEER_SERVER;
+        if self.phase == Phase::Ended {
+            return;
+        }
+        let joining = self.phase == Phase::Joining;
+        let connected = self.phase == Phase::Connected;
+        let codec = config.protocol.codec();
+        let message = match codec.read_server(joining, data) {
+            Ok(message) => message,
+            Err(dropped) => return inbox.reject(dropped.from, dropped.why),
+        };
+        match message {
+            FromServer::Welcome(Ok(id)) => self.connected(id, inbox),
+            FromServer::Welcome(Err(e)) => self.fail(
+                Error::Handshake(format!("invalid peer id from the server: {e}")),
+                inbox,
+                error,
+            ),
+            FromServer::AssignedId(id) if joining && id >= 2 => self.unique_id = id,
+            FromServer::Accepted if joining && self.unique_id >= 2 => {
+                self.connected(self.unique_id, inbox)
             }
-            (MultiplayerProtocol::Godot4, Phase::Connected) => self.handle_scene(data, inbox),
+            FromServer::Accepted => inbox.reject(SERVER, "unexpected SYS_ADD for the server"),
+            FromServer::PeerJoined(id) if connected => self.add_peer(id, inbox),
+            FromServer::PeerLeft(id) if connected => self.del_peer(id, inbox),
+            other @ (FromServer::AssignedId(_)
+            | FromServer::PeerJoined(_)
+            | FromServer::PeerLeft(_)) => inbox.reject(
+                SERVER,
+                format_args!("system message {other:?} out of order"),
+            ),
+            FromServer::Packet { from, framed } => self.receive(from, framed, codec, inbox),
         }
     }
 
-    fn handle_scene(&mut self, data: &[u8], inbox: &mut Inbox) {
-        const SERVER: i32 = TARGET_PEER_SERVER;
-        match scene::parse(data) {
-            Err(e) => inbox.reject(SERVER, e),
-            Ok(scene::Message::Raw(payload)) => inbox.push(SERVER, payload),
-            Ok(scene::Message::AddPeer(id)) => self.add_peer(id, inbox),
-            Ok(scene::Message::DelPeer(id)) => self.del_peer(id, inbox),
-            Ok(scene::Message::Relay { peer, inner }) => {
-                if !self.peers.contains(&peer) {
-                    return inbox.reject(SERVER, format_args!("relayed from unknown peer {peer}"));
-                }
-                match scene::parse(inner) {
-                    Ok(scene::Message::Raw(payload)) => inbox.push(peer, payload),
-                    Ok(_) => inbox.reject(
-                        peer,
-                        "not a RAW packet (RPCs and replication are not decoded by wspeer)",
-                    ),
-                    Err(e) => inbox.reject(peer, e),
-                }
-            }
-            Ok(scene::Message::Auth(_)) => {
-                inbox.reject(SERVER, "SceneMultiplayer authentication is not supported")
-            }
-            Ok(scene::Message::Other { command }) => inbox.reject(
-                SERVER,
-                format_args!("command {command} (RPC or replication) is not decoded by wspeer"),
-            ),
+    /// A packet from `from`, still in `codec`'s framing.
+    fn receive(&mut self, from: Source, framed: &[u8], codec: &dyn Codec, inbox: &mut Inbox) {
+        let id = from.id();
+        if self.phase != Phase::Connected {
+            return inbox.reject(id, "data before the server accepted us");
         }
-    }
-
-    fn handle_godot3(&mut self, data: &[u8], inbox: &mut Inbox) {
-        const SERVER: i32 = TARGET_PEER_SERVER;
-        let (header, payload) = match godot3::parse(data) {
-            Ok(parsed) => parsed,
-            Err(e) => return inbox.reject(SERVER, e),
-        };
-        if header.kind == godot3::SYS_NONE {
-            if self.phase != Phase::Connected {
-                return inbox.reject(header.from, "data before the server accepted us");
-            }
-            if header.from != SERVER && !self.peers.contains(&header.from) {
-                return inbox.reject(header.from, "data from a peer the server never announced");
-            }
-            return match godot3::parse_raw(payload) {
-                Ok(bytes) => inbox.push(header.from, bytes),
-                Err(e) => inbox.reject(header.from, e),
-            };
+        if !routing::client_accepts(from, &self.peers) {
+            return inbox.reject(id, "data from a peer the server never announced");
         }
-        if header.from != SERVER {
-            return inbox.reject(header.from, "system message not sent by the server");
-        }
-        let id = match godot3::sys_id(payload) {
-            Ok(id) => id,
-            Err(e) => return inbox.reject(SERVER, e),
-        };
-        match header.kind {
-            godot3::SYS_ID if self.phase == Phase::Joining && id >= 2 => self.unique_id = id,
-            godot3::SYS_ADD if id == SERVER => {
-                if self.phase == Phase::Joining && self.unique_id >= 2 {
-                    self.connected(self.unique_id, inbox);
-                } else {
-                    inbox.reject(SERVER, "unexpected SYS_ADD for the server");
-                }
-            }
-            godot3::SYS_ADD if self.phase == Phase::Connected => self.add_peer(id, inbox),
-            godot3::SYS_DEL if self.phase == Phase::Connected => self.del_peer(id, inbox),
-            godot3::SYS_ID | godot3::SYS_ADD | godot3::SYS_DEL => inbox.reject(
-                SERVER,
-                format_args!("system message {} out of order", header.kind),
-            ),
-            other => inbox.reject(SERVER, format_args!("unknown message type {other}")),
+        match codec.open(framed) {
+            Ok(bytes) => inbox.push(id, bytes),
+            Err(why) => inbox.reject(id, why),
         }
     }
 
@@ -675,20 +507,12 @@ impl Guest {
         if self.phase != Phase::Connected || self.leaving {
             return Err(Error::NotOpen);
         }
-        if target > TARGET_PEER_SERVER
-            && !self.peers.contains(&target)
-            && config.protocol != MultiplayerProtocol::Godot4Transport
-        {
-            return Err(Error::PeerNotFound(target));
-        }
-        let message = match config.protocol {
-            // As Godot's transport: a client only ever talks to the server.
-            MultiplayerProtocol::Godot4Transport => data.to_vec(),
-            // As SceneMultiplayer: only packets for the server itself go unwrapped.
-            MultiplayerProtocol::Godot4 if target == TARGET_PEER_SERVER => scene::raw(data),
-            MultiplayerProtocol::Godot4 => scene::relay(target, &scene::raw(data)),
-            MultiplayerProtocol::Godot3 => godot3::raw(self.unique_id, target, data),
-        };
+        let to = routing::client_send(config.protocol, target, &self.peers)
+            .map_err(|_| Error::PeerNotFound(target))?;
+        let message = config
+            .protocol
+            .codec()
+            .client_packet(self.unique_id, to, data);
         self.socket.put_packet(&message)
     }
 }
@@ -946,12 +770,7 @@ impl WebSocketMultiplayerPeer {
     /// protocol's header (Godot 4: 1 byte, 7 for a client's relayed packet; Godot 3:
     /// 10 bytes). Godot's `get_max_packet_size`.
     pub fn get_max_packet_size(&self) -> usize {
-        let overhead = match self.config.protocol {
-            MultiplayerProtocol::Godot4Transport => 0,
-            MultiplayerProtocol::Godot4 if self.is_server() => 1,
-            MultiplayerProtocol::Godot4 => scene::SYS_CMD_SIZE + 1,
-            MultiplayerProtocol::Godot3 => godot3::HEADER_LEN + 1,
-        };
+        let overhead = self.config.protocol.codec().overhead(self.is_server());
         match self.config.websocket.peer.outbound_buffer_size {
             0 => usize::MAX - overhead,
             limit => limit.saturating_sub(overhead),
@@ -1090,7 +909,7 @@ impl MultiplayerPeer for WebSocketMultiplayerPeer {
     /// connection's outbound limits are reached. A broadcast skips peers that cannot take
     /// the packet (logged), as Godot does.
     fn put_packet(&mut self, data: &[u8]) -> Result<(), Error> {
-        if data.is_empty() && self.config.protocol != MultiplayerProtocol::Godot4Transport {
+        if data.is_empty() && !self.config.protocol.codec().sends_empty_packets() {
             return Err(Error::InvalidPacket(
                 "empty packet: Godot's RAW packets carry at least one byte".into(),
             ));

@@ -165,7 +165,7 @@ mod tests {
     /// shows up as one changed row.
     #[test]
     fn transition_table() {
-        let t0 = Instant::now();
+        let t0 = crate::test_epoch();
         let now = t0 + Duration::from_secs(1);
         let later = now + TIMEOUT;
         let awaiting = AwaitingReply { deadline: t0 };
@@ -231,7 +231,7 @@ mod tests {
 
     #[test]
     fn deadlines_belong_to_waiting_states_only() {
-        let t = Instant::now();
+        let t = crate::test_epoch();
         assert_eq!(NotStarted.deadline(), None);
         assert_eq!(AwaitingReply { deadline: t }.deadline(), Some(t));
         assert_eq!(

@@ -230,41 +230,10 @@ impl Write for Wire<'_> {
 ///    packets (it resumes reading that the full queue paused).
 /// 5. Drop the transport once [`is_closed`](Self::is_closed).
 ///
-/// A client and a server connected in memory (this example runs as a test):
+/// A client and a server connected in memory (this example runs as a test; it lives in
+/// `docs/embedding.md`, the embedding guide):
 ///
-/// ```
-/// use std::time::{Duration, Instant};
-/// use wspeer::proto::{Connection, Event};
-/// use wspeer::PeerConfig;
-///
-/// let config = PeerConfig::default();
-/// let now = Instant::now();
-/// let deadline = now + Duration::from_secs(5);
-/// let mut client = Connection::client(&config, "example.com", "/chat", deadline)?;
-/// let mut server = Connection::server(&config, deadline)?;
-///
-/// // The transport: move whatever one side transmits to the other.
-/// fn pump(from: &mut Connection, to: &mut Connection, now: Instant) {
-///     let mut bytes = Vec::new();
-///     from.transmit_into(&mut bytes);
-///     to.handle_input(now, &bytes);
-/// }
-///
-/// pump(&mut client, &mut server, now); // the upgrade request
-/// pump(&mut server, &mut client, now); // the 101 answer
-/// assert_eq!(client.poll_event(), Some(Event::Opened { protocol: String::new() }));
-///
-/// client.send_text("Test packet")?;
-/// pump(&mut client, &mut server, now);
-/// let packet = server.recv().expect("a message arrived");
-/// assert_eq!(packet.as_text(), Some("Test packet"));
-///
-/// client.close(now, 1000, "bye")?;
-/// pump(&mut client, &mut server, now); // our close frame
-/// pump(&mut server, &mut client, now); // the answer
-/// assert_eq!(client.get_close_code(), 1000);
-/// # Ok::<(), wspeer::Error>(())
-/// ```
+#[doc = include_str!("../../docs/embedding.md")]
 pub struct Connection {
     settings: Settings,
     is_client: bool,
