@@ -638,7 +638,8 @@ impl WebSocketPeer {
             if connection.is_closed() {
                 // Dropped at once: the socket goes now, not at the next poll.
                 self.link = Link::None;
-            } else if !self.batch_writes {
+            } else {
+                // The close frame goes out now, batching or not.
                 self.flush();
             }
         }

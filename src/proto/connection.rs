@@ -244,6 +244,8 @@ pub struct Connection {
     /// `Closed` was reported; nothing happens any more.
     ended: bool,
     backlog: Backlog,
+    /// Reading stopped because the receive queue (or our unsent replies) had no room.
+    read_paused: bool,
     eof: bool,
     outbox: Outbox,
     /// For each queued outbound message, the outbox position at which it is fully sent:
@@ -296,6 +298,7 @@ impl Connection {
             close: CloseState::NotStarted,
             ended: false,
             backlog: Backlog::default(),
+            read_paused: false,
             eof: false,
             outbox: Outbox::default(),
             outbound_ends: VecDeque::new(),
@@ -552,6 +555,8 @@ impl Connection {
                 Err(e) => self.on_frame_error(e, now),
             }
         }
+        // Stopped for want of room, not of bytes: `handle_timeout` resumes once there is.
+        self.read_paused = self.frames.is_some() && !self.has_room();
         self.flush_replies(now);
         self.keep_unread(&fresh[fresh_read..]);
     }
@@ -802,7 +807,9 @@ impl Connection {
         {
             return self.apply(CloseInput::Timeout, now);
         }
-        if self.frames.is_some() {
+        // Only when reading was paused: an attempt with no new bytes costs tungstenite a
+        // zero-filled read buffer for nothing.
+        if self.read_paused {
             self.read_frames(now, &[]);
         }
     }
