@@ -404,7 +404,6 @@ impl WebSocketPeer {
         let Some(connection) = self.connection.as_mut() else {
             return;
         };
-        connection.handle_timeout(now);
         match std::mem::replace(&mut self.link, Link::None) {
             Link::None => {}
             Link::Resolving(lookup) => match lookup.try_result() {
@@ -417,10 +416,18 @@ impl WebSocketPeer {
             }
             link @ Link::Streaming(_) => self.link = link,
         }
-        let (Some(connection), Link::Streaming(transport)) = (&mut self.connection, &mut self.link)
-        else {
+        let Some(connection) = self.connection.as_mut() else {
+            return;
+        };
+        let Link::Streaming(transport) = &mut self.link else {
+            connection.handle_timeout(now);
             return self.drop_link_when_closed();
         };
+        // Input first, so an answer already in the socket (a pong, a close reply) counts
+        // before its timer fires; then timers, which also resume reading that a full
+        // queue paused; then whatever that made room for.
+        transport.receive(connection, now);
+        connection.handle_timeout(now);
         transport.receive(connection, now);
         transport.send(connection);
         if let Some(e) = transport.take_write_error() {

@@ -1,41 +1,63 @@
-//! Drivers shared by the fuzz targets. Every input goes through real sockets on 127.0.0.1:
+//! The in-process driver shared by the connection fuzz targets: the input goes straight into
+//! a [`wspeer::proto::Connection`], with no socket, no thread and no clock. Time is one
+//! `Instant` captured once ([`t0`]) plus offsets the input chooses, so a crash file replays
+//! the same calls in the same order.
 //!
-//! - server side: a real [`WebSocketServer`], kept across inputs, gets one fresh TCP
-//!   connection per input carrying the input bytes (optionally after a valid upgrade
-//!   request); the harness polls it like a game loop, echoes what arrives, and checks
-//!   that the connection's slot is gone within a bounded number of polls once the client
-//!   side has hung up;
-//! - client side: a real [`WebSocketPeer`] connects to a raw listener, which reads the
-//!   upgrade request and answers with the input (optionally after a valid `101`); the
-//!   peer must reach `Closed` within a bounded number of polls after the raw side's EOF.
+//! One run ([`run`]):
+//! 1. Setup. The fuzzed side is a server or a client `Connection`. For the frames targets
+//!    (and on the client side for the handshake target too) a second `Connection` of our
+//!    own, the *witness*, plays the other end: it makes a real upgrade request (or answers
+//!    one), so the fuzz bytes reach the frame parser at once.
+//! 2. The fuzz bytes are fed as the remote's stream, in chunks, interleaved with
+//!    `handle_timeout` at advancing simulated instants, `recv` draining, echoes and
+//!    sends, close/abort requested by the payloads, partial transmits and write shutdown.
+//!    The first input byte is also the *plan* (see [`Plan`]): it picks the chunk sizes,
+//!    the time steps, how the application reads and how the transport writes. It is not
+//!    removed from the stream, so raw captures (tests/fuzz/seeds) stay meaningful.
+//! 3. End: the remote either ends its stream (EOF) or goes silent; either way the
+//!    connection must reach `Closed` within a bounded number of driver steps.
 //!
-//! A panic anywhere in wspeer, or a broken invariant here (a slot or a connection that
-//! outlives its remote, a peer that never ends), is a crash for libFuzzer.
+//! What the fuzzed side transmits is fed to the witness, which must never see a protocol
+//! violation: whatever the fuzz input does, our output stays valid WebSocket.
+//!
+//! Invariants checked after every call (a failed one panics: a crash for libFuzzer):
+//! no panic; the state only moves forward and `Closed` is final (no input wanted, no output,
+//! no timer, no further events); exactly one `Closed` event, last, consistent with
+//! `get_close_code` (`-1` when unclean, else a code allowed on the wire or 1005); at most
+//! one `Opened`, first; the receive queue within `max_queued_packets`, every packet within
+//! `inbound_buffer_size` and text always UTF-8; the outbound buffered amount within
+//! `outbound_buffer_size` plus a small allowance for control frames; at most
+//! `max_queued_packets` messages queued unsent; a refused send or close changes nothing;
+//! after `handle_timeout(now)` no timer is due at `now` any more; every message announced
+//! by a `Received` event is eventually read.
 
-use std::cell::RefCell;
-use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::time::Duration;
+use std::io::IoSlice;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
-use wspeer::{
-    PeerConfig, ServerConfig, ServerEvent, State, WebSocketPeer, WebSocketServer, WriteMode,
-};
+use tungstenite::protocol::frame::coding::CloseCode;
+use wspeer::proto::{Connection, Event, Packet, State, WriteMode};
+use wspeer::{Error, PeerConfig};
 
-/// Polls per input while the remote is still talking. Loopback delivers at once, so a
-/// handful is enough; the bound keeps every input short.
-pub const MAX_POLLS: usize = 64;
+/// Driver steps allowed after the fuzz bytes for the connection to be `Closed`.
+pub const MAX_STEPS_TO_END: usize = 64;
 
-/// Polls allowed after the remote hung up for the connection to be gone.
-pub const MAX_POLLS_TO_END: usize = 256;
+/// Outbound bytes allowed beyond `outbound_buffer_size`: a close frame, a pong, the `101`
+/// (with the extra headers of [`fuzz_limits`]), all small.
+const OUTBOUND_ALLOWANCE: usize = 1024;
 
-/// A valid upgrade request (RFC 6455 §1.3's key), prepended by `server_frames` so the
-/// input reaches the frame parser at once.
-pub const UPGRADE_REQUEST: &[u8] = b"GET /fuzz HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n\
-Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+/// Outbound bytes one `handle_timeout` may add (one heartbeat ping, masked).
+const PING_ALLOWANCE: usize = 16;
+
+/// The one instant the whole process uses: simulated time is offsets from it.
+pub fn t0() -> Instant {
+    static T0: OnceLock<Instant> = OnceLock::new();
+    *T0.get_or_init(Instant::now)
+}
 
 /// Small limits, so that inputs of a few KiB reach every limit: 1009 (message too big),
-/// back-pressure (queue full), the outbound budget, and 431 (head too large / too many
-/// headers).
+/// back-pressure (receive queue full), the outbound budget and queue, 431 (head too large /
+/// too many headers); a heartbeat and a close timeout that simulated time reaches.
 pub fn fuzz_limits() -> PeerConfig {
     PeerConfig {
         inbound_buffer_size: 4096,
@@ -43,261 +65,663 @@ pub fn fuzz_limits() -> PeerConfig {
         max_queued_packets: 16,
         max_handshake_bytes: 1024,
         max_handshake_headers: 16,
+        heartbeat_interval: Duration::from_secs(1),
         close_timeout: Duration::from_secs(2),
         ..PeerConfig::default()
     }
 }
 
-/// What the application does with a received packet: echo it, or close/abort when it
-/// says so, to reach the application-initiated close paths too.
-fn answer_packet(peer: &mut WebSocketPeer) {
-    while let Some(packet) = peer.recv() {
-        let data = packet.data();
-        if data.starts_with(b"close") {
-            let _ = peer.close(4000, "fuzz close");
-        } else if data.starts_with(b"abort") {
-            let _ = peer.close(-1, "");
-        } else {
-            let mode = if packet.is_text() {
-                WriteMode::Text
-            } else {
-                WriteMode::Binary
-            };
-            let _ = peer.send(data, mode);
-        }
+/// [`fuzz_limits`] with sub-protocols and extra headers: the server's protocol choice and
+/// refusal, the client's check of the selected protocol.
+fn fuzz_limits_with_protocols() -> PeerConfig {
+    PeerConfig {
+        supported_protocols: vec!["chat".into(), "superchat".into()],
+        handshake_headers: vec!["X-Fuzz: 1".into()],
+        ..fuzz_limits()
     }
 }
 
-/// Reads and throws away what is there; true once the stream ended (EOF or error).
-fn drain(tcp: &mut TcpStream, scratch: &mut [u8]) -> bool {
-    loop {
-        match tcp.read(scratch) {
-            Ok(0) => return true,
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => return true,
-        }
+/// Which side gets the fuzz bytes, from which point.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// A server `Connection`, from its first byte: the upgrade request parser and limits.
+    ServerHandshake,
+    /// A server after a valid upgrade request from a witness client: frames.
+    ServerFrames,
+    /// A client, from the first byte of the server's answer (a `Sec-WebSocket-Accept`
+    /// value in the input is replaced by the right one, so captured answers upgrade).
+    ClientHandshake,
+    /// A client after a valid `101` from a witness server: frames.
+    ClientFrames,
+}
+
+/// A small deterministic generator (xorshift64*), seeded from the input.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// A number in `0..n` (`n > 0`).
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
     }
 }
 
-/// Writes as much of `out[*written..]` as the socket takes now; true when it failed.
-fn write_some(tcp: &mut TcpStream, out: &[u8], written: &mut usize) -> bool {
-    while *written < out.len() {
-        match tcp.write(&out[*written..]) {
-            Ok(0) => return true,
-            Ok(n) => *written += n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => return true,
+/// How one run drives the connection, from the first input byte `p` (2 bits each):
+/// - `p & 0x03` chunking: the whole input at once; 1-byte chunks; 1–64; 1–4096 bytes;
+/// - `p >> 2 & 3` reading: echo everything at once; read only when input pauses (receive
+///   queue full); read every other step; ignore `wants_input` (feed anyway) and echo;
+/// - `p >> 4 & 3` writing: transmit everything; a random part; nothing until reading
+///   pauses; `transmit_front` one slice at a time;
+/// - `p >> 6` time per step: none; 0–63 ms; 0–1 s; 0–4 s.
+struct Plan {
+    chunking: u8,
+    reading: u8,
+    writing: u8,
+    timing: u8,
+    rng: Rng,
+}
+
+impl Plan {
+    fn new(data: &[u8]) -> Plan {
+        let p = data.first().copied().unwrap_or(0);
+        let seed = (u64::from(p) << 32 | data.len() as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        Plan {
+            chunking: p & 3,
+            reading: p >> 2 & 3,
+            writing: p >> 4 & 3,
+            timing: p >> 6,
+            rng: Rng(seed | 1),
         }
     }
-    false
-}
 
-// ----- server side -----
-
-struct ServerHarness {
-    server: WebSocketServer,
-    addr: SocketAddr,
-    scratch: Vec<u8>,
-}
-
-thread_local! {
-    static SERVER: RefCell<Option<ServerHarness>> = const { RefCell::new(None) };
-}
-
-impl ServerHarness {
-    fn new() -> ServerHarness {
-        let config = ServerConfig {
-            peer: fuzz_limits(),
-            ..ServerConfig::default()
+    fn chunk_len(&mut self, left: usize) -> usize {
+        let len = match self.chunking {
+            0 => left,
+            1 => 1,
+            2 => 1 + self.rng.below(64) as usize,
+            _ => 1 + self.rng.below(4096) as usize,
         };
-        let mut server = WebSocketServer::with_config(config);
-        server
-            .listen_on("127.0.0.1", 0)
-            .expect("listen on 127.0.0.1");
-        let addr = server.local_addr().expect("listening");
-        ServerHarness {
-            server,
-            addr,
-            scratch: vec![0; 64 * 1024],
+        len.min(left)
+    }
+
+    fn time_step(&mut self) -> Duration {
+        let max_ms = match self.timing {
+            0 => return Duration::ZERO,
+            1 => 64,
+            2 => 1000,
+            _ => 4000,
+        };
+        Duration::from_millis(self.rng.below(max_ms))
+    }
+}
+
+/// A `Connection` and what has been seen of it, with the invariant checks.
+struct Checked {
+    name: &'static str,
+    conn: Connection,
+    config: PeerConfig,
+    /// The furthest state seen (states only move forward).
+    rank: u8,
+    opened: bool,
+    closed_event: bool,
+    /// Messages announced by `Received` events, and messages read.
+    announced: usize,
+    read: usize,
+    /// Since the outbox was last empty: timer calls and successful sends.
+    timeouts_since_drained: usize,
+    sends_since_drained: usize,
+    /// The end of our write side was reported (`handle_shutdown`).
+    shut: bool,
+    /// The remote's stream ended (`handle_eof`).
+    eof: bool,
+}
+
+fn rank(state: State) -> u8 {
+    match state {
+        State::Connecting => 0,
+        State::Open => 1,
+        State::Closing => 2,
+        State::Closed => 3,
+    }
+}
+
+/// A close code a connection may report: -1 (unclean), 1005 (a close frame without a
+/// code), or one allowed on the wire.
+fn valid_close_code(code: i32) -> bool {
+    code == -1
+        || code == 1005
+        || u16::try_from(code).is_ok_and(|c| c >= 1000 && CloseCode::from(c).is_allowed())
+}
+
+impl Checked {
+    fn new(name: &'static str, conn: Connection, config: PeerConfig) -> Checked {
+        let mut checked = Checked {
+            name,
+            conn,
+            config,
+            rank: 0,
+            opened: false,
+            closed_event: false,
+            announced: 0,
+            read: 0,
+            timeouts_since_drained: 0,
+            sends_since_drained: 0,
+            shut: false,
+            eof: false,
+        };
+        checked.check();
+        checked
+    }
+
+    /// The invariants that hold between any two calls.
+    fn check(&mut self) {
+        let name = self.name;
+        let c = &self.conn;
+        let state = c.get_ready_state();
+        assert!(
+            rank(state) >= self.rank,
+            "{name}: state went back to {state:?}: {c:?}"
+        );
+        self.rank = rank(state);
+        assert_eq!(c.is_closed(), state == State::Closed, "{name}: {c:?}");
+        let code = c.get_close_code();
+        assert!(valid_close_code(code), "{name}: close code {code}: {c:?}");
+        assert!(c.get_close_reason().len() <= 123, "{name}: long close reason");
+        let packets = c.get_available_packet_count();
+        assert!(
+            packets <= self.config.max_queued_packets,
+            "{name}: {packets} packets queued, limit {}",
+            self.config.max_queued_packets
+        );
+        let buffered = c.get_current_outbound_buffered_amount();
+        assert_eq!(c.has_output(), buffered > 0, "{name}: {c:?}");
+        assert!(c.transmit_front().len() <= buffered, "{name}: {c:?}");
+        let bound = self.config.outbound_buffer_size
+            + OUTBOUND_ALLOWANCE
+            + PING_ALLOWANCE * self.timeouts_since_drained;
+        assert!(
+            buffered <= bound,
+            "{name}: {buffered} bytes buffered outbound, bound {bound}: {c:?}"
+        );
+        assert!(
+            self.sends_since_drained <= self.config.max_queued_packets,
+            "{name}: {} messages accepted without a write, limit {}",
+            self.sends_since_drained,
+            self.config.max_queued_packets
+        );
+        if state == State::Closed {
+            assert!(!c.wants_input(), "{name}: closed but wants input");
+            assert!(!c.has_output(), "{name}: closed with output queued");
+            assert!(!c.wants_shutdown(), "{name}: closed but wants a shutdown");
+            assert_eq!(c.poll_timeout(), None, "{name}: closed with a timer");
+        }
+        if state == State::Open {
+            assert!(self.opened, "{name}: open without an Opened event");
         }
     }
 
-    fn serve(&mut self) {
-        self.server.poll();
-        while let Some(event) = self.server.pop_event() {
-            if let ServerEvent::DataReceived { id } = event
-                && let Some(peer) = self.server.get_peer(id)
-            {
-                answer_packet(peer);
-            }
-        }
-    }
-
-    fn run(&mut self, prefix: &[u8], data: &[u8]) {
-        let mut tcp = TcpStream::connect(self.addr).expect("connect to the fuzzed server");
-        tcp.set_nonblocking(true).expect("non-blocking");
-        let _ = tcp.set_nodelay(true);
-        let out = [prefix, data].concat();
-        let (mut written, mut shut, mut ended) = (0, false, false);
-        for _ in 0..MAX_POLLS {
-            if !shut {
-                ended |= write_some(&mut tcp, &out, &mut written);
-                if written == out.len() {
-                    // Half-close: the server sees the end of the input as EOF.
-                    let _ = tcp.shutdown(Shutdown::Write);
-                    shut = true;
+    /// Takes every event, checking their order and content; returns them.
+    fn events(&mut self) -> Vec<Event> {
+        let mut events = Vec::new();
+        while let Some(event) = self.conn.poll_event() {
+            let name = self.name;
+            assert!(
+                !self.closed_event,
+                "{name}: event {event:?} after Closed"
+            );
+            match &event {
+                Event::Opened { protocol } => {
+                    assert!(!self.opened, "{name}: opened twice");
+                    assert_eq!(protocol, self.conn.get_selected_protocol());
+                    assert!(
+                        protocol.is_empty() || self.config.supported_protocols.contains(protocol),
+                        "{name}: selected {protocol:?}"
+                    );
+                    self.opened = true;
                 }
+                Event::Received { messages } => {
+                    assert!(self.opened, "{name}: a message before Opened");
+                    assert!(*messages > 0, "{name}: Received with no message");
+                    self.announced += messages;
+                }
+                Event::CloseRequested { code, reason } => {
+                    assert!(valid_close_code(*code) && *code != -1, "{name}: {event:?}");
+                    assert!(reason.len() <= 123, "{name}: {event:?}");
+                }
+                Event::Closed {
+                    code,
+                    reason,
+                    clean,
+                } => {
+                    assert_eq!(*code, self.conn.get_close_code(), "{name}: {event:?}");
+                    assert_eq!(reason, self.conn.get_close_reason(), "{name}: {event:?}");
+                    assert_eq!(*clean, *code != -1, "{name}: {event:?}");
+                    assert!(self.conn.is_closed(), "{name}: Closed event while not closed");
+                    if !clean {
+                        assert!(self.conn.error().is_some(), "{name}: unclean without error");
+                    }
+                    self.closed_event = true;
+                }
+                _ => {}
             }
-            self.serve();
-            ended |= drain(&mut tcp, &mut self.scratch);
-            if ended {
-                break;
-            }
-        }
-        drop(tcp);
-        // The remote is gone: its slot must be freed within a bounded number of polls,
-        // whatever state the input left it in (handshake, open, lingering, closing).
-        for _ in 0..MAX_POLLS_TO_END {
-            if self.server.slot_count() == 0 {
-                break;
-            }
-            self.serve();
+            events.push(event);
         }
         assert_eq!(
-            (
-                self.server.slot_count(),
-                self.server.pending_count(),
-                self.server.peer_count()
-            ),
-            (0, 0, 0),
-            "a connection outlived its client by {MAX_POLLS_TO_END} polls"
+            self.closed_event,
+            self.conn.is_closed(),
+            "{}: closed without its event, or the reverse",
+            self.name
         );
+        self.check();
+        events
     }
-}
 
-/// Server side: `prefix` then `data` on a fresh connection to the shared server.
-pub fn server_input(prefix: &[u8], data: &[u8]) {
-    SERVER.with(|cell| {
-        cell.borrow_mut()
-            .get_or_insert_with(ServerHarness::new)
-            .run(prefix, data);
-    });
-}
+    fn input(&mut self, now: Instant, bytes: &[u8]) {
+        self.conn.handle_input(now, bytes);
+        self.check();
+    }
 
-// ----- client side -----
+    fn eof(&mut self, now: Instant) {
+        self.eof = true;
+        self.conn.handle_eof(now);
+        self.check();
+    }
 
-thread_local! {
-    static LISTENER: RefCell<Option<(TcpListener, SocketAddr)>> = const { RefCell::new(None) };
-}
-
-/// Polls `client` until `done` (bounded); panics with `what` if it never happens.
-fn poll_client_until(
-    client: &mut WebSocketPeer,
-    what: &str,
-    mut done: impl FnMut(&mut WebSocketPeer) -> bool,
-) {
-    for i in 0..10_000 {
-        client.poll();
-        if done(client) {
-            return;
-        }
-        if i > 100 {
-            std::thread::sleep(Duration::from_micros(100));
+    fn timeout(&mut self, now: Instant) {
+        self.conn.handle_timeout(now);
+        self.timeouts_since_drained += 1;
+        self.check();
+        // A driver that calls again at `poll_timeout()` must not spin.
+        if let Some(due) = self.conn.poll_timeout() {
+            assert!(due > now, "{}: a timer still due after handle_timeout", self.name);
         }
     }
-    panic!("harness: {what} did not happen");
-}
 
-/// Client side: a real client connects; the raw listener answers its upgrade request with
-/// a valid `101` then `data` (`after_101`), or with `data` alone.
-pub fn client_input(after_101: bool, data: &[u8]) {
-    LISTENER.with(|cell| {
-        let mut cell = cell.borrow_mut();
-        let (listener, addr) = cell.get_or_insert_with(|| {
-            let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
-            listener.set_nonblocking(true).expect("non-blocking");
-            let addr = listener.local_addr().expect("bound");
-            (listener, addr)
-        });
-        run_client(listener, *addr, after_101, data);
-    });
-}
-
-fn run_client(listener: &TcpListener, addr: SocketAddr, after_101: bool, data: &[u8]) {
-    let mut client = WebSocketPeer::with_config(fuzz_limits());
-    client
-        .connect_to_url(&format!("ws://{addr}/fuzz"), None)
-        .expect("connect_to_url");
-    let mut raw = None;
-    poll_client_until(&mut client, "accept", |_| match listener.accept() {
-        Ok((tcp, _)) => {
-            raw = Some(tcp);
-            true
+    /// Hands out up to `budget` bytes as the transport would take them (through
+    /// `transmit_front` when `front`, else vectored), appending them to `out`.
+    fn transmit(&mut self, budget: usize, front: bool, out: &mut Vec<u8>) {
+        let mut left = budget;
+        while left > 0 && self.conn.has_output() {
+            let taken = if front {
+                let bytes = self.conn.transmit_front();
+                assert!(!bytes.is_empty(), "{}: output but an empty front", self.name);
+                let n = bytes.len().min(left);
+                out.extend_from_slice(&bytes[..n]);
+                n
+            } else {
+                let mut slices = [IoSlice::new(&[]); 4];
+                let used = self.conn.transmit(&mut slices);
+                assert!(used > 0, "{}: output but no slice", self.name);
+                let mut n = 0;
+                for slice in &slices[..used] {
+                    let part = slice.len().min(left - n);
+                    out.extend_from_slice(&slice[..part]);
+                    n += part;
+                    if n == left {
+                        break;
+                    }
+                }
+                n
+            };
+            self.conn.transmitted(taken);
+            left -= taken;
         }
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => false,
-        Err(e) => panic!("accept: {e}"),
-    });
-    let mut raw = raw.expect("accepted");
-    raw.set_nonblocking(true).expect("non-blocking");
-    let _ = raw.set_nodelay(true);
-    // The client's upgrade request, to answer its key.
-    let mut head = Vec::new();
-    let mut chunk = [0u8; 4096];
-    poll_client_until(&mut client, "the upgrade request", |_| {
-        match raw.read(&mut chunk) {
-            Ok(0) => panic!("the client hung up before its request"),
-            Ok(n) => head.extend_from_slice(&chunk[..n]),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(e) => panic!("reading the request: {e}"),
+        if !self.conn.has_output() {
+            self.timeouts_since_drained = 0;
+            self.sends_since_drained = 0;
         }
-        head.windows(4).any(|w| w == b"\r\n\r\n")
-    });
-    let mut out = Vec::with_capacity(data.len() + 160);
-    if after_101 {
-        let text = String::from_utf8_lossy(&head);
-        let key = text
-            .lines()
-            .find_map(|l| l.strip_prefix("Sec-WebSocket-Key: "))
-            .expect("the client sent a key")
-            .trim();
-        let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
-        out.extend_from_slice(
-            format!(
-                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
-                 Connection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
-            )
-            .as_bytes(),
-        );
+        self.check();
     }
-    out.extend_from_slice(data);
-    let mut scratch = vec![0u8; 64 * 1024];
-    let (mut written, mut shut) = (0, false);
-    for _ in 0..MAX_POLLS + MAX_POLLS_TO_END {
-        if !shut {
-            let failed = write_some(&mut raw, &out, &mut written);
-            if failed || written == out.len() {
-                let _ = raw.shutdown(Shutdown::Write);
-                shut = true;
+
+    /// Ends the write side when the connection asks for it.
+    fn shutdown_if_wanted(&mut self, now: Instant) -> bool {
+        if !self.conn.wants_shutdown() {
+            return false;
+        }
+        self.shut = true;
+        self.conn.handle_shutdown(now);
+        self.check();
+        true
+    }
+
+    /// Queues a message; a refusal must leave the connection as it was.
+    fn send(&mut self, what: Send<'_>) {
+        let before = self.conn.get_current_outbound_buffered_amount();
+        let state = self.conn.get_ready_state();
+        let result = match what {
+            Send::Packet(packet) => self.conn.send_packet(packet),
+            Send::Bytes(data, mode) => self.conn.send(data, mode),
+        };
+        let after = self.conn.get_current_outbound_buffered_amount();
+        match result {
+            Ok(()) => {
+                assert_eq!(state, State::Open, "{}: sent while {state:?}", self.name);
+                assert!(after > before, "{}: a send queued nothing", self.name);
+                self.sends_since_drained += 1;
+            }
+            Err(e) => {
+                assert_eq!(after, before, "{}: refused send ({e}) queued bytes", self.name);
+                assert_eq!(self.conn.get_ready_state(), state, "{}", self.name);
+                if state != State::Open {
+                    assert!(matches!(e, Error::NotOpen), "{}: {e}", self.name);
+                }
             }
         }
-        client.poll();
-        if client.get_ready_state() == State::Open {
-            answer_packet(&mut client);
-        } else {
-            // Packets stay readable after a close; reading them must be fine too.
-            while client.recv().is_some() {}
+        self.check();
+    }
+
+    /// Starts the close handshake; a refused code must leave the connection as it was.
+    fn close(&mut self, now: Instant, code: i32, reason: &str) {
+        let state = self.conn.get_ready_state();
+        let result = self.conn.close(now, code, reason);
+        match result {
+            Ok(()) => {}
+            Err(e) => {
+                assert!(
+                    matches!(e, Error::InvalidCloseCode(_) | Error::CloseReasonTooLong(_)),
+                    "{}: close({code}) failed with {e}",
+                    self.name
+                );
+                assert!(code >= 0 && !valid_close_code(code) || code == 1005 || reason.len() > 123);
+                assert_eq!(self.conn.get_ready_state(), state, "{}", self.name);
+            }
         }
-        drain(&mut raw, &mut scratch);
-        if shut && client.get_ready_state() == State::Closed {
-            return;
+        self.check();
+    }
+
+    /// The application: reads every packet and acts on it — `close...` closes with 4000,
+    /// `abort...` drops the connection, `code` + 2 bytes closes with that code (valid or
+    /// not), anything else is echoed as it came.
+    fn application(&mut self, now: Instant) {
+        let mut read_any = false;
+        while let Some(packet) = self.conn.recv() {
+            read_any = true;
+            self.read += 1;
+            self.check_packet(&packet);
+            let data = packet.data();
+            if data.starts_with(b"close") {
+                self.close(now, 4000, "fuzz close");
+            } else if data.starts_with(b"abort") {
+                self.conn.abort(now);
+                self.check();
+            } else if let Some(code) = data.strip_prefix(b"code").filter(|c| c.len() >= 2) {
+                let code = i32::from(u16::from_be_bytes([code[0], code[1]]));
+                self.close(now, code, "fuzz code");
+            } else if packet.is_text() && data.len() % 2 == 1 {
+                // Text through `send` too (checks UTF-8 again), not only `send_packet`.
+                self.send(Send::Bytes(data, WriteMode::Text));
+            } else {
+                self.send(Send::Packet(&packet));
+            }
+        }
+        if read_any {
+            // As the driver contract says: reading made room, resume paused reading.
+            self.timeout(now);
         }
     }
-    panic!(
-        "the client did not end after the server's EOF: {:?}, last error {:?}",
-        client.get_ready_state(),
-        client.get_last_error()
+
+    fn check_packet(&self, packet: &Packet) {
+        let name = self.name;
+        assert!(
+            packet.data().len() <= self.config.inbound_buffer_size,
+            "{name}: a packet of {} bytes, limit {}",
+            packet.data().len(),
+            self.config.inbound_buffer_size
+        );
+        if packet.is_text() {
+            assert!(packet.as_text().is_some(), "{name}: text that is not UTF-8");
+        } else {
+            assert!(packet.as_text().is_none(), "{name}: binary as text");
+        }
+    }
+
+    /// Reads and drops every packet (the witness: only its verdict matters).
+    fn discard_packets(&mut self) {
+        while let Some(packet) = self.conn.recv() {
+            self.read += 1;
+            self.check_packet(&packet);
+        }
+    }
+}
+
+enum Send<'a> {
+    Packet(&'a Packet),
+    Bytes(&'a [u8], WriteMode),
+}
+
+/// The other end, played by our own code: what the fuzzed side sends it must be valid.
+struct Witness {
+    side: Checked,
+}
+
+impl Witness {
+    /// Takes what the fuzzed side transmitted (and its EOF), reads everything, throws its
+    /// own output away, and checks that nothing it received broke the protocol.
+    fn take(&mut self, now: Instant, bytes: &[u8], eof: bool) {
+        if !bytes.is_empty() {
+            self.side.input(now, bytes);
+        }
+        if eof && !self.side.eof {
+            self.side.eof(now);
+        }
+        self.side.events();
+        self.side.discard_packets();
+        self.side.timeout(now);
+        self.side.events();
+        let mut trash = Vec::new();
+        self.side.transmit(usize::MAX, false, &mut trash);
+        self.side.shutdown_if_wanted(now);
+        self.side.events();
+        match self.side.conn.error() {
+            Some(e @ (Error::Protocol { .. } | Error::Handshake(_))) => {
+                panic!("witness: our own output broke the protocol: {e}")
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Replaces the value of a `Sec-WebSocket-Accept` header in `data` by `accept` (same
+/// length: 28 base64 characters), so that captured answers to another key upgrade.
+fn fix_accept(data: &mut [u8], accept: &str) {
+    const NAME: &[u8] = b"sec-websocket-accept:";
+    let Some(at) = data
+        .windows(NAME.len())
+        .position(|w| w.eq_ignore_ascii_case(NAME))
+    else {
+        return;
+    };
+    let mut start = at + NAME.len();
+    while data.get(start) == Some(&b' ') {
+        start += 1;
+    }
+    if let Some(value) = data.get_mut(start..start + accept.len()) {
+        value.copy_from_slice(accept.as_bytes());
+    }
+}
+
+/// The `Sec-WebSocket-Key` of a request head, as the accept value the server must send.
+fn expected_accept(request: &[u8]) -> String {
+    let text = String::from_utf8_lossy(request);
+    let key = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Sec-WebSocket-Key: "))
+        .expect("our client sends a key")
+        .trim()
+        .to_string();
+    tungstenite::handshake::derive_accept_key(key.as_bytes())
+}
+
+/// One fuzz input against `target`. Panics on any broken invariant.
+pub fn run(target: Target, data: &[u8]) {
+    let t0 = t0();
+    let mut now = t0;
+    let mut plan = Plan::new(data);
+    // The handshake targets also try a configuration with sub-protocols and extra
+    // headers (high bit of the plan byte; captured requests start with 'G' and 'H').
+    let config = if matches!(target, Target::ServerHandshake | Target::ClientHandshake)
+        && data.first().is_some_and(|p| p & 0x80 != 0)
+    {
+        fuzz_limits_with_protocols()
+    } else {
+        fuzz_limits()
+    };
+    let open_deadline = t0 + Duration::from_secs(5);
+    let new = |server: bool| {
+        if server {
+            Connection::server(&config, open_deadline)
+        } else {
+            Connection::client(&config, "fuzz.example:80", "/fuzz?x=1", open_deadline)
+        }
+        .expect("the fuzz configuration is valid")
+    };
+    let fuzzed_is_server = matches!(target, Target::ServerHandshake | Target::ServerFrames);
+    let mut fuzzed = Checked::new("fuzzed", new(fuzzed_is_server), config.clone());
+    let mut witness = (target != Target::ServerHandshake)
+        .then(|| Checked::new("witness", new(!fuzzed_is_server), config.clone()));
+    let mut input = data.to_vec();
+
+    // Setup: a real upgrade in process, as far as the target starts after it.
+    if let Some(witness) = witness.as_mut() {
+        let (client, server) = if fuzzed_is_server {
+            (&mut *witness, &mut fuzzed)
+        } else {
+            (&mut fuzzed, &mut *witness)
+        };
+        let mut request = Vec::new();
+        client.transmit(usize::MAX, false, &mut request);
+        server.input(now, &request);
+        server.events();
+        assert!(server.opened, "our server refused our client's request");
+        let mut answer = Vec::new();
+        server.transmit(usize::MAX, false, &mut answer);
+        if target == Target::ClientHandshake {
+            // The fuzz bytes are the answer; the witness server just watches what follows.
+            fix_accept(&mut input, &expected_accept(&request));
+        } else {
+            client.input(now, &answer);
+            client.events();
+            assert!(client.opened, "our client refused our server's answer");
+        }
+    }
+    let mut witness = witness.map(|side| Witness { side });
+    if fuzzed.opened {
+        fuzzed.send(Send::Bytes(b"hello", WriteMode::Text));
+    }
+
+    // The fuzz bytes as the remote's stream.
+    let mut rest = &input[..];
+    let mut step = 0usize;
+    let mut stalled = 0usize;
+    while !rest.is_empty() && !fuzzed.conn.is_closed() {
+        step += 1;
+        now += plan.time_step();
+        let obey = plan.reading != 3;
+        if fuzzed.conn.wants_input() || !obey {
+            let n = plan.chunk_len(rest.len());
+            let (chunk, tail) = rest.split_at(n);
+            fuzzed.input(now, chunk);
+            rest = tail;
+            stalled = 0;
+        } else {
+            stalled += 1;
+            assert!(
+                stalled <= 8,
+                "fuzzed: takes no input after 8 steps of reading everything and writing \
+                 everything: {:?}",
+                fuzzed.conn
+            );
+        }
+        let opened_before = fuzzed.opened;
+        fuzzed.events();
+        if fuzzed.opened && !opened_before {
+            fuzzed.send(Send::Bytes(&[0, 1, 2, 255], WriteMode::Binary));
+        }
+        // The application reads as the plan says; when input pauses it always reads, or
+        // nothing could ever move again.
+        let paused = !fuzzed.conn.wants_input();
+        let reads = match plan.reading {
+            1 => paused,
+            2 => paused || step % 2 == 0,
+            _ => true,
+        };
+        if reads {
+            fuzzed.application(now);
+            fuzzed.events();
+        }
+        fuzzed.timeout(now);
+        fuzzed.events();
+        // The transport takes what the plan says; when input pauses it takes everything
+        // (the connection also stops reading while its own output piles up).
+        let budget = match plan.writing {
+            _ if stalled > 0 || paused => usize::MAX,
+            1 => plan.rng.below(512) as usize,
+            2 => 0,
+            _ => usize::MAX,
+        };
+        let mut out = Vec::new();
+        fuzzed.transmit(budget, plan.writing == 3, &mut out);
+        let shut = fuzzed.shutdown_if_wanted(now);
+        fuzzed.events();
+        if let Some(witness) = witness.as_mut() {
+            witness.take(now, &out, shut);
+        }
+    }
+
+    // The end: the remote ends its stream, or goes silent (then the heartbeat or a
+    // deadline must end it). The driver does its part at every step.
+    let remote_eof = data.len() % 2 == 0;
+    for _ in 0..MAX_STEPS_TO_END {
+        if fuzzed.conn.is_closed() {
+            break;
+        }
+        fuzzed.application(now);
+        fuzzed.events();
+        let mut out = Vec::new();
+        fuzzed.transmit(usize::MAX, false, &mut out);
+        let shut = fuzzed.shutdown_if_wanted(now);
+        fuzzed.events();
+        if let Some(witness) = witness.as_mut() {
+            witness.take(now, &out, shut);
+        }
+        if remote_eof && !fuzzed.eof && fuzzed.conn.wants_input() {
+            fuzzed.eof(now);
+            fuzzed.events();
+            continue;
+        }
+        fuzzed.timeout(now);
+        fuzzed.events();
+        if !fuzzed.conn.is_closed() && !fuzzed.conn.has_output() && !fuzzed.conn.wants_shutdown()
+        {
+            // Nothing to do until the next timer: jump to it.
+            let due = fuzzed.conn.poll_timeout().unwrap_or_else(|| {
+                panic!(
+                    "fuzzed: silent remote, nothing to send and no timer: never ends: {:?}",
+                    fuzzed.conn
+                )
+            });
+            now = now.max(due);
+        }
+    }
+    fuzzed.events();
+    assert!(
+        fuzzed.conn.is_closed(),
+        "fuzzed: not closed {MAX_STEPS_TO_END} steps after the remote {}: {:?}",
+        if remote_eof { "ended" } else { "went silent" },
+        fuzzed.conn
+    );
+    // Packets stay readable after the close; every announced one is there.
+    fuzzed.discard_packets();
+    assert_eq!(
+        fuzzed.read, fuzzed.announced,
+        "fuzzed: messages read vs announced by Received events"
     );
 }
