@@ -325,25 +325,21 @@ fn ping_is_answered_with_the_same_payload() {
     assert!(frame.mask.is_none());
 }
 
+/// The server's heartbeat through its timer heap, on real sockets but simulated time: each
+/// round polls once just past an interval, so no wall-clock window decides the outcome.
+/// (The heartbeat rules themselves are unit-tested in `src/proto/tests.rs`.)
 #[test]
 fn heartbeat_keeps_a_live_peer_and_drops_a_silent_one() {
     let interval = Duration::from_secs(1);
     let mut config = ServerConfig::default();
     config.peer.heartbeat_interval = interval;
     let mut server = server_with(config);
-    let (mut live, live_id) = connect(&mut server);
-    let (_silent, silent_id) = raw_client(&mut server);
+    let (mut live, live_id) = raw_client(&mut server);
+    let (mut silent, silent_id) = raw_client(&mut server);
+    // Both peers opened before this instant, so their first ping is due by t0 + interval.
     let t0 = Instant::now();
     for round in 1..=3u32 {
-        // Frames just past each interval: the server pings; the live client answers. The
-        // window is generous so a loaded machine still carries the pong back in it.
-        let now = t0 + interval * round + Duration::from_millis(50);
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_millis(400) {
-            server.poll_at(now);
-            live.poll();
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        server.poll_at(t0 + interval * round + Duration::from_millis(1));
         let events: Vec<ServerEvent> = server.events().collect();
         let silent_gone = events.contains(&ServerEvent::ClientDisconnected {
             id: silent_id,
@@ -354,25 +350,80 @@ fn heartbeat_keeps_a_live_peer_and_drops_a_silent_one() {
             !disconnected(live_id)(&events),
             "live peer dropped in round {round}"
         );
+        if round == 1 {
+            let ping = silent.expect_frame("the silent peer's first ping");
+            assert_eq!(ping.opcode, rawws::OP_PING);
+        }
+        let ping = live.expect_frame(&format!("ping {round}"));
+        assert_eq!(ping.opcode, rawws::OP_PING, "round {round}");
+        // Loopback delivers the pong before `send` returns: the next poll reads it before
+        // its timer fires.
+        live.send(&rawws::client(rawws::OP_PONG, &ping.payload));
     }
-    assert_eq!(live.get_ready_state(), State::Open);
+    assert!(matches!(
+        server.get_peer(live_id).map(|p| p.get_ready_state()),
+        Some(State::Open)
+    ));
 }
 
+/// A client's heartbeat really pings, survives while answered, and drops an unanswering
+/// server at the second interval; with the default settings no ping is ever sent.
 #[test]
 fn heartbeat_is_off_by_default_and_settable_on_clients() {
     assert_eq!(PeerConfig::default().heartbeat_interval, Duration::ZERO);
-    let mut server = server();
-    let mut config = PeerConfig::default();
-    config.heartbeat_interval = Duration::from_millis(500);
-    let (mut client, _) = connect_with(&mut server, "/", config, None);
-    // The server answers pings inside its poll; the client stays open over several rounds.
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_millis(1600) {
-        server.poll();
-        client.poll();
-        std::thread::sleep(Duration::from_millis(5));
+    for interval in [Duration::ZERO, Duration::from_millis(500)] {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut config = PeerConfig::default();
+        config.heartbeat_interval = interval;
+        let mut client = WebSocketPeer::with_config(config);
+        client
+            .connect_to_url(&format!("ws://{addr}/"), None)
+            .unwrap();
+        let t0 = Instant::now();
+        let accepting = std::thread::spawn(move || rawws::RawConn::accept(&listener));
+        let start = Instant::now();
+        while !accepting.is_finished() {
+            client.poll_at(t0);
+            assert!(start.elapsed() < TIMEOUT, "the client never connected");
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        let (mut server_side, request) = accepting.join().unwrap();
+        server_side.send(&rawws::RawConn::response_101(&request));
+        let start = Instant::now();
+        while client.get_ready_state() != State::Open {
+            client.poll_at(t0);
+            assert!(start.elapsed() < TIMEOUT, "the client never opened");
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        if interval.is_zero() {
+            client.poll_at(t0 + Duration::from_secs(3600));
+            server_side.expect_silence(Duration::from_millis(100), "no heartbeat by default");
+            assert_eq!(client.get_ready_state(), State::Open);
+            continue;
+        }
+        client.poll_at(t0 + interval + Duration::from_millis(1));
+        let ping = server_side.expect_frame("the client's first ping");
+        assert_eq!(ping.opcode, rawws::OP_PING);
+        assert!(ping.mask.is_some(), "client frames are masked");
+        server_side.send(&rawws::server(rawws::OP_PONG, &ping.payload));
+        client.poll_at(t0 + interval * 2 + Duration::from_millis(1));
+        assert_eq!(
+            client.get_ready_state(),
+            State::Open,
+            "answered: still open"
+        );
+        let ping = server_side.expect_frame("the client's second ping");
+        assert_eq!(ping.opcode, rawws::OP_PING);
+        // Not answered this time: the next interval drops the connection.
+        client.poll_at(t0 + interval * 3 + Duration::from_millis(1));
+        assert_eq!(client.get_ready_state(), State::Closed);
+        assert!(matches!(
+            client.get_last_error(),
+            Some(Error::HeartbeatTimeout)
+        ));
+        assert_eq!(client.get_close_code(), -1);
     }
-    assert_eq!(client.get_ready_state(), State::Open);
 }
 
 #[test]
