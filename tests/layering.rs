@@ -35,5 +35,9 @@ fn proto_names_no_socket_tls_thread_or_clock() {
         }
         checked += 1;
     }
-    assert!(checked >= 5, "only {checked} files found in {}", dir.display());
+    assert!(
+        checked >= 5,
+        "only {checked} files found in {}",
+        dir.display()
+    );
 }

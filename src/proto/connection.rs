@@ -865,7 +865,7 @@ impl Connection {
     }
 
     /// The transport took the first `count` bytes that [`transmit`](Self::transmit)
-    /// handed out.
+    /// handed out (a count beyond what waits is cut to it).
     pub fn transmitted(&mut self, count: usize) {
         self.outbox.advance(count);
         let sent = self.outbox.sent_total();

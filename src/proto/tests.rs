@@ -483,13 +483,19 @@ fn upgrade_opens_both_sides_without_a_subprotocol() {
 
 #[test]
 fn server_picks_the_first_protocol_in_the_clients_order_that_it_supports() {
-    let mut pair = Pair::new(protocols(&["chat", "game", "raw"]), protocols(&["raw", "game"]));
+    let mut pair = Pair::new(
+        protocols(&["chat", "game", "raw"]),
+        protocols(&["raw", "game"]),
+    );
     pair.drive();
     assert_eq!(events(&mut pair.client), [opened("game")]);
     assert_eq!(events(&mut pair.server), [opened("game")]);
     assert_eq!(pair.client.get_selected_protocol(), "game");
     assert_eq!(pair.server.get_selected_protocol(), "game");
-    let request = pair.server.handshake_request().expect("the request is kept");
+    let request = pair
+        .server
+        .handshake_request()
+        .expect("the request is kept");
     assert_eq!(request.offered_protocols(), ["chat", "game", "raw"]);
 }
 
@@ -603,7 +609,10 @@ fn server_refuses_another_websocket_version_with_426() {
     let (mut server, t0) = lone_server(&PeerConfig::default());
     server.handle_input(t0, request.as_bytes());
     let answer = String::from_utf8(output(&mut server)).unwrap();
-    assert!(answer.contains("\r\nSec-WebSocket-Version: 13\r\n"), "{answer}");
+    assert!(
+        answer.contains("\r\nSec-WebSocket-Version: 13\r\n"),
+        "{answer}"
+    );
 }
 
 #[test]
@@ -703,9 +712,8 @@ fn mismatched_protocols_end_both_sides_of_a_pair_with_the_400_in_the_clients_err
     assert_eq!(pair.client.get_ready_state(), State::Closed);
     assert_eq!(pair.server.get_ready_state(), State::Closed);
     let why = "none of the offered sub-protocols is supported: x";
-    let expected = format!(
-        "the server answered 400 Bad Request instead of 101 Switching Protocols: {why}"
-    );
+    let expected =
+        format!("the server answered 400 Bad Request instead of 101 Switching Protocols: {why}");
     assert!(
         matches!(pair.client.error(), Some(Error::Handshake(m)) if *m == expected),
         "{:?}",
@@ -781,7 +789,12 @@ fn client_refuses_an_answer_head_over_max_handshake_bytes() {
     };
     assert_client_refuses(
         &config,
-        |_| format!("HTTP/1.1 101 Switching Protocols\r\nX-Big: {}", "b".repeat(300)),
+        |_| {
+            format!(
+                "HTTP/1.1 101 Switching Protocols\r\nX-Big: {}",
+                "b".repeat(300)
+            )
+        },
         "the answer's head is larger than 256 bytes",
     );
 }
@@ -841,7 +854,10 @@ fn frames_in_the_same_input_as_the_101_are_received() {
     );
     assert_eq!(
         packets(&mut client),
-        [Packet::new(&b"first"[..], true), Packet::new(vec![1, 2, 3], false)]
+        [
+            Packet::new(&b"first"[..], true),
+            Packet::new(vec![1, 2, 3], false)
+        ]
     );
 }
 
@@ -970,14 +986,23 @@ fn server_initiated_close_is_clean_on_both_sides() {
     assert_eq!(events(&mut pair.server), [closed(4001, "game over", true)]);
     assert_eq!(
         events(&mut pair.client),
-        [close_requested(4001, "game over"), closed(4001, "game over", true)]
+        [
+            close_requested(4001, "game over"),
+            closed(4001, "game over", true)
+        ]
     );
     assert_eq!(pair.client.get_close_code(), 4001);
     assert_eq!(pair.server.get_close_code(), 4001);
     assert_eq!(pair.client.get_ready_state(), State::Closed);
     assert_eq!(pair.server.get_ready_state(), State::Closed);
-    assert_eq!(pair.server_frames()[0].close(), Some((4001, "game over".into())));
-    assert_eq!(pair.client_frames()[0].close(), Some((4001, "game over".into())));
+    assert_eq!(
+        pair.server_frames()[0].close(),
+        Some((4001, "game over".into()))
+    );
+    assert_eq!(
+        pair.client_frames()[0].close(),
+        Some((4001, "game over".into()))
+    );
 }
 
 #[test]
@@ -987,7 +1012,10 @@ fn both_sides_closing_at_once_each_report_the_others_code() {
     pair.server.close(pair.now, 1012, "restart").unwrap();
     pair.drive();
     assert_eq!(events(&mut pair.client), [closed(1012, "restart", true)]);
-    assert_eq!(events(&mut pair.server), [closed(1001, "client away", true)]);
+    assert_eq!(
+        events(&mut pair.server),
+        [closed(1001, "client away", true)]
+    );
     assert_eq!(pair.client.get_ready_state(), State::Closed);
     assert_eq!(pair.server.get_ready_state(), State::Closed);
 }
@@ -1027,7 +1055,10 @@ fn close_times_out_exactly_when_the_remote_never_answers() {
     let start = pair.now;
     pair.client.close(start, 1000, "bye").unwrap();
     // The close frame is written, but the server is gone silent: nothing comes back.
-    assert_eq!(frames(&output(&mut pair.client))[0].close(), Some((1000, "bye".into())));
+    assert_eq!(
+        frames(&output(&mut pair.client))[0].close(),
+        Some((1000, "bye".into()))
+    );
     let deadline = start + PeerConfig::default().close_timeout;
     assert_eq!(pair.client.poll_timeout(), Some(deadline));
     pair.client.handle_timeout(deadline - TICK);
@@ -1126,7 +1157,10 @@ fn aborting_the_server_drops_it_at_once_and_the_client_sees_a_lost_connection() 
     pair.drive();
     assert!(pair.server_frames().is_empty());
     assert_eq!(pair.client.get_ready_state(), State::Closed);
-    assert!(matches!(pair.client.error(), Some(Error::ConnectionLost(_))));
+    assert!(matches!(
+        pair.client.error(),
+        Some(Error::ConnectionLost(_))
+    ));
     assert_eq!(events(&mut pair.client), [closed(-1, "", false)]);
 }
 
@@ -1245,7 +1279,11 @@ fn a_transport_error_after_the_close_exchange_keeps_the_clean_close() {
 
 #[test]
 fn a_reserved_bit_fails_the_connection_with_1002() {
-    assert_server_fails(&client_frame(FIN | RSV1 | TEXT, b"hi"), 1002, "Protocol error");
+    assert_server_fails(
+        &client_frame(FIN | RSV1 | TEXT, b"hi"),
+        1002,
+        "Protocol error",
+    );
 }
 
 #[test]
@@ -1380,10 +1418,16 @@ fn sending_is_refused_unless_open() {
     ));
     let mut pair = Pair::open();
     pair.server.close(pair.now, 1000, "").unwrap();
-    assert!(matches!(pair.server.send_text("closing"), Err(Error::NotOpen)));
+    assert!(matches!(
+        pair.server.send_text("closing"),
+        Err(Error::NotOpen)
+    ));
     pair.drive();
     // The side that was asked to close cannot send either, nor anyone once closed.
-    assert!(matches!(pair.client.send_text("closed"), Err(Error::NotOpen)));
+    assert!(matches!(
+        pair.client.send_text("closed"),
+        Err(Error::NotOpen)
+    ));
     assert!(matches!(
         pair.server.send_packet(&Packet::new(vec![1], false)),
         Err(Error::NotOpen)
@@ -1865,7 +1909,10 @@ fn a_ping_between_fragments_is_answered_before_the_message_completes() {
     assert_eq!(server.get_available_packet_count(), 0);
     let sent = frames(&output(&mut server));
     assert_eq!(sent.len(), 1);
-    assert_eq!((sent[0].opcode, sent[0].payload.as_slice()), (PONG, &b"mid"[..]));
+    assert_eq!(
+        (sent[0].opcode, sent[0].payload.as_slice()),
+        (PONG, &b"mid"[..])
+    );
     server.handle_input(t0, &client_frame(FIN | CONT, b"part two"));
     assert_eq!(server.recv().unwrap().as_text(), Some("part one, part two"));
 }
@@ -2010,7 +2057,10 @@ fn a_received_packet_can_be_sent_on_as_it_is() {
     let packet = pair.server.recv().unwrap();
     pair.server.send_packet(&packet).unwrap();
     pair.drive();
-    assert_eq!(pair.client.recv(), Some(Packet::new(&b"relay me"[..], true)));
+    assert_eq!(
+        pair.client.recv(),
+        Some(Packet::new(&b"relay me"[..], true))
+    );
 }
 
 #[test]
@@ -2074,19 +2124,85 @@ fn empty_messages_are_sent_and_received() {
 fn transmit_hands_out_slices_in_order_and_transmitted_consumes_them() {
     let (mut server, _) = open_server(&PeerConfig::default());
     server.send_text("abc").unwrap();
-    server.send(&vec![5; 4096], WriteMode::Binary).unwrap();
+    // Large enough to be queued by reference: a slice of its own.
+    server.send(&[5; 4096], WriteMode::Binary).unwrap();
+    server.send_text("z").unwrap();
     let mut all = Vec::new();
     while server.has_output() {
-        let front = server.transmit_front().to_vec();
-        assert!(!front.is_empty());
-        // Take at most 1000 bytes at a time, as a short write would.
-        let n = front.len().min(1000);
-        all.extend_from_slice(&front[..n]);
+        let mut slices = [std::io::IoSlice::new(&[]); 8];
+        let used = server.transmit(&mut slices);
+        assert!(used >= 1);
+        let bytes: Vec<u8> = slices[..used]
+            .iter()
+            .flat_map(|s| s.iter().copied())
+            .collect();
+        assert_eq!(server.transmit_front(), &slices[0][..]);
+        // A short write: at most 1000 bytes at a time.
+        let n = bytes.len().min(1000);
+        all.extend_from_slice(&bytes[..n]);
         server.transmitted(n);
     }
     assert!(server.transmit_front().is_empty());
     let sent = frames(&all);
-    assert_eq!(sent.len(), 2);
+    assert_eq!(sent.len(), 3);
     assert_eq!(sent[0].payload, b"abc");
     assert_eq!(sent[1].payload, vec![5; 4096]);
+    assert_eq!(sent[2].payload, b"z");
+}
+
+#[test]
+fn eof_behind_a_full_receive_queue_is_seen_once_the_packets_are_read() {
+    let config = PeerConfig {
+        max_queued_packets: 1,
+        ..PeerConfig::default()
+    };
+    let (mut server, t0) = open_server(&config);
+    let mut input = client_frame(FIN | TEXT, b"one");
+    input.extend(client_frame(FIN | TEXT, b"two"));
+    server.handle_input(t0, &input);
+    server.handle_eof(t0);
+    // The packets come first: still open while one waits unread.
+    assert_eq!(server.get_ready_state(), State::Open);
+    assert_eq!(server.recv().unwrap().as_text(), Some("one"));
+    server.handle_timeout(t0);
+    assert_eq!(server.recv().unwrap().as_text(), Some("two"));
+    server.handle_timeout(t0);
+    assert_eq!(server.get_ready_state(), State::Closed);
+    assert!(matches!(server.error(), Some(Error::ConnectionLost(_))));
+    assert_eq!(
+        events(&mut server),
+        // Both arrivals in one event: it was not taken in between.
+        [Event::Received { messages: 2 }, closed(-1, "", false)]
+    );
+}
+
+#[test]
+fn a_failed_side_that_never_hears_back_ends_at_the_close_timeout_with_its_code() {
+    let mut server = assert_server_fails(
+        &client_frame(FIN | RSV1 | BINARY, b""),
+        1002,
+        "Protocol error",
+    );
+    let t0 = crate::test_epoch();
+    server.handle_shutdown(t0);
+    let deadline = server.poll_timeout().expect("the drain deadline");
+    server.handle_timeout(deadline - TICK);
+    assert_eq!(server.get_ready_state(), State::Closing);
+    server.handle_timeout(deadline);
+    assert_eq!(server.get_ready_state(), State::Closed);
+    assert_eq!(server.get_close_code(), 1002);
+    assert!(matches!(
+        server.error(),
+        Some(Error::Protocol { code: 1002, .. })
+    ));
+    assert_eq!(events(&mut server), [closed(1002, "Protocol error", true)]);
+}
+
+#[test]
+fn no_heartbeat_ping_before_the_upgrade_finished() {
+    let (mut client, t0, _) = lone_client(&heartbeat(ms(100)));
+    assert_eq!(client.poll_timeout(), Some(t0 + CONNECT));
+    client.handle_timeout(t0 + secs(1));
+    assert!(!client.has_output());
+    assert_eq!(client.get_ready_state(), State::Connecting);
 }

@@ -1,9 +1,10 @@
-//! Client side, after a valid `101` for the client's own key: the input goes straight to
-//! the frame parser (server frames must be unmasked; control frames, closes, limits).
+//! Client side, in process: after a real `101` from a server `Connection`, the input is
+//! the server's frames (must be unmasked; control frames, closes, limits); the client's
+//! output must stay valid for that server. See `src/lib.rs`.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    wspeer_fuzz::client_input(true, data);
+    wspeer_fuzz::run(wspeer_fuzz::Target::ClientFrames, data);
 });

@@ -1,9 +1,11 @@
-//! Server side, after a valid upgrade request: the input goes straight to the frame
-//! parser (masking, fragmentation, control frames, close codes, UTF-8, size limits).
+//! Server side, in process: after a real upgrade request from a client `Connection`, the
+//! input is the client's frames (masking, fragmentation, control frames, close codes,
+//! UTF-8, size limits, back-pressure); the server's output must stay valid for that client.
+//! See `src/lib.rs`.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    wspeer_fuzz::server_input(wspeer_fuzz::UPGRADE_REQUEST, data);
+    wspeer_fuzz::run(wspeer_fuzz::Target::ServerFrames, data);
 });

@@ -132,11 +132,11 @@ struct Plan {
 impl Plan {
     fn new(data: &[u8]) -> Plan {
         let p = data.first().copied().unwrap_or(0);
-        let seed = (u64::from(p) << 32 | data.len() as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let seed = ((u64::from(p) << 32) | data.len() as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
         Plan {
             chunking: p & 3,
-            reading: p >> 2 & 3,
-            writing: p >> 4 & 3,
+            reading: (p >> 2) & 3,
+            writing: (p >> 4) & 3,
             timing: p >> 6,
             rng: Rng(seed | 1),
         }
@@ -263,9 +263,6 @@ impl Checked {
             assert!(!c.wants_shutdown(), "{name}: closed but wants a shutdown");
             assert_eq!(c.poll_timeout(), None, "{name}: closed with a timer");
         }
-        if state == State::Open {
-            assert!(self.opened, "{name}: open without an Opened event");
-        }
     }
 
     /// Takes every event, checking their order and content; returns them.
@@ -320,6 +317,9 @@ impl Checked {
             "{}: closed without its event, or the reverse",
             self.name
         );
+        if self.conn.get_ready_state() == State::Open {
+            assert!(self.opened, "{}: open without an Opened event", self.name);
+        }
         self.check();
         events
     }
@@ -430,7 +430,11 @@ impl Checked {
                     "{}: close({code}) failed with {e}",
                     self.name
                 );
-                assert!(code >= 0 && !valid_close_code(code) || code == 1005 || reason.len() > 123);
+                assert!(
+                    (code >= 0 && !valid_close_code(code)) || code == 1005 || reason.len() > 123,
+                    "{}: close({code}) refused with {e}",
+                    self.name
+                );
                 assert_eq!(self.conn.get_ready_state(), state, "{}", self.name);
             }
         }
@@ -575,18 +579,29 @@ pub fn run(target: Target, data: &[u8]) {
         fuzz_limits()
     };
     let open_deadline = t0 + Duration::from_secs(5);
-    let new = |server: bool| {
-        if server {
-            Connection::server(&config, open_deadline)
-        } else {
-            Connection::client(&config, "fuzz.example:80", "/fuzz?x=1", open_deadline)
-        }
-        .expect("the fuzz configuration is valid")
-    };
     let fuzzed_is_server = matches!(target, Target::ServerHandshake | Target::ServerFrames);
-    let mut fuzzed = Checked::new("fuzzed", new(fuzzed_is_server), config.clone());
-    let mut witness = (target != Target::ServerHandshake)
-        .then(|| Checked::new("witness", new(!fuzzed_is_server), config.clone()));
+    let conn = if fuzzed_is_server {
+        Connection::server(&config, open_deadline)
+    } else {
+        Connection::client(&config, "fuzz.example:80", "/fuzz?x=1", open_deadline)
+    };
+    let conn = conn.expect("the fuzz configuration is valid");
+    let mut fuzzed = Checked::new("fuzzed", conn, config.clone());
+    // The witness never hears back from the fuzzed side (its output is thrown away), so it
+    // must not expect pongs.
+    let witness_config = PeerConfig {
+        heartbeat_interval: Duration::ZERO,
+        ..config.clone()
+    };
+    let mut witness = (target != Target::ServerHandshake).then(|| {
+        let conn = if fuzzed_is_server {
+            Connection::client(&witness_config, "fuzz.example:80", "/fuzz?x=1", open_deadline)
+        } else {
+            Connection::server(&witness_config, open_deadline)
+        };
+        let conn = conn.expect("the witness configuration is valid");
+        Checked::new("witness", conn, witness_config.clone())
+    });
     let mut input = data.to_vec();
 
     // Setup: a real upgrade in process, as far as the target starts after it.
@@ -620,25 +635,17 @@ pub fn run(target: Target, data: &[u8]) {
     // The fuzz bytes as the remote's stream.
     let mut rest = &input[..];
     let mut step = 0usize;
-    let mut stalled = 0usize;
+    let mut idle_steps = 0usize;
     while !rest.is_empty() && !fuzzed.conn.is_closed() {
         step += 1;
         now += plan.time_step();
         let obey = plan.reading != 3;
-        if fuzzed.conn.wants_input() || !obey {
+        let fed = fuzzed.conn.wants_input() || !obey;
+        if fed {
             let n = plan.chunk_len(rest.len());
             let (chunk, tail) = rest.split_at(n);
             fuzzed.input(now, chunk);
             rest = tail;
-            stalled = 0;
-        } else {
-            stalled += 1;
-            assert!(
-                stalled <= 8,
-                "fuzzed: takes no input after 8 steps of reading everything and writing \
-                 everything: {:?}",
-                fuzzed.conn
-            );
         }
         let opened_before = fuzzed.opened;
         fuzzed.events();
@@ -653,6 +660,7 @@ pub fn run(target: Target, data: &[u8]) {
             2 => paused || step % 2 == 0,
             _ => true,
         };
+        let read_before = fuzzed.read;
         if reads {
             fuzzed.application(now);
             fuzzed.events();
@@ -662,7 +670,7 @@ pub fn run(target: Target, data: &[u8]) {
         // The transport takes what the plan says; when input pauses it takes everything
         // (the connection also stops reading while its own output piles up).
         let budget = match plan.writing {
-            _ if stalled > 0 || paused => usize::MAX,
+            _ if paused => usize::MAX,
             1 => plan.rng.below(512) as usize,
             2 => 0,
             _ => usize::MAX,
@@ -671,6 +679,18 @@ pub fn run(target: Target, data: &[u8]) {
         fuzzed.transmit(budget, plan.writing == 3, &mut out);
         let shut = fuzzed.shutdown_if_wanted(now);
         fuzzed.events();
+        // Liveness: a connection that takes no input while the application reads
+        // everything and the transport writes everything must be making progress.
+        if fed || fuzzed.read > read_before || !out.is_empty() || shut {
+            idle_steps = 0;
+        } else {
+            idle_steps += 1;
+            assert!(
+                idle_steps <= 2,
+                "fuzzed: takes no input, yet nothing is left to read or write: {:?}",
+                fuzzed.conn
+            );
+        }
         if let Some(witness) = witness.as_mut() {
             witness.take(now, &out, shut);
         }
