@@ -111,15 +111,15 @@ pub enum Event {
         /// The remote's close reason.
         reason: String,
     },
-    /// The connection is over; drop the transport. `clean` is false when the close
-    /// handshake did not complete (then `code` is -1 and
-    /// [`Connection::error`] says why).
+    /// The connection is over; drop the transport. `clean` is false when it ended without
+    /// a close code (then `code` is -1 and [`Connection::error`] says why).
     Closed {
         /// The remote's close code, the code we failed the connection with, or -1.
         code: i32,
         /// The reason that went with `code`.
         reason: String,
-        /// Whether the close handshake completed.
+        /// Whether the connection ended with a close code (`code` is not -1): the close
+        /// handshake completed, or we failed the connection with 1002/1007/1009.
         clean: bool,
     },
 }
@@ -709,6 +709,10 @@ impl Connection {
     fn apply(&mut self, input: CloseInput, now: Instant) {
         let (next, effect) = self.close.on(input, now, self.settings.close_timeout);
         self.close = next;
+        if next != CloseState::NotStarted {
+            // Once the close starts, no more pings: the close deadline bounds what is left.
+            self.next_ping = None;
+        }
         match effect {
             CloseEffect::Nothing | CloseEffect::SendClose => {}
             CloseEffect::ReportRequest => self.events.push_back(Event::CloseRequested {
