@@ -253,6 +253,10 @@ pub struct Connection {
     outbound_ends: VecDeque<u64>,
     inbound: VecDeque<Packet>,
     inbound_bytes: usize,
+    /// Messages received since the start.
+    inbound_total: u64,
+    /// Whether a data message was ever queued for sending.
+    sent_messages: bool,
     events: VecDeque<Event>,
     open_deadline: Option<Instant>,
     next_ping: Option<Instant>,
@@ -304,6 +308,8 @@ impl Connection {
             outbound_ends: VecDeque::new(),
             inbound: VecDeque::new(),
             inbound_bytes: 0,
+            inbound_total: 0,
+            sent_messages: false,
             events: VecDeque::new(),
             open_deadline: Some(open_deadline),
             next_ping: None,
@@ -635,6 +641,7 @@ impl Connection {
     }
 
     fn queue_packet(&mut self, packet: Packet) {
+        self.inbound_total += 1;
         self.inbound_bytes += packet.data.len();
         self.inbound.push_back(packet);
         if let Some(Event::Received { messages }) = self.events.back_mut() {
@@ -872,6 +879,10 @@ impl Connection {
     /// handed out (a count beyond what waits is cut to it).
     pub fn transmitted(&mut self, count: usize) {
         self.outbox.advance(count);
+        if !self.sent_messages {
+            // Only the handshake (or a ping) went out: keep no buffer while idle.
+            self.outbox.release_if_empty();
+        }
         let sent = self.outbox.sent_total();
         while self.outbound_ends.front().is_some_and(|end| *end <= sent) {
             self.outbound_ends.pop_front();
@@ -970,6 +981,7 @@ impl Connection {
 
     fn queue_message(&mut self, payload: Payload<'_>, is_text: bool) -> Result<(), Error> {
         self.check_budget(payload.len())?;
+        self.sent_messages = true;
         let opcode = OpCode::Data(if is_text { Data::Text } else { Data::Binary });
         if self.is_client {
             // Client frames are masked with a fresh random key: tungstenite does that.
@@ -1034,7 +1046,13 @@ impl Connection {
 
     /// The next event, if any.
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        let event = self.events.pop_front();
+        if self.events.is_empty() && self.inbound_total == 0 {
+            // Until messages flow, an empty queue keeps no allocation (idle connections
+            // stay small); after that, its capacity is reused for every message.
+            self.events = VecDeque::new();
+        }
+        event
     }
 
     // ----- closing -----

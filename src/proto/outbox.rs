@@ -11,10 +11,10 @@ use tungstenite::Bytes;
 /// copied: below it, one more slice in the vectored write costs more than the copy.
 const SHARE_AT: usize = 2 * 1024;
 
-/// After a burst has gone out, a copy buffer keeps at most this much capacity, so idle
-/// connections stay small (measured: keeping the largest burst's capacity made 16 KiB
-/// echoes slower, not faster).
-const RETAINED_CAPACITY: usize = 16 * 1024;
+/// After a burst has gone out, a copy buffer keeps at most this much capacity: enough for
+/// a 64 KiB message and its header, so sending such messages one after another allocates
+/// nothing, yet one huge burst does not stay allocated.
+const RETAINED_CAPACITY: usize = 64 * 1024 + 16;
 
 enum Chunk {
     Copied(Vec<u8>),
@@ -159,6 +159,16 @@ impl Outbox {
         }
         if self.buffered == 0 && self.chunks.front().is_some_and(|c| c.bytes().is_empty()) {
             self.chunks.clear();
+        }
+    }
+
+    /// Frees the buffers an empty queue keeps for reuse: for connections that have sent
+    /// nothing but their handshake, so an idle connection holds no send buffer.
+    pub(crate) fn release_if_empty(&mut self) {
+        if self.buffered == 0 {
+            self.chunks = VecDeque::new();
+            self.front_sent = 0;
+            self.spare = None;
         }
     }
 

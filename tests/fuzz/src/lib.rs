@@ -65,7 +65,7 @@ pub fn fuzz_limits() -> PeerConfig {
         max_queued_packets: 16,
         max_handshake_bytes: 1024,
         max_handshake_headers: 16,
-        heartbeat_interval: Duration::from_secs(1),
+        heartbeat_interval: Duration::from_secs(5),
         close_timeout: Duration::from_secs(2),
         ..PeerConfig::default()
     }
@@ -120,7 +120,8 @@ impl Rng {
 ///   queue full); read every other step; ignore `wants_input` (feed anyway) and echo;
 /// - `p >> 4 & 3` writing: transmit everything; a random part; nothing until reading
 ///   pauses; `transmit_front` one slice at a time;
-/// - `p >> 6` time per step: none; 0–63 ms; 0–1 s; 0–4 s.
+/// - `p >> 6` time per step: none; 0–4 s; 0–63 ms; 0–1 s (frame seeds start with 0x81 or
+///   0x82: small steps, so the 5 s heartbeat does not end them before their messages).
 struct Plan {
     chunking: u8,
     reading: u8,
@@ -155,9 +156,9 @@ impl Plan {
     fn time_step(&mut self) -> Duration {
         let max_ms = match self.timing {
             0 => return Duration::ZERO,
-            1 => 64,
-            2 => 1000,
-            _ => 4000,
+            1 => 4000,
+            2 => 64,
+            _ => 1000,
         };
         Duration::from_millis(self.rng.below(max_ms))
     }
@@ -744,4 +745,27 @@ pub fn run(target: Target, data: &[u8]) {
         fuzzed.read, fuzzed.announced,
         "fuzzed: messages read vs announced by Received events"
     );
+    if trace() {
+        eprintln!(
+            "{target:?}: {} bytes in {step} steps, {:?} simulated; fuzzed: opened {}, {} \
+             messages read, close code {}, error {:?}; witness: {:?}, error {:?}",
+            data.len(),
+            now - t0,
+            fuzzed.opened,
+            fuzzed.read,
+            fuzzed.conn.get_close_code(),
+            fuzzed.conn.error().map(ToString::to_string),
+            witness.as_ref().map(|w| w.side.conn.get_ready_state()),
+            witness
+                .as_ref()
+                .and_then(|w| w.side.conn.error().map(ToString::to_string)),
+        );
+    }
+}
+
+/// `FUZZ_TRACE=1` prints a one-line summary of each run to stderr (for replaying a crash
+/// file or a seed by hand: `cargo fuzz run ... TARGET FILE`).
+fn trace() -> bool {
+    static TRACE: OnceLock<bool> = OnceLock::new();
+    *TRACE.get_or_init(|| std::env::var_os("FUZZ_TRACE").is_some_and(|v| v == "1"))
 }
