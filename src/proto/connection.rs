@@ -112,7 +112,8 @@ pub enum Event {
         reason: String,
     },
     /// The connection is over; drop the transport. `clean` is false when it ended without
-    /// a close code (then `code` is -1 and [`Connection::error`] says why).
+    /// a close code (then `code` is -1, and [`Connection::error`] says why unless the
+    /// application itself aborted).
     Closed {
         /// The remote's close code, the code we failed the connection with, or -1.
         code: i32,
@@ -620,6 +621,24 @@ impl Connection {
                     None => (1005, String::new()),
                 };
                 self.close_received = true;
+                if let Ok(wire_code) = u16::try_from(code) {
+                    if code != 1005
+                        && (wire_code < 1000 || !CloseCode::from(wire_code).is_allowed())
+                    {
+                        // Only possible in the answer to our own close (tungstenite fails a
+                        // close that starts with such a code as 1002 itself): report it the
+                        // same way rather than as a clean close with a forbidden code.
+                        self.close_code = 1002;
+                        self.close_reason = "Protocol violation".into();
+                        self.error = Some(Error::Protocol {
+                            code: 1002,
+                            detail: format!("close code {code} may not be sent on the wire"),
+                        });
+                        self.flush_replies(now);
+                        self.frames = None;
+                        return self.apply(CloseInput::RemoteClose, now);
+                    }
+                }
                 self.close_code = code;
                 self.close_reason = reason;
                 // Push the echo (or nothing, if this was the answer to ours) now.

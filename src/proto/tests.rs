@@ -1050,6 +1050,23 @@ fn a_received_close_with_a_forbidden_code_is_answered_with_1002() {
 }
 
 #[test]
+fn a_forbidden_code_in_the_reply_to_our_close_is_reported_as_1002() {
+    let (mut client, t0) = open_client(&PeerConfig::default());
+    client.close(t0, 1000, "bye").unwrap();
+    let _ = output(&mut client);
+    client.handle_input(t0, &server_frame(FIN | CLOSE, &close_payload(30758, "")));
+    assert_eq!(client.get_close_code(), 1002);
+    assert_eq!(client.get_close_reason(), "Protocol violation");
+    assert!(matches!(
+        client.error(),
+        Some(Error::Protocol { code: 1002, .. })
+    ));
+    client.handle_shutdown(t0);
+    assert_eq!(client.get_ready_state(), State::Closed);
+    assert_eq!(events(&mut client), [closed(1002, "Protocol violation", true)]);
+}
+
+#[test]
 fn close_times_out_exactly_when_the_remote_never_answers() {
     let mut pair = Pair::open();
     let start = pair.now;

@@ -9,6 +9,10 @@
 # Built without a sanitizer (`-s none`): the code under test is safe Rust, and ASan would
 # double the first build. Seeds (tests/fuzz/seeds, real captures) are read-only; new
 # inputs go to tests/fuzz/corpus and crashes to tests/fuzz/artifacts (both ignored by git).
+# The connection targets run in process (tests/fuzz/src/lib.rs: no sockets, threads or
+# clock), so a crash file replays the same calls in the same order:
+#   RUSTC_BOOTSTRAP=1 cargo fuzz run --fuzz-dir tests/fuzz -s none --dev TARGET FILE
+# (FUZZ_TRACE=1 in front prints a one-line summary of the run.)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -47,6 +51,7 @@ for target in "${TARGETS[@]}"; do
       -print_final_stats=1 >"$log" 2>&1; then
     tail -n 60 "$log"
     echo "fuzz: $target FAILED (artifacts in $FUZZ_DIR/artifacts/$target)"
+    echo "fuzz: replay with: RUSTC_BOOTSTRAP=1 cargo fuzz run ${build[*]} $target FILE"
     rm -f "$log"
     exit 1
   fi
