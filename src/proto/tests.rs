@@ -1063,7 +1063,10 @@ fn a_forbidden_code_in_the_reply_to_our_close_is_reported_as_1002() {
     ));
     client.handle_shutdown(t0);
     assert_eq!(client.get_ready_state(), State::Closed);
-    assert_eq!(events(&mut client), [closed(1002, "Protocol violation", true)]);
+    assert_eq!(
+        events(&mut client),
+        [closed(1002, "Protocol violation", true)]
+    );
 }
 
 #[test]
