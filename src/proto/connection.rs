@@ -570,9 +570,21 @@ impl Connection {
 
     /// Writes tungstenite's queued pongs and close answer into the outbox.
     fn flush_replies(&mut self, now: Instant) {
-        let Some(ws) = self.frames.as_deref_mut() else {
-            return;
-        };
+        match self.write_frames(|ws, wire| ws.flush(wire)) {
+            None | Some(Ok(())) => {}
+            Some(Err(tungstenite::Error::ConnectionClosed)) => self.frames_done(now),
+            Some(Err(e)) => self.on_frame_error(e, now),
+        }
+    }
+
+    /// Runs `f` with tungstenite's context over a wire with no new input, so what it
+    /// writes (control frames, client frames) lands in the outbox. `None` once frames no
+    /// longer flow.
+    fn write_frames<R>(
+        &mut self,
+        f: impl FnOnce(&mut WebSocketContext, &mut Wire<'_>) -> R,
+    ) -> Option<R> {
+        let ws = self.frames.as_deref_mut()?;
         let mut nothing_read = 0;
         let mut wire = Wire {
             backlog: &mut self.backlog,
@@ -581,11 +593,16 @@ impl Connection {
             outbox: &mut self.outbox,
             eof: self.eof,
         };
-        match ws.flush(&mut wire) {
-            Ok(()) => {}
-            Err(tungstenite::Error::ConnectionClosed) => self.frames_done(now),
-            Err(e) => self.on_frame_error(e, now),
-        }
+        Some(f(ws, &mut wire))
+    }
+
+    /// Queues our close frame (tungstenite notes that it was sent).
+    fn send_close_frame(&mut self, code: u16, reason: &str) {
+        let frame = CloseFrame {
+            code: CloseCode::from(code),
+            reason: reason.into(),
+        };
+        let _ = self.write_frames(|ws, wire| ws.close(wire, Some(frame)));
     }
 
     fn keep_unread(&mut self, rest: &[u8]) {
@@ -699,20 +716,8 @@ impl Connection {
             _ => "Protocol error",
         };
         log::debug!("closing with {code}: {detail}");
-        if let (CloseState::NotStarted, Some(ws)) = (self.close, self.frames.as_deref_mut()) {
-            let frame = CloseFrame {
-                code: CloseCode::from(code),
-                reason: reason.into(),
-            };
-            let mut nothing_read = 0;
-            let mut wire = Wire {
-                backlog: &mut self.backlog,
-                fresh: &[],
-                fresh_read: &mut nothing_read,
-                outbox: &mut self.outbox,
-                eof: self.eof,
-            };
-            let _ = ws.close(&mut wire, Some(frame));
+        if self.close == CloseState::NotStarted {
+            self.send_close_frame(code, reason);
         }
         self.frames = None;
         self.close_code = i32::from(code);
@@ -845,19 +850,9 @@ impl Connection {
     }
 
     fn send_ping(&mut self) {
-        let Some(ws) = self.frames.as_deref_mut() else {
-            return;
-        };
-        let mut nothing_read = 0;
-        let mut wire = Wire {
-            backlog: &mut self.backlog,
-            fresh: &[],
-            fresh_read: &mut nothing_read,
-            outbox: &mut self.outbox,
-            eof: self.eof,
-        };
         // Ping frames are tiny and control frames bypass the outbound budget.
-        if ws.write(&mut wire, Message::Ping(Bytes::new())).is_ok() {
+        let sent = self.write_frames(|ws, wire| ws.write(wire, Message::Ping(Bytes::new())));
+        if matches!(sent, Some(Ok(()))) {
             self.ping_outstanding = true;
         }
     }
@@ -1010,18 +1005,8 @@ impl Connection {
             } else {
                 Message::Binary(bytes)
             };
-            let Some(ws) = self.frames.as_deref_mut() else {
-                return Err(Error::NotOpen);
-            };
-            let mut nothing_read = 0;
-            let mut wire = Wire {
-                backlog: &mut self.backlog,
-                fresh: &[],
-                fresh_read: &mut nothing_read,
-                outbox: &mut self.outbox,
-                eof: self.eof,
-            };
-            ws.write(&mut wire, message)
+            self.write_frames(|ws, wire| ws.write(wire, message))
+                .ok_or(Error::NotOpen)?
                 .map_err(|e| Error::ConnectionLost(e.to_string()))?;
         } else {
             // Server frames are unmasked: header and payload go out as they are, a large
@@ -1090,23 +1075,11 @@ impl Connection {
         if self.close != CloseState::NotStarted {
             return Ok(());
         }
-        let Some(ws) = self.frames.as_deref_mut() else {
+        if self.frames.is_none() {
             self.abort(now);
             return Ok(());
-        };
-        let frame = CloseFrame {
-            code: CloseCode::from(wire_code),
-            reason: reason.into(),
-        };
-        let mut nothing_read = 0;
-        let mut wire = Wire {
-            backlog: &mut self.backlog,
-            fresh: &[],
-            fresh_read: &mut nothing_read,
-            outbox: &mut self.outbox,
-            eof: self.eof,
-        };
-        let _ = ws.close(&mut wire, Some(frame));
+        }
+        self.send_close_frame(wire_code, reason);
         self.apply(CloseInput::LocalClose, now);
         Ok(())
     }
