@@ -11,9 +11,7 @@ use mio::{Events, Interest, Poll, Registry, Token};
 
 use crate::config::PeerConfig;
 use crate::error::Error;
-/// Re-exported for the drivers built on this one.
-pub(crate) use crate::proto::State;
-use crate::proto::{Connection, Event, HandshakeRequest, Packet, WriteMode};
+use crate::proto::{Connection, Event, HandshakeRequest, Packet, State, WriteMode};
 use crate::stream::Transport;
 use crate::target::{Lookup, Target};
 use crate::tls::TlsOptions;

@@ -14,7 +14,8 @@ use super::{
 };
 use crate::config::ServerConfig;
 use crate::error::Error;
-use crate::peer::{State, WebSocketPeer};
+use crate::peer::WebSocketPeer;
+use crate::proto::State;
 use crate::server::{ServerEvent, WebSocketServer};
 use crate::tls::TlsOptions;
 
