@@ -732,6 +732,19 @@ impl WebSocketPeer {
         Ok(())
     }
 
+    /// Whether `TCP_NODELAY` is on for this connection, read back from the socket itself
+    /// (not from the configuration). `Err(Error::NotOpen)` when there is no socket (before
+    /// `connect_to_url`'s lookup finishes, or after the close); `Err(Error::Io)` if the OS
+    /// refuses the query. Beyond Godot.
+    pub fn is_no_delay(&self) -> Result<bool, Error> {
+        let tcp = match &self.link {
+            Link::Connecting { tcp, .. } => tcp,
+            Link::Streaming(transport) => transport.tcp(),
+            _ => return Err(Error::NotOpen),
+        };
+        Ok(tcp.nodelay()?)
+    }
+
     /// Bytes queued but not yet written to the socket (Godot's
     /// `get_current_outbound_buffered_amount`), frame headers included.
     pub fn get_current_outbound_buffered_amount(&self) -> usize {

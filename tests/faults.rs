@@ -254,6 +254,21 @@ fn forward(
 
 // ----- helpers -----
 
+/// TCP segments retransmitted in namespace `ns` so far (`RetransSegs` of its
+/// /proc/net/snmp, read from a thread inside it).
+fn retransmits(ns: &str) -> u64 {
+    in_netns(ns, || {
+        let snmp = std::fs::read_to_string("/proc/thread-self/net/snmp").expect("snmp");
+        let mut tcp = snmp.lines().filter(|l| l.starts_with("Tcp:"));
+        let (names, values) = (tcp.next().expect("Tcp names"), tcp.next().expect("values"));
+        let at = names
+            .split_whitespace()
+            .position(|n| n == "RetransSegs")
+            .expect("RetransSegs");
+        values.split_whitespace().nth(at).unwrap().parse().unwrap()
+    })
+}
+
 /// One test at a time: the figures measure one scenario, not the neighbours' load.
 fn serial() -> std::sync::MutexGuard<'static, ()> {
     static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -340,8 +355,8 @@ fn connected_id(events: &[ServerEvent]) -> i32 {
         .expect("a client connected")
 }
 
-/// Polls until `id`'s `ClientDisconnected`; returns (was_clean, close code, last error,
-/// time taken).
+/// Polls until `id`'s `ClientDisconnected`; returns (was_clean, close code, last error
+/// (`Debug`), time taken).
 fn until_disconnected(
     server: &mut WebSocketServer,
     events: &mut Vec<ServerEvent>,
@@ -359,7 +374,7 @@ fn until_disconnected(
             let peer = server.get_peer(id).expect("readable until the next poll");
             let error = peer
                 .get_last_error()
-                .map_or("none".into(), |e| e.to_string());
+                .map_or("none".into(), |e| format!("{e:?}"));
             return (clean, peer.get_close_code(), error, start.elapsed());
         }
         assert!(start.elapsed() < limit, "peer {id} never reported gone");
@@ -387,11 +402,19 @@ fn raw_client_in_b(
 
 const HEARTBEAT: Duration = Duration::from_millis(500);
 
+/// How soon a vanished peer must be reported. Measured here (2 shared cores, debug
+/// build, heartbeat off, three runs): RST 0.0-0.1 ms, FIN mid-frame 0.1-0.4 ms,
+/// half-close 0.1-0.3 ms after the close. The bound leaves room for the wire's forwarder
+/// thread and a lost scheduler slice; with the heartbeat off, nothing but the socket
+/// event can report the peer in that time.
+const AT_ONCE: Duration = Duration::from_millis(10);
+
 #[test]
 fn reset_fin_mid_frame_and_half_close_are_reported_unclean_at_once() {
     let _serial = serial();
     let wire = Wire::new("v");
-    let (mut server, addr) = server_in(&wire, server_config(HEARTBEAT));
+    // No heartbeat: only the socket can tell the server that the peer is gone.
+    let (mut server, addr) = server_in(&wire, server_config(Duration::ZERO));
     let mut figures = Vec::new();
     type Vanish = fn(&mut RawConn);
     let ways: [(&str, Vanish); 3] = [
@@ -430,17 +453,31 @@ fn reset_fin_mid_frame_and_half_close_are_reported_unclean_at_once() {
             None
         };
         let (clean, code, error, took) =
-            until_disconnected(&mut server, &mut events, id, 2 * HEARTBEAT + TIMEOUT);
+            until_disconnected(&mut server, &mut events, id, Duration::from_secs(2));
         if let Some(mut conn) = keep {
-            let end = conn.expect_end("the server closes after our FIN");
-            assert!(matches!(end, rawws::End::Eof | rawws::End::Reset));
+            // Everything we sent was read: the server's close is an orderly FIN.
+            conn.expect_fin("the server closes after our FIN");
         }
         assert!(!clean, "{what}: reported clean");
         assert_eq!(code, -1, "{what}");
-        assert!(
-            took <= 2 * HEARTBEAT + Duration::from_millis(500),
-            "{what}: detected after {took:?}"
-        );
+        assert!(took <= AT_ONCE, "{what}: detected after {took:?}");
+        if what == "RST" {
+            assert!(
+                error.starts_with("ConnectionLost(") && error.contains("reset"),
+                "{what}: {error}"
+            );
+        } else {
+            assert_eq!(
+                error,
+                format!(
+                    "{:?}",
+                    Error::ConnectionLost(
+                        "the remote closed the connection without a close frame".into()
+                    )
+                ),
+                "{what}"
+            );
+        }
         figures.push(format!(
             "{what}: unclean (-1) after {:.1} ms ({error})",
             took.as_secs_f64() * 1000.0
@@ -448,7 +485,7 @@ fn reset_fin_mid_frame_and_half_close_are_reported_unclean_at_once() {
     }
     assert_eq!(server.peer_count(), 0);
     println!(
-        "FIGURE peer vanishes (heartbeat {HEARTBEAT:?}):\n  {}",
+        "FIGURE peer vanishes (heartbeat off):\n  {}",
         figures.join("\n  ")
     );
 }
@@ -556,8 +593,9 @@ fn pulled_cable_is_detected_by_heartbeat_on_both_sides_within_two_intervals() {
 fn latency_and_loss_deliver_every_message_complete_and_in_order() {
     let _serial = serial();
     const MESSAGES: usize = 60;
+    const DELAY: Duration = Duration::from_millis(100);
     let wire = Wire::new("l");
-    wire.set(Duration::from_millis(100), 5.0);
+    wire.set(DELAY, 5.0);
     let (mut server, addr) = server_in(&wire, server_config(Duration::ZERO));
     let mut events = Vec::new();
     let sizes: Vec<usize> = (0..MESSAGES)
@@ -566,7 +604,7 @@ fn latency_and_loss_deliver_every_message_complete_and_in_order() {
     let total: usize = sizes.iter().sum();
     let start = Instant::now();
     let expected = sizes.clone();
-    let (received, handshake) = serve_while(&mut server, &mut events, &wire.b.0, move || {
+    let (received, handshake, rtt) = serve_while(&mut server, &mut events, &wire.b.0, move || {
         let connecting = Instant::now();
         let mut client = WebSocketPeer::new();
         client
@@ -582,6 +620,17 @@ fn latency_and_loss_deliver_every_message_complete_and_in_order() {
             std::thread::sleep(Duration::from_millis(1));
         }
         let handshake = connecting.elapsed();
+        // One echo alone: its round trip shows the wire's delay (retrying if a loss
+        // made it slower is not needed: slower only helps the >= check below).
+        let sent = Instant::now();
+        client.put_packet(b"rtt").unwrap();
+        while client.get_available_packet_count() == 0 {
+            client.poll();
+            assert!(Instant::now() < deadline, "no echo over the lossy wire");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let rtt = sent.elapsed();
+        assert_eq!(client.get_packet().unwrap(), b"rtt");
         // Send everything at once (the outbound budget permitting), then collect echoes.
         let mut next = 0;
         let mut received: Vec<Vec<u8>> = Vec::new();
@@ -612,7 +661,7 @@ fn latency_and_loss_deliver_every_message_complete_and_in_order() {
             std::thread::sleep(Duration::from_millis(1));
         }
         assert_eq!(client.get_close_code(), 1000);
-        (received, handshake)
+        (received, handshake, rtt)
     });
     let took = start.elapsed();
     assert_eq!(received.len(), MESSAGES);
@@ -623,15 +672,31 @@ fn latency_and_loss_deliver_every_message_complete_and_in_order() {
             "message {i} damaged or out of order"
         );
     }
+    let dropped = wire.knobs.dropped.load(Ordering::Relaxed);
+    let retransmitted = (retransmits(&wire.a.0), retransmits(&wire.b.0));
     println!(
-        "FIGURE latency and loss (100 ms each way, 5 % loss each way): handshake {:.2} s; \
-         {MESSAGES} messages ({:.0} KiB) echoed complete and in order in {:.1} s; the wire \
-         forwarded {} packets and dropped {}",
+        "FIGURE latency and loss (100 ms each way, 5 % loss each way): handshake {:.2} s, \
+         one echo {:.0} ms; {MESSAGES} messages ({:.0} KiB) echoed complete and in order in \
+         {:.1} s; the wire forwarded {} packets and dropped {dropped}; TCP retransmitted \
+         {} segments from A, {} from B",
         handshake.as_secs_f64(),
+        rtt.as_secs_f64() * 1000.0,
         total as f64 / 1024.0,
         took.as_secs_f64(),
         wire.knobs.forwarded.load(Ordering::Relaxed),
-        wire.knobs.dropped.load(Ordering::Relaxed)
+        retransmitted.0,
+        retransmitted.1
+    );
+    // The wire really was slow and lossy. Measured here (three runs): handshake
+    // 0.40-0.41 s (TCP's SYN round trip, then the upgrade's: two round trips of 200 ms),
+    // one echo 203 ms, 114-123 packets dropped of about 1 900, and TCP retransmitting
+    // 43-47 segments from A and 53-58 from B.
+    assert!(handshake >= 4 * DELAY, "handshake in {handshake:?}");
+    assert!(rtt >= 2 * DELAY, "an echo came back in {rtt:?}");
+    assert!(dropped > 0, "the wire dropped nothing");
+    assert!(
+        retransmitted.0 > 0 && retransmitted.1 > 0,
+        "losses were not recovered by retransmission: {retransmitted:?}"
     );
 }
 
@@ -710,6 +775,15 @@ fn stop_under_load_sends_1001_after_every_accepted_byte() {
                 .get_current_outbound_buffered_amount()
         })
         .sum();
+    // stop() must find something still queued on every peer, or it shows nothing.
+    // Measured here: 33.5 MB over the 8 peers.
+    for id in &ids {
+        let amount = server
+            .get_peer(*id)
+            .unwrap()
+            .get_current_outbound_buffered_amount();
+        assert!(amount > 0, "peer {id}: nothing buffered at stop()");
+    }
     server.stop();
     let stopping = Instant::now();
     let mut disconnects = Vec::new();

@@ -314,13 +314,16 @@ fn slowloris_is_refused_and_timed_out_while_live_peers_keep_their_latency() {
     let before = live.run(&mut server, &mut events, TIMEOUT, |_| {
         calm.elapsed() > Duration::from_secs(2)
     });
+    let calm = calm.elapsed();
 
     let attack = std::thread::spawn(move || slowloris(addr, ATTACKERS, Duration::from_secs(20)));
     let mut peak_pending = 0;
+    let attacked = Instant::now();
     let during = live.run(&mut server, &mut events, Duration::from_secs(30), |s| {
         peak_pending = peak_pending.max(s.pending_count());
         attack.is_finished()
     });
+    let attacked = attacked.elapsed();
     let (attackers, connect_phase) = attack.join().expect("attack thread");
     live.settle(&mut server, &mut events);
 
@@ -352,6 +355,15 @@ fn slowloris_is_refused_and_timed_out_while_live_peers_keep_their_latency() {
         secs(&timed_out, true),
     );
     report_latency("slowloris live peers", &before, &during);
+    let rate = |n: usize, d: Duration| n as f64 / d.as_secs_f64();
+    let slowest = during.iter().max().copied().unwrap_or_default();
+    println!(
+        "FIGURE slowloris live peers: {:.0} round trips/s before, {:.0} during; slowest \
+         during {:.3} ms",
+        rate(before.len(), calm),
+        rate(during.len(), attacked),
+        ms(slowest)
+    );
 
     assert_eq!(
         closed.len(),
@@ -368,9 +380,11 @@ fn slowloris_is_refused_and_timed_out_while_live_peers_keep_their_latency() {
         "the excess over the pending limit is refused"
     );
     assert_eq!(server.refused_connections(), refused.len() as u64);
+    // Measured here: the timed-out ones were closed 1.99..2.02 s after they connected
+    // (2 s timeout). 100 ms is five times the worst overshoot seen.
     for d in &timed_out {
         assert!(
-            *d <= handshake_timeout + Duration::from_millis(1500),
+            *d <= handshake_timeout + Duration::from_millis(100),
             "a half-open connection lived {d:?}, past the handshake timeout"
         );
     }
@@ -381,7 +395,28 @@ fn slowloris_is_refused_and_timed_out_while_live_peers_keep_their_latency() {
         0,
         "no attacker ever connected"
     );
-    assert!(!during.is_empty(), "live peers kept exchanging");
+    // The live peers keep their latency. Measured here (debug build, 2 shared cores,
+    // six runs): median 0.36-0.43 ms before and 0.41-0.46 ms during; 7 700-8 500 round
+    // trips a second before, 6 900-7 300 during; the slowest round trip during the attack
+    // 15-22 ms. p99 swings with the machine's other load (0.5-4 ms before, 1.3-6.7 ms
+    // during), so it is reported, not asserted. A server that stalled on the attackers
+    // would fail these.
+    let (p50_before, p50_during) = (percentile(&before, 0.5), percentile(&during, 0.5));
+    assert!(
+        p50_during <= 3 * p50_before,
+        "live median latency {p50_during:?} during the attack, {p50_before:?} before"
+    );
+    assert!(
+        rate(during.len(), attacked) >= rate(before.len(), calm) / 3.0,
+        "live peers slowed down: {} round trips in {attacked:?} during, {} in {calm:?} \
+         before",
+        during.len(),
+        before.len()
+    );
+    assert!(
+        slowest <= Duration::from_millis(100),
+        "a live round trip took {slowest:?} during the attack"
+    );
 }
 
 // ----- malformed upgrade requests -----
@@ -762,10 +797,11 @@ fn flood_without_reading_is_slowed_by_back_pressure_with_bounded_memory() {
         result.stalled_for >= Duration::from_millis(500),
         "the flooder was never held back"
     );
-    // Default limits: 64 KiB outbound + inbound queue below 2 x 64 KiB + an 8 KiB read
-    // buffer + the one stalled 16 KiB packet; 8 MiB leaves room for the allocator.
+    // Default limits: 64 KiB outbound + inbound queue below 2 x 64 KiB + a 64 KiB read
+    // buffer + the one stalled 16 KiB packet. Measured here (debug echo_server): +240,
+    // +276 and +300 KiB. The bound is about three times that.
     assert!(
-        peak - baseline < 8 * 1024,
+        peak - baseline < 1024,
         "server memory grew by {} KiB under a flood",
         peak - baseline
     );
@@ -948,7 +984,13 @@ fn ping_flood_keeps_the_outbound_buffer_bounded() {
                 let n: i64 = String::from_utf8_lossy(&inbound[at + 2..at + 10])
                     .parse()
                     .unwrap();
-                assert!(n > last, "pongs out of order");
+                // Every ping is answered, each by its own pong, in order (RFC 6455
+                // §5.5.3 would allow skipping all but the latest; wspeer does not).
+                assert_eq!(
+                    n,
+                    last + 1,
+                    "pong {n} after pong {last}: missing or reordered"
+                );
                 last = n;
                 pongs += 1;
                 at += 127;
@@ -987,7 +1029,7 @@ fn ping_flood_keeps_the_outbound_buffer_bounded() {
     let (held_at, pongs, code) = flooder.join().expect("ping flooder");
     let cpu = thread_cpu() - cpu;
     assert_eq!(code, Some(1000));
-    assert!(pongs <= PINGS);
+    assert_eq!(pongs, PINGS, "one pong per ping");
     assert!(
         !events
             .iter()

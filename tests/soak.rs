@@ -278,10 +278,11 @@ fn churn_soak_leaks_no_slot_fd_or_memory_and_reuses_no_id() {
     assert_eq!(fds_after, fds_before, "leaked file descriptors");
     assert_eq!(ids.len(), handed_out, "a peer id was handed out twice");
     assert_eq!(handed_out as u64, sessions, "one id per session");
-    // Allocator caches may keep a little; a leak of even 100 bytes per cycle would show
-    // as megabytes here.
+    // Allocator caches may keep a little: measured here (30 000 cycles, debug build) RSS
+    // grew by 364 and 464 KiB. The bound is about three times that; a leak of 50 bytes per
+    // cycle (1.5 MB) would cross it.
     assert!(
-        rss_after <= rss_before + 4 * 1024,
+        rss_after <= rss_before + 1536,
         "RSS grew from {rss_before} to {rss_after} KiB"
     );
 }
