@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # The echo benchmark in one command: builds the servers, the load generator and wspeer's
 # examples/echo_server in release mode, installs Node's ws into bench/node when npm is
-# present, raises the open-file limit, then runs the `bench` binary, which writes
-# docs/performance.md and docs/performance.svg.
+# present, raises the open-file limit, then runs the `bench` binary, which writes the raw
+# records docs/bench/<run-id>.jsonl and, from them, docs/performance.md and .svg.
 #
-#   bash bench/run.sh            # full run (about 10 minutes on 2 cores)
-#   bash bench/run.sh --quick    # smoke check (about 2 minutes)
+#   bash bench/run.sh            # full run: 5 rotated rounds of 5 s (about 35 minutes on 2 cores)
+#   bash bench/run.sh --quick    # smoke check (about 2.5 minutes), written into target/bench/
 #   bash bench/run.sh --help     # the runner's flags (see bench/README.md)
+#
+# The exit status is 1 when any echo differed from what was sent (after writing everything).
 #
 # Honours CARGO_TARGET_DIR. Everything runs on 127.0.0.1; Ctrl-C stops every process.
 set -euo pipefail

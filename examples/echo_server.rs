@@ -111,15 +111,60 @@ fn pump(id: i32, peer: &mut WebSocketPeer, stalled: &mut HashMap<i32, Packet>, q
     }
 }
 
-fn run(options: Options) -> Result<(), String> {
+/// The server's settings for `--max-message` and `--protocol`. Shared with the benchmark
+/// (`bench/src/bin/alloc_count.rs` and `poll_cost.rs` include this file), so that what it
+/// measures is this configuration.
+pub fn server_config(max_message: usize, protocols: &[String]) -> ServerConfig {
     let mut config = ServerConfig::default();
-    config.peer.supported_protocols = options.protocols.clone();
+    config.peer.supported_protocols = protocols.to_vec();
     // Both directions: an echo must fit on the way back too.
-    config.peer.inbound_buffer_size = options.max_message;
-    config.peer.outbound_buffer_size = options.max_message.max(wspeer::DEFAULT_BUFFER_SIZE);
+    config.peer.inbound_buffer_size = max_message;
+    config.peer.outbound_buffer_size = max_message.max(wspeer::DEFAULT_BUFFER_SIZE);
     // This loop polls again as soon as it has handled the events, so holding writes until
     // then costs no latency and lets all echoes to one client share a system call.
     config.peer.batch_writes = true;
+    config
+}
+
+/// Handles every event of the last poll and retries the echoes waiting in `stalled`: the
+/// body of the server loop between two polls (shared with the benchmark, like
+/// [`server_config`]).
+pub fn handle_events(
+    server: &mut WebSocketServer,
+    stalled: &mut HashMap<i32, Packet>,
+    quiet: bool,
+) {
+    while let Some(event) = server.pop_event() {
+        match event {
+            ServerEvent::ClientConnected { id, protocol } => {
+                println!("Client {id} connected with protocol: {protocol}");
+            }
+            ServerEvent::ClientCloseRequest { id, code, reason } => {
+                println!("Client {id} disconnecting with code: {code}, reason: {reason}");
+            }
+            ServerEvent::ClientDisconnected { id, was_clean } => {
+                stalled.remove(&id);
+                println!("Client {id} disconnected, clean: {was_clean}");
+            }
+            ServerEvent::DataReceived { id } => {
+                if !stalled.contains_key(&id) {
+                    if let Some(peer) = server.get_peer(id) {
+                        pump(id, peer, stalled, quiet);
+                    }
+                }
+            }
+        }
+    }
+    let waiting: Vec<i32> = stalled.keys().copied().collect();
+    for id in waiting {
+        if let Some(peer) = server.get_peer(id) {
+            pump(id, peer, stalled, quiet);
+        }
+    }
+}
+
+fn run(options: Options) -> Result<(), String> {
+    let config = server_config(options.max_message, &options.protocols);
     let mut server = WebSocketServer::with_config(config);
     let scheme = if let (Some(cert), Some(key)) = (&options.cert, &options.key) {
         let tls = TlsOptions::server(&read(cert)?, &read(key)?).map_err(|e| e.to_string())?;
@@ -145,33 +190,7 @@ fn run(options: Options) -> Result<(), String> {
     let mut stopping_since: Option<Instant> = None;
     loop {
         server.poll_with_timeout(Duration::from_millis(10));
-        while let Some(event) = server.pop_event() {
-            match event {
-                ServerEvent::ClientConnected { id, protocol } => {
-                    println!("Client {id} connected with protocol: {protocol}");
-                }
-                ServerEvent::ClientCloseRequest { id, code, reason } => {
-                    println!("Client {id} disconnecting with code: {code}, reason: {reason}");
-                }
-                ServerEvent::ClientDisconnected { id, was_clean } => {
-                    stalled.remove(&id);
-                    println!("Client {id} disconnected, clean: {was_clean}");
-                }
-                ServerEvent::DataReceived { id } => {
-                    if !stalled.contains_key(&id) {
-                        if let Some(peer) = server.get_peer(id) {
-                            pump(id, peer, &mut stalled, options.quiet);
-                        }
-                    }
-                }
-            }
-        }
-        let waiting: Vec<i32> = stalled.keys().copied().collect();
-        for id in waiting {
-            if let Some(peer) = server.get_peer(id) {
-                pump(id, peer, &mut stalled, options.quiet);
-            }
-        }
+        handle_events(&mut server, &mut stalled, options.quiet);
         if stop.load(Ordering::SeqCst) && stopping_since.is_none() {
             println!("Stopping: closing {} client(s)", server.peer_count());
             server.stop();

@@ -1,5 +1,9 @@
 //! Shared helpers of the benchmark binaries: flag parsing, `/proc` readings, WebSocket
-//! frames for the load generator, statistics and test certificates.
+//! frames for the load generator (with echo verification), statistics, the verdict rule
+//! of the targets ([`judge`]), raw records ([`record`]) and test certificates.
+
+pub mod judge;
+pub mod record;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -130,6 +134,10 @@ pub fn raise_nofile_limit() -> u64 {
 
 // ----- WebSocket frames (client side) -----
 
+/// The message limit the runner gives every server for messages above 64 KiB
+/// (`examples/echo_server --max-message`), and that `alloc_count` uses for them.
+pub const BIG_MAX_MESSAGE: usize = 2 * 1024 * 1024;
+
 /// The mask key of every frame the load generator sends (RFC 6455 only asks clients to
 /// mask; a fixed key costs the server exactly as much as a random one).
 pub const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
@@ -167,14 +175,29 @@ pub fn handshake_request(host: &str) -> Vec<u8> {
 pub struct Parsed {
     /// Complete data messages (frames with FIN set, continuation frames included).
     pub messages: usize,
+    /// Complete data messages that differed from the expected echo (type, length or bytes);
+    /// each is also counted in `messages`.
+    pub mismatches: usize,
+    /// What was wrong with the first mismatching message.
+    pub first_mismatch: Option<String>,
     /// A close frame arrived, with its code (1005 when it had none).
     pub close: Option<u16>,
-    /// Ping frames seen (the servers under test send none).
-    pub pings: usize,
+    /// Payloads of the ping frames seen, to be answered with pongs.
+    pub pings: Vec<Vec<u8>>,
 }
 
-/// A streaming parser of server frames (unmasked) that skips payloads without copying
-/// them: the load generator only counts echoes.
+/// The echo every data message should be: its opcode (1 text, 2 binary) and its payload.
+#[derive(Clone, Debug)]
+pub struct Expected {
+    /// 1 (text) or 2 (binary).
+    pub opcode: u8,
+    /// The payload sent, which must come back unchanged.
+    pub payload: std::sync::Arc<[u8]>,
+}
+
+/// A streaming parser of server frames (unmasked). With an [`Expected`] message it checks
+/// every data message against it (type, length and bytes, compared in place as they
+/// arrive, fragmented or not); without one it only counts messages.
 #[derive(Default)]
 pub struct FrameParser {
     header: [u8; 14],
@@ -183,17 +206,36 @@ pub struct FrameParser {
     remaining: u64,
     opcode: u8,
     fin: bool,
-    close_payload: Vec<u8>,
+    /// Payload of the current control frame (at most 125 bytes by RFC 6455).
+    control: Vec<u8>,
+    expect: Option<Expected>,
+    /// A data message has started and its final frame has not arrived.
+    in_message: bool,
+    msg_opcode: u8,
+    msg_len: u64,
+    msg_error: Option<String>,
 }
 
 impl FrameParser {
+    /// A parser that checks every data message against `expect`.
+    pub fn expecting(expect: Expected) -> FrameParser {
+        FrameParser {
+            expect: Some(expect),
+            ..FrameParser::default()
+        }
+    }
+
     /// Consumes `data`, adding what completed to `out`.
     pub fn feed(&mut self, mut data: &[u8], out: &mut Parsed) {
         while !data.is_empty() {
             if self.in_payload {
                 let take = (self.remaining as usize).min(data.len());
-                if self.opcode == 8 && self.close_payload.len() < 2 {
-                    self.close_payload.extend_from_slice(&data[..take.min(2)]);
+                let chunk = &data[..take];
+                if self.opcode >= 8 {
+                    let room = 125usize.saturating_sub(self.control.len());
+                    self.control.extend_from_slice(&chunk[..take.min(room)]);
+                } else {
+                    self.check_chunk(chunk);
                 }
                 self.remaining -= take as u64;
                 data = &data[take..];
@@ -220,11 +262,60 @@ impl FrameParser {
                 };
                 self.have = 0;
                 self.in_payload = true;
-                self.close_payload.clear();
+                self.control.clear();
+                self.start_frame();
                 if self.remaining == 0 {
                     self.finish(out);
                 }
             }
+        }
+    }
+
+    /// Book-keeping of a data frame's header: a new message or a continuation.
+    fn start_frame(&mut self) {
+        match self.opcode {
+            1 | 2 => {
+                if self.in_message {
+                    self.msg_error = Some("a new message inside a fragmented one".into());
+                } else {
+                    self.msg_error = None;
+                }
+                self.in_message = true;
+                self.msg_opcode = self.opcode;
+                self.msg_len = 0;
+            }
+            0 if !self.in_message => {
+                self.in_message = true;
+                self.msg_opcode = 0;
+                self.msg_len = 0;
+                self.msg_error = Some("a continuation frame outside a message".into());
+            }
+            _ => {}
+        }
+    }
+
+    /// Compares payload bytes of a data message with the expected ones, in place.
+    fn check_chunk(&mut self, chunk: &[u8]) {
+        let offset = self.msg_len;
+        self.msg_len += chunk.len() as u64;
+        let Some(expect) = &self.expect else {
+            return;
+        };
+        if self.msg_error.is_some() {
+            return;
+        }
+        let want = &expect.payload;
+        let end = offset as usize + chunk.len();
+        if end > want.len() {
+            self.msg_error = Some(format!("longer than the {} bytes sent", want.len()));
+        } else if chunk != &want[offset as usize..end] {
+            // memcmp first (the common, equal case); the position only on a mismatch.
+            let i = chunk
+                .iter()
+                .zip(&want[offset as usize..end])
+                .position(|(a, b)| a != b)
+                .unwrap_or(0);
+            self.msg_error = Some(format!("byte {} differs", offset as usize + i));
         }
     }
 
@@ -244,18 +335,51 @@ impl FrameParser {
     fn finish(&mut self, out: &mut Parsed) {
         self.in_payload = false;
         match self.opcode {
-            0..=2 if self.fin => out.messages += 1,
+            0..=2 if self.fin => {
+                out.messages += 1;
+                self.in_message = false;
+                let mut error = self.msg_error.take();
+                if let (None, Some(expect)) = (&error, &self.expect) {
+                    if self.msg_opcode != expect.opcode {
+                        error = Some(format!(
+                            "{} instead of {}",
+                            opcode_name(self.msg_opcode),
+                            opcode_name(expect.opcode)
+                        ));
+                    } else if self.msg_len != expect.payload.len() as u64 {
+                        error = Some(format!(
+                            "{} bytes instead of {}",
+                            self.msg_len,
+                            expect.payload.len()
+                        ));
+                    }
+                }
+                if let Some(error) = error {
+                    out.mismatches += 1;
+                    if out.first_mismatch.is_none() {
+                        out.first_mismatch = Some(error);
+                    }
+                }
+            }
             8 => {
-                let code = if self.close_payload.len() >= 2 {
-                    u16::from_be_bytes([self.close_payload[0], self.close_payload[1]])
+                let code = if self.control.len() >= 2 {
+                    u16::from_be_bytes([self.control[0], self.control[1]])
                 } else {
                     1005
                 };
                 out.close = Some(code);
             }
-            9 => out.pings += 1,
+            9 => out.pings.push(self.control.clone()),
             _ => {}
         }
+    }
+}
+
+fn opcode_name(opcode: u8) -> &'static str {
+    match opcode {
+        1 => "text",
+        2 => "binary",
+        _ => "no type",
     }
 }
 
@@ -389,6 +513,85 @@ mod tests {
             assert_eq!(out.messages, 6, "chunk {chunk}");
             assert_eq!(out.close, Some(1000), "chunk {chunk}");
         }
+    }
+
+    fn expecting(opcode: u8, payload: &[u8]) -> FrameParser {
+        FrameParser::expecting(Expected {
+            opcode,
+            payload: payload.into(),
+        })
+    }
+
+    fn parse_all(p: &mut FrameParser, stream: &[u8], chunk: usize) -> Parsed {
+        let mut out = Parsed::default();
+        for piece in stream.chunks(chunk) {
+            p.feed(piece, &mut out);
+        }
+        out
+    }
+
+    #[test]
+    fn verification_accepts_exact_echoes_in_any_split_and_fragmentation() {
+        let payload: Vec<u8> = (0..70_000u32).map(|i| (i * 31 + 7) as u8).collect();
+        let mut stream = server_frame(2, &payload);
+        // The same message fragmented: binary without FIN, a ping between, continuations.
+        let mut first = server_frame(2, &payload[..1000]);
+        first[0] &= 0x7f;
+        stream.extend(first);
+        stream.extend(server_frame(9, b"hb"));
+        let mut middle = server_frame(0, &payload[1000..50_000]);
+        middle[0] &= 0x7f;
+        stream.extend(middle);
+        stream.extend(server_frame(0, &payload[50_000..]));
+        for chunk in [1usize, 5, 4096, stream.len()] {
+            let out = parse_all(&mut expecting(2, &payload), &stream, chunk);
+            assert_eq!(
+                (out.messages, out.mismatches),
+                (2, 0),
+                "chunk {chunk}: {:?}",
+                out.first_mismatch
+            );
+            assert_eq!(out.pings, vec![b"hb".to_vec()]);
+        }
+    }
+
+    #[test]
+    fn verification_counts_each_kind_of_mismatch() {
+        let payload = b"hello, echo".to_vec();
+        let mut flipped = payload.clone();
+        flipped[4] ^= 1;
+        let cases: [(Vec<u8>, &str); 4] = [
+            (server_frame(1, &payload), "text instead of binary"),
+            (server_frame(2, &payload[..5]), "5 bytes instead of 11"),
+            (
+                server_frame(2, b"hello, echo!"),
+                "longer than the 11 bytes sent",
+            ),
+            (server_frame(2, &flipped), "byte 4 differs"),
+        ];
+        for (frame, why) in cases {
+            let mut stream = server_frame(2, &payload);
+            stream.extend(frame);
+            stream.extend(server_frame(2, &payload));
+            for chunk in [1usize, 3, stream.len()] {
+                let out = parse_all(&mut expecting(2, &payload), &stream, chunk);
+                assert_eq!(
+                    (out.messages, out.mismatches),
+                    (3, 1),
+                    "{why}, chunk {chunk}"
+                );
+                assert_eq!(out.first_mismatch.as_deref(), Some(why));
+            }
+        }
+        // Text expected, binary echoed.
+        let out = parse_all(&mut expecting(1, b"abc"), &server_frame(2, b"abc"), 2);
+        assert_eq!(
+            out.first_mismatch.as_deref(),
+            Some("binary instead of text")
+        );
+        // Without an expectation: counted, never judged.
+        let out = parse_all(&mut FrameParser::default(), &server_frame(1, b"x"), 1);
+        assert_eq!((out.messages, out.mismatches), (1, 0));
     }
 
     #[test]

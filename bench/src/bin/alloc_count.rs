@@ -1,25 +1,41 @@
-//! Heap allocations per echoed message in the steady state: a wspeer server and a wspeer
-//! client in this process, one message in flight, a counting global allocator that books
-//! each allocation to the side (server or client) whose code made it.
+//! Heap allocations per echoed message in the steady state, in `examples/echo_server`'s
+//! exact configuration: this binary includes that file, builds its server with the
+//! example's own `server_config` and runs the example's own `handle_events` between polls
+//! (`batch_writes` on, the stalled-echo map, `send_packet` of the received packet). The
+//! clients are wspeer clients in this process; a counting global allocator books each
+//! allocation to the side (server or client) whose code made it.
 //!
 //! ```text
-//! alloc_count [--sizes 32,1024,4096,16384] [--msgs 20000] [--warmup 2000] [--idle N]
+//! alloc_count [--sizes 32,1024,4096,16384,65536] [--conns 1,100] [--inflight 4]
+//!             [--msgs 20000] [--warmup 2000] [--idle N]
 //! ```
-//! With `--idle N` it also opens N idle connections from wspeer clients in this process and
-//! reports the server's live heap per idle peer, by allocation size
-//! (`RESULT mode=idle_heap n=N bytes_per_peer=.. allocs_per_peer=..` and one
+//! For each connection count and size: a fresh server (message limit as the runner gives
+//! echo_server: Godot's 65 535 bytes, or `--max-message 2097152` above it), then the
+//! clients: one connection keeps one message in flight (ping-pong); more connections
+//! pipeline `--inflight` messages each. Every echo is checked (type, length, bytes).
+//! Prints `RESULT mode=alloc conns=C inflight=K size=S max_message=M msgs=N
+//! server_allocs=.. server_bytes=.. client_allocs=.. client_bytes=.. server_polls=..`
+//! (all per echoed message; reallocations count as allocations).
+//!
+//! With `--idle N` it also opens N idle connections from wspeer clients to a fresh server
+//! (same configuration) and reports the server's live heap per idle peer, by allocation
+//! size (`RESULT mode=idle_heap n=N bytes_per_peer=.. allocs_per_peer=..` and one
 //! `RESULT mode=idle_size size=S per_peer=..` line per size that stays allocated).
-//! Prints `RESULT mode=alloc size=S msgs=N server_allocs=.. server_bytes=.. client_allocs=..
-//! client_bytes=.. server_polls=..` (all per message; reallocations count as allocations).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
+use std::collections::HashMap;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use wspeer::{ServerEvent, State, WebSocketPeer, WebSocketServer, WriteMode};
-use wspeer_bench::Flags;
+use wspeer::{Packet, PeerConfig, State, WebSocketPeer, WebSocketServer, WriteMode};
+use wspeer_bench::{BIG_MAX_MESSAGE, Flags};
+
+/// `examples/echo_server.rs` itself, for its `server_config` and `handle_events`.
+#[allow(dead_code)]
+#[path = "../../../examples/echo_server.rs"]
+mod echo_server;
 
 const NONE: usize = usize::MAX;
 const SERVER: usize = 0;
@@ -94,110 +110,210 @@ fn side(s: usize) {
     SIDE.with(|c| c.set(s));
 }
 
-/// One echo: the client sends, the server echoes, the client receives it. Returns the
-/// number of server polls it took.
-fn echo_once(
-    server: &mut WebSocketServer,
-    client: &mut WebSocketPeer,
-    payload: &[u8],
-) -> Result<u64, String> {
-    side(CLIENT);
-    client
-        .send(payload, WriteMode::Binary)
-        .map_err(|e| format!("client send: {e}"))?;
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let mut polls = 0;
-    loop {
+fn reset_counters() {
+    for counter in ALLOCS.iter().chain(BYTES.iter()) {
+        counter.store(0, Ordering::Relaxed);
+    }
+}
+
+/// The server half of `examples/echo_server`: its configuration and its loop body.
+struct EchoServer {
+    server: WebSocketServer,
+    stalled: HashMap<i32, Packet>,
+}
+
+impl EchoServer {
+    fn new(max_message: usize) -> Result<(EchoServer, String), String> {
+        let mut server = WebSocketServer::with_config(echo_server::server_config(max_message, &[]));
+        server
+            .listen_on("127.0.0.1", 0)
+            .map_err(|e| format!("listen: {e}"))?;
+        let url = format!("ws://{}", server.local_addr().ok_or("no address")?);
+        Ok((
+            EchoServer {
+                server,
+                stalled: HashMap::new(),
+            },
+            url,
+        ))
+    }
+
+    /// One turn of the example's loop (its `poll_with_timeout` without the wait: the
+    /// clients live in this thread).
+    fn turn(&mut self) {
         side(SERVER);
-        server.poll();
-        polls += 1;
-        while let Some(event) = server.pop_event() {
-            if let ServerEvent::DataReceived { id } = event {
-                if let Some(peer) = server.get_peer(id) {
-                    // As examples/echo_server does: forward without copying.
-                    while let Some(packet) = peer.recv() {
-                        peer.send_packet(&packet)
-                            .map_err(|e| format!("server send: {e}"))?;
-                    }
-                }
-            }
-        }
+        self.server.poll_with_timeout(Duration::ZERO);
+        echo_server::handle_events(&mut self.server, &mut self.stalled, true);
+        side(NONE);
+    }
+}
+
+/// Opens `n` wspeer clients able to send and receive `max_message`-byte messages.
+fn open_clients(
+    echo: &mut EchoServer,
+    url: &str,
+    n: usize,
+    max_message: usize,
+) -> Result<Vec<WebSocketPeer>, String> {
+    let mut config = PeerConfig {
+        inbound_buffer_size: max_message,
+        // No byte budget: the clients must never be what limits the pipeline.
+        outbound_buffer_size: 0,
+        ..PeerConfig::default()
+    };
+    config.batch_writes = false;
+    let base = echo.server.peer_count();
+    let mut clients = Vec::with_capacity(n);
+    side(CLIENT);
+    for _ in 0..n {
+        let mut c = WebSocketPeer::with_config(config.clone());
+        c.connect_to_url(url, None)
+            .map_err(|e| format!("connect: {e}"))?;
+        clients.push(c);
+    }
+    side(NONE);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while echo.server.peer_count() < base + n
+        || clients.iter().any(|c| c.get_ready_state() != State::Open)
+    {
+        echo.turn();
         side(CLIENT);
-        client.poll();
-        if let Some(packet) = client.recv() {
-            side(NONE);
-            if packet.data().len() != payload.len() {
-                return Err("echo of the wrong size".into());
-            }
-            return Ok(polls);
+        for c in clients.iter_mut() {
+            c.poll();
         }
         side(NONE);
-        if client.get_ready_state() != State::Open {
-            return Err(format!("client {:?}", client.get_ready_state()));
-        }
         if Instant::now() > deadline {
-            return Err("no echo within 5 s".into());
+            return Err(format!(
+                "only {} of {n} connections opened",
+                echo.server.peer_count() - base
+            ));
+        }
+        std::thread::sleep(Duration::from_micros(100));
+    }
+    Ok(clients)
+}
+
+/// Counts allocations over `msgs` echoes (after `warmup` more) with `conns` clients each
+/// keeping `inflight` messages of `size` bytes in flight.
+fn measure(
+    conns: usize,
+    inflight: usize,
+    size: usize,
+    msgs: u64,
+    warmup: u64,
+) -> Result<(), String> {
+    let max_message = if size > wspeer::DEFAULT_BUFFER_SIZE {
+        BIG_MAX_MESSAGE
+    } else {
+        wspeer::DEFAULT_BUFFER_SIZE
+    };
+    let (mut echo, url) = EchoServer::new(max_message)?;
+    let mut clients = open_clients(&mut echo, &url, conns, max_message)?;
+    let payload: Vec<u8> = (0..size).map(|i| (i * 31 + 7) as u8).collect();
+    side(CLIENT);
+    for c in clients.iter_mut() {
+        for _ in 0..inflight {
+            c.send(&payload, WriteMode::Binary)
+                .map_err(|e| format!("client send: {e}"))?;
         }
     }
+    side(NONE);
+    let mut echoed = 0u64;
+    let mut polls = 0u64;
+    let mut last_echo = Instant::now();
+    let mut counting = false;
+    let total = warmup + msgs;
+    while echoed < total {
+        if !counting && echoed >= warmup {
+            counting = true;
+            echoed = warmup;
+            polls = 0;
+            reset_counters();
+        }
+        echo.turn();
+        polls += 1;
+        for c in clients.iter_mut() {
+            side(CLIENT);
+            c.poll();
+            while let Some(packet) = c.recv() {
+                side(NONE);
+                if packet.is_text() || packet.data() != payload.as_slice() {
+                    return Err(format!(
+                        "echo mismatch: {} bytes, text {} (sent {size} binary)",
+                        packet.data().len(),
+                        packet.is_text()
+                    ));
+                }
+                echoed += 1;
+                last_echo = Instant::now();
+                side(CLIENT);
+                c.send(&payload, WriteMode::Binary)
+                    .map_err(|e| format!("client send: {e}"))?;
+            }
+            side(NONE);
+            if c.get_ready_state() != State::Open {
+                return Err(format!("client {:?}", c.get_ready_state()));
+            }
+        }
+        if last_echo.elapsed() > Duration::from_secs(5) {
+            return Err(format!("no echo for 5 s after {echoed}"));
+        }
+    }
+    let per = |c: &AtomicU64| c.load(Ordering::Relaxed) as f64 / msgs as f64;
+    let (server_allocs, server_bytes) = (per(&ALLOCS[SERVER]), per(&BYTES[SERVER]));
+    let (client_allocs, client_bytes) = (per(&ALLOCS[CLIENT]), per(&BYTES[CLIENT]));
+    println!(
+        "RESULT mode=alloc conns={conns} inflight={inflight} size={size} \
+         max_message={max_message} msgs={msgs} server_allocs={server_allocs:.3} \
+         server_bytes={server_bytes:.1} client_allocs={client_allocs:.3} \
+         client_bytes={client_bytes:.1} server_polls={:.3}",
+        polls as f64 / msgs as f64,
+    );
+    side(CLIENT);
+    drop(clients);
+    side(NONE);
+    Ok(())
+}
+
+fn list(flags: &Flags, name: &str, default: &str) -> Result<Vec<usize>, String> {
+    flags
+        .get(name)
+        .unwrap_or(default)
+        .split(',')
+        .map(|s| {
+            s.trim()
+                .parse()
+                .map_err(|_| format!("bad {name} entry {s:?}"))
+        })
+        .collect()
 }
 
 fn run() -> Result<(), String> {
     let flags = Flags::parse(&[])?;
-    flags.check_known(&["--sizes", "--msgs", "--warmup", "--idle"])?;
-    let sizes: Vec<usize> = flags
-        .get("--sizes")
-        .unwrap_or("32,1024,4096,16384")
-        .split(',')
-        .map(|s| s.trim().parse().map_err(|_| format!("bad size {s:?}")))
-        .collect::<Result<_, _>>()?;
+    flags.check_known(&[
+        "--sizes",
+        "--conns",
+        "--inflight",
+        "--msgs",
+        "--warmup",
+        "--idle",
+    ])?;
+    let sizes = list(&flags, "--sizes", "32,1024,4096,16384,65536")?;
+    let conns = list(&flags, "--conns", "1,100")?;
+    let inflight: usize = flags.value("--inflight", 4)?;
     let msgs: u64 = flags.value("--msgs", 20_000)?;
     let warmup: u64 = flags.value("--warmup", 2_000)?;
-
-    let mut server = WebSocketServer::new();
-    server
-        .listen_on("127.0.0.1", 0)
-        .map_err(|e| format!("listen: {e}"))?;
-    let url = format!("ws://{}", server.local_addr().ok_or("no address")?);
-    let mut client = WebSocketPeer::new();
-    client
-        .connect_to_url(&url, None)
-        .map_err(|e| format!("connect: {e}"))?;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while client.get_ready_state() != State::Open || server.peer_count() == 0 {
-        server.poll();
-        while server.pop_event().is_some() {}
-        client.poll();
-        if Instant::now() > deadline {
-            return Err("the connection did not open".into());
+    wspeer_bench::raise_nofile_limit();
+    for &c in &conns {
+        let k = if c == 1 { 1 } else { inflight.max(1) };
+        for &size in &sizes {
+            measure(c.max(1), k, size, msgs.max(1), warmup)?;
         }
-        std::thread::sleep(Duration::from_micros(200));
-    }
-    for size in sizes {
-        let payload: Vec<u8> = (0..size).map(|i| i as u8).collect();
-        for _ in 0..warmup {
-            echo_once(&mut server, &mut client, &payload)?;
-        }
-        for counter in ALLOCS.iter().chain(BYTES.iter()) {
-            counter.store(0, Ordering::Relaxed);
-        }
-        let mut polls = 0;
-        for _ in 0..msgs {
-            polls += echo_once(&mut server, &mut client, &payload)?;
-        }
-        let per = |c: &AtomicU64| c.load(Ordering::Relaxed) as f64 / msgs as f64;
-        println!(
-            "RESULT mode=alloc size={size} msgs={msgs} server_allocs={:.3} server_bytes={:.1} \
-             client_allocs={:.3} client_bytes={:.1} server_polls={:.2}",
-            per(&ALLOCS[SERVER]),
-            per(&BYTES[SERVER]),
-            per(&ALLOCS[CLIENT]),
-            per(&BYTES[CLIENT]),
-            polls as f64 / msgs as f64,
-        );
     }
     let idle: usize = flags.value("--idle", 0)?;
     if idle > 0 {
-        idle_heap(&mut server, &url, idle)?;
+        let (mut echo, url) = EchoServer::new(wspeer::DEFAULT_BUFFER_SIZE)?;
+        idle_heap(&mut echo.server, &url, idle)?;
     }
     Ok(())
 }

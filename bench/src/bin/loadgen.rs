@@ -1,20 +1,27 @@
 //! The load generator: one thread, mio, raw sockets, pre-built masked frames and a parser
-//! that only counts echoes, so that it costs as little CPU per message as possible (the
-//! approach of uWebSockets' `load_test.c`).
+//! that checks each echo in place without copying it, so that it costs as little CPU per
+//! message as possible (the approach of uWebSockets' `load_test.c`).
 //!
 //! ```text
 //! loadgen --addr 127.0.0.1:PORT [--ca CA.pem]  (wss when --ca is given)
 //!         --mode echo|setup|idle [--conns N] [--size BYTES] [--inflight K]
-//!         [--warmup SECS] [--secs SECS] [--server-pid PID] [--concurrency C] [--hold]
+//!         [--msg-type binary|text|mixed] [--warmup SECS] [--secs SECS]
+//!         [--server-pid PID] [--concurrency C] [--hold]
 //! ```
-//! - `echo`: opens `conns` connections; once all are open, each keeps `inflight` binary
-//!   messages of `size` bytes in flight (sends one more per echo). After `warmup`, counts
-//!   echoes for `secs`; with one in flight it also records each round trip.
+//! - `echo`: opens `conns` connections; once all are open, each keeps `inflight` messages
+//!   of `size` bytes in flight (sends one more per echo). After `warmup`, counts echoes for
+//!   `secs`; with one in flight it also records each round trip. Every echo, warm-up
+//!   included, is checked against what was sent: type (text or binary), length and every
+//!   byte; each one that differs counts as a mismatch (`mismatches=` in the result, and a
+//!   `NOTE first mismatch: ..` line).
 //! - `setup`: keeps `conns` connections at a time going through TCP connect, opening
 //!   handshake (and TLS), close frame out, close frame back; counts completions.
-//! - `idle`: opens `conns` connections and leaves them idle; reports the server's VmRSS
-//!   before and after. With `--hold` it prints `READY` and keeps them until stdin closes.
+//! - `idle`: opens `conns` connections and leaves them idle (answering pings with pongs);
+//!   reports the server's VmRSS before and after. With `--hold` it prints `READY` and
+//!   keeps them until stdin closes; meanwhile each stdin line `send K` sends one message
+//!   of `size` bytes on each of the first K connections and prints `SENT K` once written.
 //!
+//! `--msg-type`: binary (the default), text (ASCII), or mixed (text on odd connections).
 //! Prints one `RESULT key=value ...` line. Server CPU (user+sys from `/proc/PID/stat`) and
 //! this process's CPU are sampled at the start and the end of the measured interval.
 
@@ -22,18 +29,22 @@ use std::io::{self, IoSlice, Read, Write};
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
-use mio::{Events, Interest, Poll, Token};
+use mio::{Events, Interest, Poll, Token, Waker};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, RootCertStore};
 use slab::Slab;
 use wspeer_bench::{
-    Flags, FrameParser, Parsed, cpu_seconds, handshake_request, masked_frame, own_cpu_seconds,
-    quantile, raise_nofile_limit, vm_rss_kib,
+    Expected, Flags, FrameParser, Parsed, cpu_seconds, handshake_request, masked_frame,
+    own_cpu_seconds, quantile, raise_nofile_limit, vm_rss_kib,
 };
+
+/// The token of the waker that stdin commands use in `--hold`.
+const WAKER: Token = Token(usize::MAX);
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Mode {
@@ -54,6 +65,26 @@ struct Options {
     server_pid: Option<u32>,
     concurrency: usize,
     hold: bool,
+    msg_type: MsgType,
+}
+
+/// Which frames the connections send.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum MsgType {
+    Binary,
+    Text,
+    Mixed,
+}
+
+impl MsgType {
+    /// Index into `Gen::frames` for connection `key`: 0 binary, 1 text.
+    fn kind_of(self, key: usize) -> usize {
+        match self {
+            MsgType::Binary => 0,
+            MsgType::Text => 1,
+            MsgType::Mixed => key % 2,
+        }
+    }
 }
 
 fn options() -> Result<Options, String> {
@@ -70,6 +101,7 @@ fn options() -> Result<Options, String> {
         "--server-pid",
         "--concurrency",
         "--hold",
+        "--msg-type",
     ])?;
     let addr = flags
         .get("--addr")
@@ -85,6 +117,12 @@ fn options() -> Result<Options, String> {
         "setup" => Mode::Setup,
         "idle" => Mode::Idle,
         other => return Err(format!("--mode echo|setup|idle, not {other:?}")),
+    };
+    let msg_type = match flags.get("--msg-type").unwrap_or("binary") {
+        "binary" => MsgType::Binary,
+        "text" => MsgType::Text,
+        "mixed" => MsgType::Mixed,
+        other => return Err(format!("--msg-type binary|text|mixed, not {other:?}")),
     };
     let server_pid = match flags.get("--server-pid") {
         Some(p) => Some(p.parse().map_err(|_| "bad --server-pid")?),
@@ -102,6 +140,7 @@ fn options() -> Result<Options, String> {
         server_pid,
         concurrency: flags.value("--concurrency", 128usize)?.max(1),
         hold: flags.has("--hold"),
+        msg_type,
     })
 }
 
@@ -159,6 +198,8 @@ struct Conn {
     in_flight: usize,
     sent_at: Instant,
     started: Instant,
+    /// Index into `Gen::frames`: 0 binary, 1 text.
+    kind: usize,
 }
 
 impl Conn {
@@ -345,13 +386,18 @@ struct Ctx {
     rtts_us: Vec<f64>,
     request: Vec<u8>,
     close_frame: Vec<u8>,
+    /// Echoes that differed from what was sent, and what was wrong with the first.
+    mismatches: u64,
+    first_mismatch: Option<String>,
 }
 
 struct Gen {
     opts: Options,
     poll: Poll,
     conns: Slab<Conn>,
-    frame: Vec<u8>,
+    /// The pre-built frames: binary and text, and what their echoes must be.
+    frames: [Vec<u8>; 2],
+    expected: [Expected; 2],
     scratch: Vec<u8>,
     ctx: Ctx,
     /// Connections not yet open.
@@ -366,6 +412,8 @@ struct Gen {
 impl Gen {
     fn new(opts: Options) -> io::Result<Gen> {
         let payload: Vec<u8> = (0..opts.size).map(|i| (i * 31 + 7) as u8).collect();
+        // Text: printable ASCII, so valid UTF-8 whatever the size.
+        let text: Vec<u8> = (0..opts.size).map(|i| b' ' + (i * 31 % 95) as u8).collect();
         let ctx = Ctx {
             mode: opts.mode,
             sending: false,
@@ -375,9 +423,21 @@ impl Gen {
             rtts_us: Vec::new(),
             request: handshake_request(&opts.addr.to_string()),
             close_frame: masked_frame(8, &1000u16.to_be_bytes()),
+            mismatches: 0,
+            first_mismatch: None,
         };
         Ok(Gen {
-            frame: masked_frame(2, &payload),
+            frames: [masked_frame(2, &payload), masked_frame(1, &text)],
+            expected: [
+                Expected {
+                    opcode: 2,
+                    payload: payload.into(),
+                },
+                Expected {
+                    opcode: 1,
+                    payload: text.into(),
+                },
+            ],
             scratch: vec![0; 256 * 1024],
             poll: Poll::new()?,
             conns: Slab::new(),
@@ -414,6 +474,7 @@ impl Gen {
             Box::new(ClientConnection::new(config.clone(), name).expect("TLS client"))
         });
         let now = Instant::now();
+        let kind = self.opts.msg_type.kind_of(entry.key());
         entry.insert(Conn {
             sock,
             tls,
@@ -421,7 +482,7 @@ impl Gen {
             readable: false,
             writable: false,
             response: Vec::new(),
-            parser: FrameParser::default(),
+            parser: FrameParser::expecting(self.expected[kind].clone()),
             extra: Vec::new(),
             extra_off: 0,
             queued: 0,
@@ -429,6 +490,7 @@ impl Gen {
             in_flight: 0,
             sent_at: now,
             started: now,
+            kind,
         });
         self.pending += 1;
     }
@@ -469,7 +531,8 @@ impl Gen {
             if event.is_writable() || event.is_write_closed() || event.is_error() {
                 conn.writable = true;
             }
-            let status = drive(conn, &mut self.ctx, &mut self.scratch, &self.frame);
+            let frame = &self.frames[conn.kind];
+            let status = drive(conn, &mut self.ctx, &mut self.scratch, frame);
             if status.opened {
                 self.pending -= 1;
                 self.open += 1;
@@ -523,7 +586,7 @@ impl Gen {
             if conn.phase == Phase::Open {
                 conn.phase = Phase::Closing;
                 conn.extra.extend_from_slice(&self.ctx.close_frame);
-                if conn.push_out(&self.frame).is_err() {
+                if conn.push_out(&self.frames[conn.kind]).is_err() {
                     self.remove(key);
                 }
             }
@@ -607,6 +670,17 @@ fn drive_io(
                 eof = true;
                 break;
             }
+        }
+    }
+    if parsed.mismatches > 0 {
+        ctx.mismatches += parsed.mismatches as u64;
+        if ctx.first_mismatch.is_none() {
+            ctx.first_mismatch = parsed.first_mismatch.take();
+        }
+    }
+    if conn.phase == Phase::Open {
+        for ping in &parsed.pings {
+            conn.extra.extend_from_slice(&masked_frame(10, ping));
         }
     }
     if parsed.messages > 0 {
@@ -718,7 +792,8 @@ fn run(opts: Options) -> Result<(), String> {
             for key in keys {
                 let conn = &mut g.conns[key];
                 start_sending(conn, g.ctx.inflight);
-                conn.push_out(&g.frame).map_err(|e| format!("send: {e}"))?;
+                conn.push_out(&g.frames[conn.kind])
+                    .map_err(|e| format!("send: {e}"))?;
             }
             let (a, b) = measure(&mut g)?;
             let secs = b.at.duration_since(a.at).as_secs_f64();
@@ -778,18 +853,81 @@ fn run(opts: Options) -> Result<(), String> {
                 after.unwrap_or(0)
             );
             if g.opts.hold {
-                println!("READY");
-                let _ = io::stdout().flush();
-                let (tx, rx) = std::sync::mpsc::channel::<()>();
-                std::thread::spawn(move || {
-                    let _ = io::copy(&mut io::stdin(), &mut io::sink());
-                    let _ = tx.send(());
-                });
-                while rx.try_recv().is_err() {
-                    g.turn(&mut events, Duration::from_millis(100));
-                }
+                hold(&mut g, &mut events)?;
             }
         }
+    }
+    Ok(())
+}
+
+/// Keeps the idle connections until stdin closes, answering `send K` commands.
+fn hold(g: &mut Gen, events: &mut Events) -> Result<(), String> {
+    let waker = Arc::new(Waker::new(g.poll.registry(), WAKER).map_err(|e| e.to_string())?);
+    let (tx, rx) = mpsc::channel::<Option<String>>();
+    std::thread::spawn(move || {
+        for line in io::stdin().lines() {
+            let Ok(line) = line else { break };
+            if tx.send(Some(line)).is_err() {
+                return;
+            }
+            let _ = waker.wake();
+        }
+        let _ = tx.send(None);
+        let _ = waker.wake();
+    });
+    println!("READY");
+    let _ = io::stdout().flush();
+    loop {
+        loop {
+            match rx.try_recv() {
+                Ok(Some(line)) => {
+                    let k: usize = line
+                        .strip_prefix("send ")
+                        .and_then(|k| k.trim().parse().ok())
+                        .ok_or(format!("unknown command {line:?}"))?;
+                    send_on_first(g, k, events)?;
+                    println!("SENT {k}");
+                    let _ = io::stdout().flush();
+                }
+                Ok(None) | Err(mpsc::TryRecvError::Disconnected) => return Ok(()),
+                Err(mpsc::TryRecvError::Empty) => break,
+            }
+        }
+        g.turn(events, Duration::from_millis(100));
+        if g.failed > 0 {
+            return Err(g.first_error.clone().unwrap_or_default());
+        }
+    }
+}
+
+/// Sends one message on each of the first `k` open connections and writes it out.
+fn send_on_first(g: &mut Gen, k: usize, events: &mut Events) -> Result<(), String> {
+    let keys: Vec<usize> = g
+        .conns
+        .iter()
+        .filter(|(_, c)| c.phase == Phase::Open)
+        .map(|(key, _)| key)
+        .take(k)
+        .collect();
+    if keys.len() < k {
+        return Err(format!("only {} connections open, {k} asked", keys.len()));
+    }
+    for &key in &keys {
+        let conn = &mut g.conns[key];
+        start_sending(conn, 1);
+        let frame = &g.frames[conn.kind];
+        conn.push_out(frame).map_err(|e| format!("send: {e}"))?;
+    }
+    // A socket not yet known writable: wait for it (bounded).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while keys
+        .iter()
+        .any(|&key| g.conns.get(key).is_some_and(|c| c.queued > 0))
+    {
+        if Instant::now() > deadline {
+            return Err("messages still unwritten after 5 s: the server does not read".into());
+        }
+        g.turn(events, Duration::from_millis(1));
     }
     Ok(())
 }
@@ -801,16 +939,21 @@ fn print_result(g: &Gen, a: &Sample, b: &Sample, secs: f64, count: u64, extra: &
     };
     println!(
         "RESULT mode={:?} conns={} size={} inflight={} count={count} secs={secs:.4} \
-         server_cpu={server_cpu} client_cpu={:.4} errors={}{extra}",
+         server_cpu={server_cpu} client_cpu={:.4} errors={} mismatches={} msg_type={:?}{extra}",
         g.opts.mode,
         g.opts.conns,
         g.opts.size,
         g.opts.inflight,
         b.client_cpu - a.client_cpu,
         g.failed,
+        g.ctx.mismatches,
+        g.opts.msg_type,
     );
     if let Some(e) = &g.first_error {
         println!("NOTE first error: {e}");
+    }
+    if let Some(m) = &g.ctx.first_mismatch {
+        println!("MISMATCH first mismatch: {m}");
     }
 }
 

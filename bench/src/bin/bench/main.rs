@@ -1,14 +1,17 @@
-//! The benchmark runner: starts each echo server in turn, drives it with `loadgen`, and
-//! writes `docs/performance.md` and `docs/performance.svg`.
+//! The benchmark runner: starts each echo server in turn, drives it with `loadgen`, writes
+//! the raw records of the run (`docs/bench/<run-id>.jsonl`) and, from them,
+//! `docs/performance.md` and `docs/performance.svg`.
 //!
 //! ```text
 //! bash bench/run.sh [--quick] [--rounds N] [--secs S] [--warmup S] [--idle-conns N]
 //!                   [--servers a,b,..] [--scenarios a,b,..] [--note TEXT] [--no-docs]
+//! target/release/bench --from docs/bench/<run-id>.jsonl   # the report again, from records
 //! ```
 //! (`bench/run.sh` builds everything and runs this binary.) Servers are pinned to CPU 0
 //! and the load generator to CPU 1 with `taskset` where the machine has two CPUs; each
-//! scenario runs `rounds` rounds, each round every server once (A B C .. A B C ..).
-//! Ctrl-C, a panic or the end of the run kill every process it started.
+//! scenario runs `rounds` rounds, each round every server once, the order rotated by one
+//! server each round (A B C, B C A, C A B, ..). Ctrl-C, a panic or the end of the run kill
+//! every process it started.
 
 use std::collections::HashMap;
 use std::fs::{self, File};
@@ -18,8 +21,11 @@ use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use wspeer_bench::{Flags, parse_result_line, raise_nofile_limit, summary, write_test_pki};
+use wspeer_bench::{
+    BIG_MAX_MESSAGE, Flags, parse_result_line, raise_nofile_limit, summary, write_test_pki,
+};
 
+mod records;
 mod report;
 
 /// Godot's `WebSocketServer` visits every peer on every frame, so opening connections gets
@@ -28,19 +34,25 @@ pub const GODOT_IDLE_CONNS: usize = 2_000;
 
 const USAGE: &str = "\
 usage: bash bench/run.sh [FLAGS]   (or: target/release/bench [FLAGS])
-  --quick                 smoke check: 1 round, 0.2 s warm-up + 0.6 s per run, 2 000 idle
-  --rounds N              interleaved rounds per scenario (default 3)
-  --warmup S --secs S     warm-up and measured seconds per run (default 0.5 and 2)
+  --quick                 smoke check: 1 round, 0.2 s warm-up + 0.6 s per run, 2 000 idle;
+                          writes into target/bench/, never into docs/ (unless --out/--raw)
+  --rounds N              interleaved rounds per scenario (default 5)
+  --warmup S --secs S     warm-up and measured seconds per run (default 1 and 5)
   --idle-conns N          idle connections (default 10 000)
-  --poll-n A,B,C          idle peers for the poll() cost (default 100,1000,10000)
-  --poll-calls N          timed poll() calls per N (default 50 000)
+  --poll-n A,B            peers for the poll() cost (default 100,10000)
+  --poll-k A,B,C          of which ready per poll (default 0,10,100)
+  --poll-heartbeat-ms MS  heartbeat of the second poll() pass (default 1000; 0: no pass)
+  --poll-calls N          timed poll() calls per N and k (default 5 000)
   --alloc-msgs N          echoes per size for the allocation count (default 20 000)
   --servers a,b           only these: wspeer,wspeer-wss,tt-mt,tt-ct,fws-ct,fws-mt,node,godot
   --scenarios a,b         only these: lat,c100x20,c100x16x64,c100x1k,c200x16k,c10x1m,setup,
                           idle,poll,alloc
   --note TEXT             a caveat printed at the top of the report
+  --raw FILE              the raw records (default docs/bench/<run-id>.jsonl)
   --out FILE --svg FILE   where to write (default docs/performance.md and .svg)
-  --no-docs               print the markdown instead of writing files
+  --no-docs               print the markdown instead of writing it (records still written)
+  --from FILE             run nothing: write the report (--out/--svg/--no-docs) from a raw
+                          records file alone
   --no-pin                do not pin with taskset
   --echo-server PATH      wspeer's echo server binary (default: next to this binary)
   --wspeer-big-args ARGS  extra echo_server flags for the 1 MiB scenario
@@ -221,6 +233,8 @@ pub enum Kind {
 
 pub struct Scenario {
     pub key: &'static str,
+    /// `loadgen --msg-type` of the scenario.
+    pub msg_type: &'static str,
     pub title: &'static str,
     pub kind: Kind,
     /// Whether a server below 90 % CPU is flagged (client-bound).
@@ -237,6 +251,7 @@ pub fn scenarios() -> Vec<Scenario> {
     vec![
         Scenario {
             key: "lat",
+            msg_type: "text",
             title: "1 connection × 32 B ping-pong",
             kind: echo(1, 32, 1),
             throughput: false,
@@ -244,6 +259,7 @@ pub fn scenarios() -> Vec<Scenario> {
         },
         Scenario {
             key: "c100x20",
+            msg_type: "binary",
             title: "100 connections × 20 B, one in flight each",
             kind: echo(100, 20, 1),
             throughput: true,
@@ -251,6 +267,7 @@ pub fn scenarios() -> Vec<Scenario> {
         },
         Scenario {
             key: "c100x16x64",
+            msg_type: "binary",
             title: "100 connections × 16 in flight × 64 B",
             kind: echo(100, 64, 16),
             throughput: true,
@@ -258,6 +275,7 @@ pub fn scenarios() -> Vec<Scenario> {
         },
         Scenario {
             key: "c100x1k",
+            msg_type: "binary",
             title: "100 connections × 1 KiB, one in flight each (ws and wss)",
             kind: echo(100, 1024, 1),
             throughput: true,
@@ -265,6 +283,7 @@ pub fn scenarios() -> Vec<Scenario> {
         },
         Scenario {
             key: "c200x16k",
+            msg_type: "binary",
             title: "200 connections × 16 KiB, one in flight each",
             kind: echo(200, 16 * 1024, 1),
             throughput: true,
@@ -272,6 +291,7 @@ pub fn scenarios() -> Vec<Scenario> {
         },
         Scenario {
             key: "c10x1m",
+            msg_type: "binary",
             title: "10 connections × 1 MiB, one in flight each",
             kind: echo(10, 1024 * 1024, 1),
             throughput: true,
@@ -279,6 +299,7 @@ pub fn scenarios() -> Vec<Scenario> {
         },
         Scenario {
             key: "setup",
+            msg_type: "binary",
             title: "Connection set-up: connect + handshake + close, 32 at a time",
             kind: Kind::Setup { concurrency: 32 },
             throughput: true,
@@ -286,6 +307,7 @@ pub fn scenarios() -> Vec<Scenario> {
         },
         Scenario {
             key: "idle",
+            msg_type: "binary",
             title: "Idle connections",
             kind: Kind::Idle,
             throughput: false,
@@ -296,6 +318,7 @@ pub fn scenarios() -> Vec<Scenario> {
 
 // ----- the run -----
 
+#[derive(Clone, Debug, PartialEq)]
 pub struct Settings {
     pub quick: bool,
     pub rounds: usize,
@@ -303,24 +326,39 @@ pub struct Settings {
     pub secs: f64,
     pub idle_conns: usize,
     pub poll_ns: String,
+    pub poll_ks: String,
+    pub poll_heartbeat_ms: u64,
     pub poll_calls: usize,
     pub alloc_msgs: usize,
     pub note: Option<String>,
     pub pinned: bool,
     pub command: String,
+    /// The run's id: the name of its raw records file.
+    pub run_id: String,
+    /// Where the raw records were written (relative to the repository when inside it).
+    pub raw_path: String,
 }
 
 /// One server in one round of one scenario.
+#[derive(Clone, Debug, PartialEq)]
 pub struct Run {
     pub scenario: &'static str,
     pub srv: Srv,
     pub round: usize,
+    /// Position of the server in its round (the order rotates between rounds).
+    pub order: usize,
+    /// Every number the load generator reported, and those derived from them.
     pub m: HashMap<String, f64>,
     pub error: Option<String>,
 }
 
+#[derive(Debug, PartialEq)]
 pub struct Results {
     pub settings: Settings,
+    /// The full commit hash measured ("" outside a git checkout).
+    pub commit: String,
+    /// Uncommitted files under the measured paths at the time of the run.
+    pub dirty: Vec<String>,
     pub machine: Vec<(String, String)>,
     pub servers: Vec<Srv>,
     pub skipped: Vec<String>,
@@ -482,10 +520,18 @@ impl Bench {
         if let Some(note) = out.lines().find_map(|l| l.strip_prefix("NOTE ")) {
             result.insert("note".into(), note.replace(' ', "_"));
         }
+        if let Some(m) = out.lines().find_map(|l| l.strip_prefix("MISMATCH ")) {
+            result.insert("mismatch".into(), m.replace(' ', "_"));
+        }
         Ok(result)
     }
 
-    fn run_one(&mut self, scenario: &Scenario, srv: Srv) -> Result<HashMap<String, f64>, String> {
+    /// One run: its numbers, and why it failed (an echo mismatch keeps the numbers).
+    fn run_one(
+        &mut self,
+        scenario: &Scenario,
+        srv: Srv,
+    ) -> Result<(HashMap<String, f64>, Option<String>), String> {
         let (mut server, addr) = self.start_server(srv, scenario)?;
         let mut args: Vec<String> = vec!["--addr".into(), addr, "--server-pid".into()];
         args.push(server.pid.to_string());
@@ -507,7 +553,7 @@ impl Bench {
                 size,
                 inflight,
             } => {
-                args.extend(["--mode", "echo"].map(String::from));
+                args.extend(["--mode", "echo", "--msg-type", scenario.msg_type].map(String::from));
                 args.extend([
                     "--conns".into(),
                     conns.to_string(),
@@ -562,7 +608,16 @@ impl Bench {
             }
         }
         derive(&mut m, scenario);
-        Ok(m)
+        let mismatches = m.get("mismatches").copied().unwrap_or(0.0);
+        let error = (mismatches > 0.0).then(|| {
+            format!(
+                "{mismatches} echoes differed from what was sent (first: {})",
+                result
+                    .get("mismatch")
+                    .map_or(String::new(), |m| m.replace('_', " "))
+            )
+        });
+        Ok((m, error))
     }
 
     /// Runs one of the in-process wspeer binaries pinned to the server CPU.
@@ -695,33 +750,50 @@ fn machine_info(root: &Path, node: bool, godot: bool) -> Vec<(String, String)> {
     info
 }
 
-/// The commit measured, and whether the library or its examples had uncommitted changes.
-fn revision(root: &Path) -> String {
+/// What the revision check looks at: everything that decides a figure (the library, its
+/// examples, the benchmark itself, the dependency versions).
+const MEASURED_PATHS: [&str; 5] = ["src", "examples", "bench", "Cargo.toml", "Cargo.lock"];
+
+/// The commit measured: `(full hash, one-line description, uncommitted files in
+/// MEASURED_PATHS)`; `None` outside a git checkout.
+fn revision(root: &Path) -> Option<(String, String, Vec<String>)> {
     let root = root.to_str().unwrap_or(".");
-    let commit = command_output("git", &["-C", root, "log", "-1", "--format=%h %cs"])
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty() && !s.contains("fatal"));
-    let Some(commit) = commit else {
+    let ok =
+        |s: String| Some(s.trim().to_string()).filter(|s| !s.is_empty() && !s.contains("fatal"));
+    let full = command_output("git", &["-C", root, "rev-parse", "HEAD"]).and_then(ok)?;
+    let line = command_output("git", &["-C", root, "log", "-1", "--format=%h %cs"]).and_then(ok)?;
+    let mut args = vec![
+        "-C",
+        root,
+        "status",
+        "--porcelain",
+        "--untracked-files=all",
+        "--",
+    ];
+    args.extend(MEASURED_PATHS);
+    let dirty = command_output("git", &args)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.len() > 3)
+        .map(|l| l[3..].to_string())
+        .collect();
+    Some((full, line, dirty))
+}
+
+/// The revision line of the report.
+pub fn revision_text(commit_line: &str, dirty: &[String]) -> String {
+    if commit_line.is_empty() {
         return "not a git checkout".into();
-    };
-    let dirty = command_output(
-        "git",
-        &[
-            "-C",
-            root,
-            "status",
-            "--porcelain",
-            "--",
-            "src",
-            "examples",
-            "Cargo.toml",
-        ],
-    )
-    .is_some_and(|s| !s.trim().is_empty());
-    if dirty {
-        format!("commit {commit}, with uncommitted changes in src/ or examples/")
+    }
+    if dirty.is_empty() {
+        format!("commit {commit_line}")
     } else {
-        format!("commit {commit}")
+        format!(
+            "commit {commit_line}, with uncommitted changes in {} file(s) of {}: {}",
+            dirty.len(),
+            MEASURED_PATHS.join(", "),
+            dirty.join(", ")
+        )
     }
 }
 
@@ -762,6 +834,44 @@ fn list(flag: Option<&str>) -> Option<Vec<String>> {
     flag.map(|s| s.split(',').map(|x| x.trim().to_string()).collect())
 }
 
+/// `YYYYMMDD-HHMMZ` for now: the start of a run id.
+fn compact_utc_now() -> String {
+    let t = utc_now(); // "YYYY-MM-DD HH:MM UTC"
+    let digits: String = t.chars().filter(char::is_ascii_digit).collect();
+    format!("{}-{}Z", &digits[..8], &digits[8..12])
+}
+
+/// Writes the report (markdown and SVG) of `results`, or prints the markdown.
+fn write_report(flags: &Flags, results: &Results, default_md: PathBuf) -> Result<(), String> {
+    let scenario_list = scenarios();
+    let markdown = report::markdown(results, &scenario_list);
+    if flags.has("--no-docs") {
+        println!("{markdown}");
+        return Ok(());
+    }
+    let md_path = flags.get("--out").map(PathBuf::from).unwrap_or(default_md);
+    let svg_path = flags
+        .get("--svg")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| md_path.with_extension("svg"));
+    if let Some(dir) = md_path.parent() {
+        fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+    }
+    report::plot(results, &scenario_list, &svg_path)?;
+    fs::write(&md_path, markdown).map_err(|e| format!("{}: {e}", md_path.display()))?;
+    eprintln!("wrote {} and {}", md_path.display(), svg_path.display());
+    Ok(())
+}
+
+/// Echo mismatches over all runs: the run fails (exit status 1) when there is any.
+fn total_mismatches(results: &Results) -> f64 {
+    results
+        .runs
+        .iter()
+        .filter_map(|r| r.m.get("mismatches"))
+        .sum()
+}
+
 fn run() -> Result<(), String> {
     if std::env::args().any(|a| a == "--help" || a == "-h") {
         print!("{USAGE}");
@@ -782,36 +892,51 @@ fn run() -> Result<(), String> {
         "--warmup",
         "--idle-conns",
         "--poll-n",
+        "--poll-k",
+        "--poll-heartbeat-ms",
         "--poll-calls",
         "--alloc-msgs",
         "--servers",
         "--scenarios",
         "--note",
+        "--raw",
+        "--from",
         "--out",
         "--svg",
         "--echo-server",
         "--wspeer-big-args",
     ])?;
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .ok_or("no workspace root")?
+        .to_path_buf();
+    if let Some(raw) = flags.get("--from") {
+        let text = fs::read_to_string(raw).map_err(|e| format!("{raw}: {e}"))?;
+        let results = records::from_jsonl(&text).map_err(|e| format!("{raw}: {e}"))?;
+        write_report(&flags, &results, root.join("docs/performance.md"))?;
+        let bad = total_mismatches(&results);
+        if bad > 0.0 {
+            return Err(format!(
+                "{bad} echoes in these records differed from what was sent"
+            ));
+        }
+        return Ok(());
+    }
     let quick = flags.has("--quick");
-    let rounds: usize = flags.value("--rounds", if quick { 1 } else { 3 })?;
-    let secs: f64 = flags.value("--secs", if quick { 0.6 } else { 2.0 })?;
-    let warmup: f64 = flags.value("--warmup", if quick { 0.2 } else { 0.5 })?;
+    let rounds: usize = flags.value("--rounds", if quick { 1 } else { 5 })?;
+    let secs: f64 = flags.value("--secs", if quick { 0.6 } else { 5.0 })?;
+    let warmup: f64 = flags.value("--warmup", if quick { 0.2 } else { 1.0 })?;
     let idle_conns: usize = flags.value("--idle-conns", if quick { 2_000 } else { 10_000 })?;
-    let poll_ns = flags
-        .get("--poll-n")
-        .unwrap_or("100,1000,10000")
-        .to_string();
-    let poll_calls: usize = flags.value("--poll-calls", if quick { 5_000 } else { 50_000 })?;
+    let poll_ns = flags.get("--poll-n").unwrap_or("100,10000").to_string();
+    let poll_ks = flags.get("--poll-k").unwrap_or("0,10,100").to_string();
+    let poll_heartbeat_ms: u64 = flags.value("--poll-heartbeat-ms", 1000)?;
+    let poll_calls: usize = flags.value("--poll-calls", if quick { 500 } else { 5_000 })?;
     let alloc_msgs: usize = flags.value("--alloc-msgs", if quick { 2_000 } else { 20_000 })?;
     let only_servers = list(flags.get("--servers"));
     let only_scenarios = list(flags.get("--scenarios"));
 
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let bins = exe.parent().ok_or("no binary directory")?.to_path_buf();
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .ok_or("no workspace root")?
-        .to_path_buf();
     let echo_server = flags
         .get("--echo-server")
         .map(PathBuf::from)
@@ -832,6 +957,27 @@ fn run() -> Result<(), String> {
             idle_conns + 256
         ));
     }
+
+    // Where this run's records and report go: docs/ for a full run, target/bench/ for a
+    // --quick one (a smoke check is never published by accident).
+    let run_id = format!("{}{}", compact_utc_now(), if quick { "-quick" } else { "" });
+    let out_dir = if quick {
+        bins.parent().unwrap_or(&bins).join("bench")
+    } else {
+        root.join("docs")
+    };
+    let raw_path = flags.get("--raw").map(PathBuf::from).unwrap_or_else(|| {
+        if quick {
+            out_dir.join(format!("{run_id}.jsonl"))
+        } else {
+            out_dir.join("bench").join(format!("{run_id}.jsonl"))
+        }
+    });
+    let raw_shown = raw_path
+        .strip_prefix(&root)
+        .unwrap_or(&raw_path)
+        .display()
+        .to_string();
 
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let taskset_ok = Command::new("taskset")
@@ -882,10 +1028,11 @@ fn run() -> Result<(), String> {
 
     // wspeer's example keeps Godot's 64 KiB message limit unless it has a flag to raise it.
     let help = command_output(echo_server.to_str().unwrap_or(""), &["--help"]).unwrap_or_default();
+    let big = BIG_MAX_MESSAGE.to_string();
     let wspeer_big_args: Vec<String> = match flags.get("--wspeer-big-args") {
         Some(a) => a.split_whitespace().map(String::from).collect(),
-        None if help.contains("--max-message") => vec!["--max-message".into(), "2097152".into()],
-        None if help.contains("--buffer-size") => vec!["--buffer-size".into(), "2097152".into()],
+        None if help.contains("--max-message") => vec!["--max-message".into(), big],
+        None if help.contains("--buffer-size") => vec!["--buffer-size".into(), big],
         None => Vec::new(),
     };
 
@@ -932,8 +1079,8 @@ fn run() -> Result<(), String> {
     let load_before = loadavg();
     let clock = Instant::now();
     eprintln!(
-        "wspeer bench: {total} runs ({rounds} round(s), {warmup} s warm-up + {secs} s each), \
-         {}",
+        "wspeer bench {run_id}: {total} runs ({rounds} round(s), {warmup} s warm-up + {secs} s \
+         each), {}",
         if pinned {
             "servers on CPU 0, load generator on CPU 1"
         } else {
@@ -944,27 +1091,34 @@ fn run() -> Result<(), String> {
     let mut n = 0;
     for scenario in &chosen {
         for round in 0..rounds_of(scenario) {
-            for srv in servers_of(scenario) {
+            for (order, srv) in rotated(&servers_of(scenario), round)
+                .into_iter()
+                .enumerate()
+            {
                 n += 1;
-                let result = bench.run_one(scenario, srv);
-                let line = match &result {
-                    Ok(m) => report::progress_line(scenario, m),
-                    Err(e) => format!("FAILED: {e}"),
+                let (m, error) = match bench.run_one(scenario, srv) {
+                    Ok(done) => done,
+                    Err(e) => (HashMap::new(), Some(e)),
                 };
+                let mut line = if m.is_empty() {
+                    String::new()
+                } else {
+                    report::progress_line(scenario, &m)
+                };
+                if let Some(e) = &error {
+                    line = format!("FAILED: {e} {line}");
+                }
                 eprintln!(
                     "[{n}/{total}] {} | {} | round {}: {line}",
                     scenario.key,
                     srv.key(),
                     round + 1
                 );
-                let (m, error) = match result {
-                    Ok(m) => (m, None),
-                    Err(e) => (HashMap::new(), Some(e)),
-                };
                 runs.push(Run {
                     scenario: scenario.key,
                     srv,
                     round,
+                    order,
                     m,
                     error,
                 });
@@ -979,10 +1133,14 @@ fn run() -> Result<(), String> {
     };
     let (mut poll, mut poll_error) = (Vec::new(), None);
     if want("poll") {
-        eprintln!("poll() cost with {poll_ns} idle peers ...");
+        eprintln!("poll() cost with {poll_ns} peers, {poll_ks} of them ready ...");
         let mut args = vec![
             "--n".to_string(),
             poll_ns.clone(),
+            "--k".into(),
+            poll_ks.clone(),
+            "--heartbeat-ms".into(),
+            poll_heartbeat_ms.to_string(),
             "--calls".into(),
             poll_calls.to_string(),
             "--loadgen".into(),
@@ -994,10 +1152,13 @@ fn run() -> Result<(), String> {
         match bench.helper("poll_cost", &args) {
             Ok(rows) => {
                 for r in &rows {
+                    let g = |k: &str| r.get(k).copied().unwrap_or(f64::NAN);
                     eprintln!(
-                        "  {} peers: median {:.3} µs",
-                        r.get("n").copied().unwrap_or(f64::NAN),
-                        r.get("median_us").copied().unwrap_or(f64::NAN)
+                        "  {} peers, {} ready, heartbeat {} ms: median {:.3} µs",
+                        g("n"),
+                        g("k"),
+                        g("heartbeat_ms"),
+                        g("median_us")
                     );
                 }
                 poll = rows;
@@ -1010,7 +1171,7 @@ fn run() -> Result<(), String> {
     }
     let (mut alloc, mut alloc_error) = (Vec::new(), None);
     if want("alloc") {
-        eprintln!("allocations per echoed message ...");
+        eprintln!("allocations per echoed message, examples/echo_server's configuration ...");
         let args = vec![
             "--msgs".to_string(),
             alloc_msgs.to_string(),
@@ -1022,10 +1183,13 @@ fn run() -> Result<(), String> {
         match bench.helper("alloc_count", &args) {
             Ok(rows) => {
                 for r in rows.iter().filter(|r| r.contains_key("server_allocs")) {
+                    let g = |k: &str| r.get(k).copied().unwrap_or(f64::NAN);
                     eprintln!(
-                        "  {} B: server {:.2} allocations/message",
-                        r.get("size").copied().unwrap_or(f64::NAN),
-                        r.get("server_allocs").copied().unwrap_or(f64::NAN)
+                        "  {} conn(s) × {} in flight, {} B: server {:.2} allocations/message",
+                        g("conns"),
+                        g("inflight"),
+                        g("size"),
+                        g("server_allocs")
                     );
                 }
                 alloc = rows;
@@ -1038,8 +1202,9 @@ fn run() -> Result<(), String> {
     }
     let load_after = loadavg();
 
+    let (commit, commit_line, dirty) = revision(&root).unwrap_or_default();
     let mut machine = machine_info(&root, node_ok, godot_ok);
-    machine.insert(0, ("wspeer".into(), revision(&root)));
+    machine.insert(0, ("wspeer".into(), revision_text(&commit_line, &dirty)));
     machine.push((
         "Load average (1, 5, 15 min)".into(),
         format!("{load_before} before the run, {load_after} after"),
@@ -1059,12 +1224,18 @@ fn run() -> Result<(), String> {
             secs,
             idle_conns,
             poll_ns,
+            poll_ks,
+            poll_heartbeat_ms,
             poll_calls,
             alloc_msgs,
             note: flags.get("--note").map(String::from),
             pinned,
             command: command.trim().to_string(),
+            run_id,
+            raw_path: raw_shown,
         },
+        commit,
+        dirty,
         machine,
         servers,
         skipped,
@@ -1076,28 +1247,32 @@ fn run() -> Result<(), String> {
         started,
         elapsed: clock.elapsed(),
     };
-    let scenario_list = scenarios();
-    let markdown = report::markdown(&results, &scenario_list);
-    if flags.has("--no-docs") {
-        println!("{markdown}");
-    } else {
-        let md_path = flags
-            .get("--out")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| root.join("docs/performance.md"));
-        let svg_path = flags
-            .get("--svg")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| md_path.with_extension("svg"));
-        if let Some(dir) = md_path.parent() {
-            fs::create_dir_all(dir).map_err(|e| e.to_string())?;
-        }
-        report::plot(&results, &scenario_list, &svg_path)?;
-        fs::write(&md_path, markdown).map_err(|e| format!("{}: {e}", md_path.display()))?;
-        eprintln!("wrote {} and {}", md_path.display(), svg_path.display());
+    if let Some(dir) = raw_path.parent() {
+        fs::create_dir_all(dir).map_err(|e| e.to_string())?;
     }
+    fs::write(&raw_path, records::to_jsonl(&results))
+        .map_err(|e| format!("{}: {e}", raw_path.display()))?;
+    eprintln!("wrote the raw records to {}", raw_path.display());
+    write_report(&flags, &results, out_dir.join("performance.md"))?;
     eprintln!("done in {:.0} s", results.elapsed.as_secs_f64());
+    let bad = total_mismatches(&results);
+    if bad > 0.0 {
+        return Err(format!(
+            "{bad} echoes differed from what was sent (see the failed runs above)"
+        ));
+    }
     Ok(())
+}
+
+/// `servers` rotated left by `round`: each server leads one round in turn, so no server is
+/// always measured right after the same neighbour or always first after a scenario change.
+pub fn rotated(servers: &[Srv], round: usize) -> Vec<Srv> {
+    let mut v = servers.to_vec();
+    if !v.is_empty() {
+        let by = round % v.len();
+        v.rotate_left(by);
+    }
+    v
 }
 
 /// Median, minimum and maximum of metric `key` over the successful runs of one server in
@@ -1132,5 +1307,34 @@ fn main() -> ExitCode {
             eprintln!("bench: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_server_leads_one_round_in_turn() {
+        let s = [Srv::Wspeer, Srv::TtMulti, Srv::FwsCurrent];
+        assert_eq!(rotated(&s, 0), s);
+        assert_eq!(rotated(&s, 1), [Srv::TtMulti, Srv::FwsCurrent, Srv::Wspeer]);
+        assert_eq!(rotated(&s, 2), [Srv::FwsCurrent, Srv::Wspeer, Srv::TtMulti]);
+        assert_eq!(rotated(&s, 3), s);
+        assert!(rotated(&[], 4).is_empty());
+    }
+
+    #[test]
+    fn the_revision_line_names_uncommitted_files() {
+        assert_eq!(
+            revision_text("abc 2026-01-01", &[]),
+            "commit abc 2026-01-01"
+        );
+        let dirty = revision_text("abc 2026-01-01", &["bench/run.sh".into()]);
+        assert!(
+            dirty.contains("bench/run.sh") && dirty.contains("bench"),
+            "{dirty}"
+        );
+        assert_eq!(revision_text("", &[]), "not a git checkout");
     }
 }
