@@ -1,11 +1,18 @@
 #!/usr/bin/env bash
-# The whole test suite, on a fresh machine: installs the independent peers the interop
-# tests talk to (tests/interop/setup.sh), runs each fuzz target briefly, then every test.
+# The whole test suite, on a fresh Debian machine, as root: checks (and installs with
+# apt-get) the system needs (tests/setup-system.sh), checks that the crate builds with the
+# Rust version it claims (tests/msrv.sh), installs the independent peers the interop tests
+# talk to (tests/interop/setup.sh), runs each fuzz target briefly, then every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # The hostile-client and soak tests hold over a thousand sockets at once: lift the soft
 # open-file limit to the hard one (never fails the run if the shell refuses).
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+# Compilers, iproute2, procps, python3/pip, node/npm, godot3-server, chromium, root,
+# /dev/net/tun, rustup: each installed or reported missing with what needs it.
+bash tests/setup-system.sh
+# rust-version in Cargo.toml, checked with that toolchain (installed by rustup if missing).
+bash tests/msrv.sh
 if [ -f tests/interop/setup.sh ]; then
   bash tests/interop/setup.sh
 fi
