@@ -1,9 +1,9 @@
 //! Who gets each multiplayer packet and whether the server keeps a copy, per protocol.
 //!
 //! Pure functions, so every relay rule is tested without a socket. The rules follow Godot
-//! 4's `SceneMultiplayer` (the project reference `shared/reference/godot-rpc.md` §4.2, "Admission / relay")
-//! and Godot 3's transport relay (`godot-websocket.md` §3.2), with the deviations noted
-//! where they are made.
+//! 4's `SceneMultiplayer` (the project reference `shared/reference/godot-rpc.md` §4.2,
+//! "Admission / relay") and Godot 3's transport relay (`godot-websocket.md` §3.2), with the
+//! deviations noted where they are made.
 
 use std::collections::BTreeSet;
 use std::fmt;
