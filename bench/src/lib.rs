@@ -65,6 +65,20 @@ impl Flags {
         }
     }
 
+    /// A comma-separated list of numbers (`--sizes 32,1024`), or `default` parsed the same
+    /// way when the flag is absent.
+    pub fn numbers(&self, name: &str, default: &str) -> Result<Vec<usize>, String> {
+        self.get(name)
+            .unwrap_or(default)
+            .split(',')
+            .map(|s| {
+                s.trim()
+                    .parse()
+                    .map_err(|_| format!("bad {name} entry {s:?}"))
+            })
+            .collect()
+    }
+
     /// Fails on any flag not in `known` (values or switches).
     pub fn check_known(&self, known: &[&str]) -> Result<(), String> {
         for name in self.values.keys().chain(self.switches.iter()) {
@@ -482,6 +496,16 @@ pub fn tokio_runtime(flags: &Flags, default: &str) -> Result<tokio::runtime::Run
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn number_lists_parse_and_name_the_bad_entry() {
+        let args = ["--sizes", "32, 1024"].map(String::from);
+        let flags = Flags::parse_from(args, &[]).unwrap();
+        assert_eq!(flags.numbers("--sizes", "1").unwrap(), [32, 1024]);
+        assert_eq!(flags.numbers("--conns", "1,100").unwrap(), [1, 100]);
+        let bad = Flags::parse_from(["--k", "1,x"].map(String::from), &[]).unwrap();
+        assert_eq!(bad.numbers("--k", "0").unwrap_err(), "bad --k entry \"x\"");
+    }
 
     fn server_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
         let mut f = masked_frame(opcode, payload);

@@ -47,34 +47,59 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 TIMEOUT = 20
 
 
-class Recorder:
+class Recording:
+    """What went each way over one proxied connection, and whether it has ended."""
+
+    def __init__(self):
+        self.c2s = bytearray()
+        self.s2c = bytearray()
+        self.done = threading.Event()
+
+    def relay(self, client, upstream_port):
+        """Connects `client` to the upstream port and copies both ways, recording, until
+        both directions end."""
+        server = socket.create_connection(("127.0.0.1", upstream_port), timeout=TIMEOUT)
+        for s in (client, server):
+            s.settimeout(TIMEOUT)
+        a = threading.Thread(target=pump, args=(client, server, self.c2s))
+        b = threading.Thread(target=pump, args=(server, client, self.s2c))
+        a.start()
+        b.start()
+        a.join()
+        b.join()
+        client.close()
+        server.close()
+        self.done.set()
+
+
+def pump(src, dst, log):
+    """Copies `src` to `dst` until `src` ends, appending what passed to `log`."""
+    try:
+        while True:
+            data = src.recv(65536)
+            if not data:
+                break
+            log.extend(data)
+            dst.sendall(data)
+    except OSError:
+        pass
+    try:
+        dst.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass
+
+
+class Recorder(Recording):
     """A one-connection TCP proxy that keeps what went each way."""
 
     def __init__(self, upstream_port):
+        super().__init__()
         self.upstream_port = upstream_port
         self.listener = socket.socket()
         self.listener.bind(("127.0.0.1", 0))
         self.listener.listen(1)
         self.port = self.listener.getsockname()[1]
-        self.c2s = bytearray()
-        self.s2c = bytearray()
-        self.done = threading.Event()
         threading.Thread(target=self._run, daemon=True).start()
-
-    def _pump(self, src, dst, log):
-        try:
-            while True:
-                data = src.recv(65536)
-                if not data:
-                    break
-                log.extend(data)
-                dst.sendall(data)
-        except OSError:
-            pass
-        try:
-            dst.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass
 
     def _run(self):
         self.listener.settimeout(TIMEOUT)
@@ -83,18 +108,7 @@ class Recorder:
         except OSError:
             self.done.set()
             return
-        server = socket.create_connection(("127.0.0.1", self.upstream_port), timeout=TIMEOUT)
-        for s in (client, server):
-            s.settimeout(TIMEOUT)
-        a = threading.Thread(target=self._pump, args=(client, server, self.c2s))
-        b = threading.Thread(target=self._pump, args=(server, client, self.s2c))
-        a.start()
-        b.start()
-        a.join()
-        b.join()
-        client.close()
-        server.close()
-        self.done.set()
+        self.relay(client, self.upstream_port)
 
     def wait(self):
         if not self.done.wait(TIMEOUT):
@@ -287,25 +301,11 @@ class MultiRecorder:
                 client, _ = self.listener.accept()
             except OSError:
                 return
-            rec = Recorder.__new__(Recorder)
-            rec.c2s, rec.s2c, rec.done = bytearray(), bytearray(), threading.Event()
+            rec = Recording()
             self.recorders.append(rec)
-            server = socket.create_connection(("127.0.0.1", self.upstream_port), timeout=TIMEOUT)
-            for s in (client, server):
-                s.settimeout(TIMEOUT)
-
-            def both(rec=rec, client=client, server=server):
-                a = threading.Thread(target=rec._pump, args=(client, server, rec.c2s))
-                b = threading.Thread(target=rec._pump, args=(server, client, rec.s2c))
-                a.start()
-                b.start()
-                a.join()
-                b.join()
-                client.close()
-                server.close()
-                rec.done.set()
-
-            threading.Thread(target=both, daemon=True).start()
+            threading.Thread(
+                target=rec.relay, args=(client, self.upstream_port), daemon=True
+            ).start()
 
 
 def ws_messages(stream):

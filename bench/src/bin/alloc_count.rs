@@ -275,19 +275,6 @@ fn measure(
     Ok(())
 }
 
-fn list(flags: &Flags, name: &str, default: &str) -> Result<Vec<usize>, String> {
-    flags
-        .get(name)
-        .unwrap_or(default)
-        .split(',')
-        .map(|s| {
-            s.trim()
-                .parse()
-                .map_err(|_| format!("bad {name} entry {s:?}"))
-        })
-        .collect()
-}
-
 fn run() -> Result<(), String> {
     let flags = Flags::parse(&[])?;
     flags.check_known(&[
@@ -298,8 +285,8 @@ fn run() -> Result<(), String> {
         "--warmup",
         "--idle",
     ])?;
-    let sizes = list(&flags, "--sizes", "32,1024,4096,16384,65536")?;
-    let conns = list(&flags, "--conns", "1,100")?;
+    let sizes = flags.numbers("--sizes", "32,1024,4096,16384,65536")?;
+    let conns = flags.numbers("--conns", "1,100")?;
     let inflight: usize = flags.value("--inflight", 4)?;
     let msgs: u64 = flags.value("--msgs", 20_000)?;
     let warmup: u64 = flags.value("--warmup", 2_000)?;

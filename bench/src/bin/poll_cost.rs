@@ -203,19 +203,6 @@ fn measure(n: usize, heartbeat: Duration, plan: &Plan) -> Result<(), String> {
     result
 }
 
-fn list(flags: &Flags, name: &str, default: &str) -> Result<Vec<usize>, String> {
-    flags
-        .get(name)
-        .unwrap_or(default)
-        .split(',')
-        .map(|s| {
-            s.trim()
-                .parse()
-                .map_err(|_| format!("bad {name} entry {s:?}"))
-        })
-        .collect()
-}
-
 fn run() -> Result<(), String> {
     let flags = Flags::parse(&[])?;
     flags.check_known(&[
@@ -226,8 +213,8 @@ fn run() -> Result<(), String> {
         "--loadgen",
         "--client-cpu",
     ])?;
-    let ns = list(&flags, "--n", "100,10000")?;
-    let ks = list(&flags, "--k", "0,10,100")?;
+    let ns = flags.numbers("--n", "100,10000")?;
+    let ks = flags.numbers("--k", "0,10,100")?;
     let heartbeat_ms: u64 = flags.value("--heartbeat-ms", 1000)?;
     let calls: usize = flags.value("--calls", 5_000)?;
     let default_loadgen = std::env::current_exe()
