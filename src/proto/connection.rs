@@ -2,15 +2,14 @@
 //! budgets, heartbeat, close handshake, timers — with no I/O and no clock.
 
 use std::collections::VecDeque;
-use std::io::{self, IoSlice, Read, Write};
+use std::io::IoSlice;
 use std::time::{Duration, Instant};
 
-use tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
-use tungstenite::protocol::frame::{CloseFrame, FrameHeader};
-use tungstenite::protocol::{Role, WebSocketConfig, WebSocketContext};
-use tungstenite::{Bytes, Message, Utf8Bytes};
+use tungstenite::Bytes;
+use tungstenite::protocol::frame::coding::{CloseCode, Control, Data, OpCode};
 
 use super::close::{CloseEffect, CloseInput, CloseState};
+use super::frames::{FrameReader, FrameWriter, Incoming, Payload};
 use super::handshake::{self, Answer, HandshakeRequest, Parsed, Refusal};
 use super::outbox::Outbox;
 use crate::config::PeerConfig;
@@ -160,51 +159,6 @@ struct Backlog {
     read: usize,
 }
 
-/// The byte pipe tungstenite reads frames from and writes control frames to: the backlog,
-/// then the bytes of the current `handle_input` call; writes land in the outbox.
-struct Wire<'a> {
-    backlog: &'a mut Backlog,
-    fresh: &'a [u8],
-    fresh_read: &'a mut usize,
-    outbox: &'a mut Outbox,
-    eof: bool,
-}
-
-impl Read for Wire<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let backlog = &mut *self.backlog;
-        let (source, cursor) = if backlog.read < backlog.bytes.len() {
-            (&backlog.bytes[..], &mut backlog.read)
-        } else {
-            (self.fresh, &mut *self.fresh_read)
-        };
-        let rest = &source[*cursor..];
-        if rest.is_empty() {
-            // tungstenite takes `Ok(0)` as the end of the stream.
-            return if self.eof {
-                Ok(0)
-            } else {
-                Err(io::ErrorKind::WouldBlock.into())
-            };
-        }
-        let n = rest.len().min(buf.len());
-        buf[..n].copy_from_slice(&rest[..n]);
-        *cursor += n;
-        Ok(n)
-    }
-}
-
-impl Write for Wire<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.outbox.push_copy(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
 /// One WebSocket connection as a state machine, with no I/O: the protocol half of
 /// [`WebSocketPeer`](crate::WebSocketPeer), for engines that bring their own transport
 /// (their own sockets, a relay, an in-process pipe, a platform SDK).
@@ -239,8 +193,9 @@ pub struct Connection {
     settings: Settings,
     is_client: bool,
     upgrade: Upgrade,
-    /// tungstenite's frame codec, while frames flow (open, or awaiting the close reply).
-    frames: Option<Box<WebSocketContext>>,
+    /// The frame reader, while frames flow (open, or awaiting the close reply).
+    frames: Option<Box<FrameReader>>,
+    writer: FrameWriter,
     close: CloseState,
     /// `Closed` was reported; nothing happens any more.
     ended: bool,
@@ -300,6 +255,7 @@ impl Connection {
             is_client,
             upgrade,
             frames: None,
+            writer: FrameWriter::new(is_client),
             close: CloseState::NotStarted,
             ended: false,
             backlog: Backlog::default(),
@@ -358,18 +314,6 @@ impl Connection {
         Ok(Self::new(config, false, upgrade, open_deadline))
     }
 
-    fn ws_config(&self) -> WebSocketConfig {
-        let limit = self.settings.inbound_buffer_size;
-        WebSocketConfig::default()
-            // Allocated per connection, so small; a large frame grows it only while it is
-            // being received.
-            .read_buffer_size(limit.clamp(512, 4 * 1024))
-            // Frames go straight into our outbox.
-            .write_buffer_size(0)
-            .max_message_size(Some(limit))
-            .max_frame_size(Some(limit))
-    }
-
     // ----- input -----
 
     /// Whether the connection takes more input now. False while the receive queue is full
@@ -418,7 +362,7 @@ impl Connection {
             _ if !matches!(self.upgrade, Upgrade::Done) => self.fail(Error::Handshake(
                 "the connection closed during the handshake".into(),
             )),
-            // tungstenite reads what is left, then sees the end and says how it ended.
+            // Whatever input waits is read first; then the end is seen.
             _ => self.read_frames(now, &[]),
         }
     }
@@ -463,7 +407,7 @@ impl Connection {
                     } => {
                         self.response_headers = headers;
                         let tail = head.split_off(head_len);
-                        self.open(protocol, tail, Role::Client, now);
+                        self.open(protocol, tail, now);
                     }
                 }
             }
@@ -496,7 +440,7 @@ impl Connection {
                                 self.outbox.push_copy(&response);
                                 self.handshake_request = Some(request);
                                 let tail = head.split_off(head_len);
-                                self.open(protocol, tail, Role::Server, now);
+                                self.open(protocol, tail, now);
                             }
                         }
                     }
@@ -518,12 +462,16 @@ impl Connection {
         self.apply(CloseInput::LocalFailure, now);
     }
 
-    fn open(&mut self, protocol: String, tail: Vec<u8>, role: Role, now: Instant) {
-        self.frames = Some(Box::new(WebSocketContext::from_partially_read(
-            tail,
-            role,
-            Some(self.ws_config()),
+    /// The upgrade is done; `tail` is what followed it in the input (read next).
+    fn open(&mut self, protocol: String, tail: Vec<u8>, now: Instant) {
+        self.frames = Some(Box::new(FrameReader::new(
+            !self.is_client,
+            self.settings.inbound_buffer_size,
         )));
+        self.backlog = Backlog {
+            bytes: tail,
+            read: 0,
+        };
         self.open_deadline = None;
         if !self.settings.heartbeat_interval.is_zero() {
             self.next_ping = Some(now + self.settings.heartbeat_interval);
@@ -544,65 +492,43 @@ impl Connection {
     /// is left of `fresh` in the backlog.
     fn read_frames(&mut self, now: Instant, fresh: &[u8]) {
         let mut fresh_read = 0;
-        while self.frames.is_some() && self.has_room() {
-            let Some(ws) = self.frames.as_deref_mut() else {
+        while self.has_room() {
+            let Some(reader) = self.frames.as_deref_mut() else {
                 break;
             };
-            let mut wire = Wire {
-                backlog: &mut self.backlog,
-                fresh,
-                fresh_read: &mut fresh_read,
-                outbox: &mut self.outbox,
-                eof: self.eof,
+            let backlog = &mut self.backlog;
+            let (source, cursor) = if backlog.read < backlog.bytes.len() {
+                (&backlog.bytes[..], &mut backlog.read)
+            } else {
+                (fresh, &mut fresh_read)
             };
-            match ws.read(&mut wire) {
-                Ok(message) => self.on_message(message, now),
-                Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(tungstenite::Error::ConnectionClosed) => self.frames_done(now),
+            let mut input = &source[*cursor..];
+            if input.is_empty() {
+                if self.eof {
+                    // The stream ended with no close frame (after one, `frames` is gone).
+                    self.frames = None;
+                    self.lost(Error::ConnectionLost(
+                        "the remote closed the connection without a close frame".into(),
+                    ));
+                }
+                break;
+            }
+            let result = reader.next(&mut input);
+            *cursor = source.len() - input.len();
+            match result {
+                Ok(Some(incoming)) => self.on_incoming(incoming, now),
+                Ok(None) => {}
                 Err(e) => self.on_frame_error(e, now),
             }
         }
         // Stopped for want of room, not of bytes: `handle_timeout` resumes once there is.
         self.read_paused = self.frames.is_some() && !self.has_room();
-        self.flush_replies(now);
         self.keep_unread(&fresh[fresh_read..]);
     }
 
-    /// Writes tungstenite's queued pongs and close answer into the outbox.
-    fn flush_replies(&mut self, now: Instant) {
-        match self.write_frames(|ws, wire| ws.flush(wire)) {
-            None | Some(Ok(())) => {}
-            Some(Err(tungstenite::Error::ConnectionClosed)) => self.frames_done(now),
-            Some(Err(e)) => self.on_frame_error(e, now),
-        }
-    }
-
-    /// Runs `f` with tungstenite's context over a wire with no new input, so what it
-    /// writes (control frames, client frames) lands in the outbox. `None` once frames no
-    /// longer flow.
-    fn write_frames<R>(
-        &mut self,
-        f: impl FnOnce(&mut WebSocketContext, &mut Wire<'_>) -> R,
-    ) -> Option<R> {
-        let ws = self.frames.as_deref_mut()?;
-        let mut nothing_read = 0;
-        let mut wire = Wire {
-            backlog: &mut self.backlog,
-            fresh: &[],
-            fresh_read: &mut nothing_read,
-            outbox: &mut self.outbox,
-            eof: self.eof,
-        };
-        Some(f(ws, &mut wire))
-    }
-
-    /// Queues our close frame (tungstenite notes that it was sent).
+    /// Queues our close frame.
     fn send_close_frame(&mut self, code: u16, reason: &str) {
-        let frame = CloseFrame {
-            code: CloseCode::from(code),
-            reason: reason.into(),
-        };
-        let _ = self.write_frames(|ws, wire| ws.close(wire, Some(frame)));
+        self.writer.close(&mut self.outbox, Some((code, reason)));
     }
 
     fn keep_unread(&mut self, rest: &[u8]) {
@@ -620,60 +546,58 @@ impl Connection {
         }
     }
 
-    fn on_message(&mut self, message: Message, now: Instant) {
-        match message {
-            Message::Text(text) => self.queue_packet(Packet {
-                data: text.into(),
-                is_text: true,
-            }),
-            Message::Binary(data) => self.queue_packet(Packet {
-                data,
-                is_text: false,
-            }),
-            Message::Pong(_) => self.ping_outstanding = false,
-            Message::Ping(_) | Message::Frame(_) => {}
-            Message::Close(frame) => {
-                let (code, reason) = match frame {
-                    Some(f) => (i32::from(u16::from(f.code)), f.reason.to_string()),
-                    None => (1005, String::new()),
-                };
-                self.close_received = true;
-                if let Ok(wire_code) = u16::try_from(code) {
-                    if code != 1005
-                        && (wire_code < 1000 || !CloseCode::from(wire_code).is_allowed())
-                    {
-                        // Only possible in the answer to our own close (tungstenite fails a
-                        // close that starts with such a code as 1002 itself): report it the
-                        // same way rather than as a clean close with a forbidden code.
-                        self.close_code = 1002;
-                        self.close_reason = "Protocol violation".into();
-                        self.error = Some(Error::Protocol {
-                            code: 1002,
-                            detail: format!("close code {code} may not be sent on the wire"),
-                        });
-                        self.flush_replies(now);
-                        self.frames = None;
-                        return self.apply(CloseInput::RemoteClose, now);
-                    }
+    fn on_incoming(&mut self, incoming: Incoming, now: Instant) {
+        match incoming {
+            Incoming::Message { data, is_text } => self.queue_packet(Packet { data, is_text }),
+            Incoming::Pong => self.ping_outstanding = false,
+            Incoming::Ping(payload) => {
+                // Once our close is sent, no more frames but the close reply (§5.5.1).
+                if self.close == CloseState::NotStarted {
+                    self.writer
+                        .control(&mut self.outbox, Control::Pong, payload.as_slice());
                 }
-                self.close_code = code;
-                self.close_reason = reason;
-                // Push the echo (or nothing, if this was the answer to ours) now.
-                self.flush_replies(now);
-                self.frames = None;
-                self.apply(CloseInput::RemoteClose, now);
             }
+            Incoming::Close(frame) => self.on_close_frame(frame, now),
         }
     }
 
-    /// tungstenite saw the end of the close handshake.
-    fn frames_done(&mut self, now: Instant) {
+    /// The remote's close frame: the start of its close (answered at once) or the answer
+    /// to ours.
+    fn on_close_frame(&mut self, frame: Option<(u16, String)>, now: Instant) {
+        self.close_received = true;
         self.frames = None;
-        if self.close_received {
-            self.apply(CloseInput::RemoteClose, now);
-        } else {
-            self.lost(Error::ConnectionLost("the connection closed".into()));
-        }
+        let answering = self.close == CloseState::NotStarted;
+        let (code, reason) = match frame {
+            None => {
+                if answering {
+                    self.writer.close(&mut self.outbox, None);
+                }
+                (1005, String::new())
+            }
+            Some((code, reason)) if code >= 1000 && CloseCode::from(code).is_allowed() => {
+                if answering {
+                    self.writer.close(&mut self.outbox, Some((code, &reason)));
+                }
+                (i32::from(code), reason)
+            }
+            Some((code, _)) => {
+                // A code that may not be on the wire: answered with 1002, and reported as
+                // that 1002 (a protocol error), never as a clean close with the bad code.
+                if answering {
+                    self.writer
+                        .close(&mut self.outbox, Some((1002, "Protocol violation")));
+                } else {
+                    self.error = Some(Error::Protocol {
+                        code: 1002,
+                        detail: format!("close code {code} may not be sent on the wire"),
+                    });
+                }
+                (1002, "Protocol violation".to_string())
+            }
+        };
+        self.close_code = code;
+        self.close_reason = reason;
+        self.apply(CloseInput::RemoteClose, now);
     }
 
     fn queue_packet(&mut self, packet: Packet) {
@@ -851,8 +775,8 @@ impl Connection {
 
     fn send_ping(&mut self) {
         // Ping frames are tiny and control frames bypass the outbound budget.
-        let sent = self.write_frames(|ws, wire| ws.write(wire, Message::Ping(Bytes::new())));
-        if matches!(sent, Some(Ok(()))) {
+        if self.frames.is_some() {
+            self.writer.control(&mut self.outbox, Control::Ping, &[]);
             self.ping_outstanding = true;
         }
     }
@@ -997,35 +921,9 @@ impl Connection {
         self.check_budget(payload.len())?;
         self.sent_messages = true;
         let opcode = OpCode::Data(if is_text { Data::Text } else { Data::Binary });
-        if self.is_client {
-            // Client frames are masked with a fresh random key: tungstenite does that.
-            let bytes = payload.into_bytes();
-            let message = if is_text {
-                Message::Text(Utf8Bytes::try_from(bytes).map_err(|_| Error::InvalidUtf8)?)
-            } else {
-                Message::Binary(bytes)
-            };
-            self.write_frames(|ws, wire| ws.write(wire, message))
-                .ok_or(Error::NotOpen)?
-                .map_err(|e| Error::ConnectionLost(e.to_string()))?;
-        } else {
-            // Server frames are unmasked: header and payload go out as they are, a large
-            // payload without a copy.
-            let header = FrameHeader {
-                opcode,
-                ..FrameHeader::default()
-            };
-            let mut head = [0u8; 10];
-            let head_len = header.len(payload.len() as u64);
-            let mut cursor = &mut head[..];
-            header
-                .format(payload.len() as u64, &mut cursor)
-                .map_err(|e| Error::ConnectionLost(e.to_string()))?;
-            match payload {
-                Payload::Borrowed(data) => self.outbox.push_frame(&head[..head_len], data),
-                Payload::Shared(data) => self.outbox.push_frame_shared(&head[..head_len], data),
-            }
-        }
+        // Server frames go out unmasked, a large shared payload without a copy; client
+        // frames are masked as they are copied.
+        self.writer.write(&mut self.outbox, opcode, payload);
         let end = self.outbox.end_position();
         if end > self.outbox.sent_total() {
             self.outbound_ends.push_back(end);
@@ -1157,26 +1055,4 @@ pub(crate) fn check_close(code: i32, reason: &str) -> Result<Option<u16>, Error>
         return Err(Error::CloseReasonTooLong(reason.len()));
     }
     Ok(Some(wire_code))
-}
-
-/// A payload to send: borrowed bytes are copied once, shared ones may be sent as they are.
-enum Payload<'a> {
-    Borrowed(&'a [u8]),
-    Shared(&'a Bytes),
-}
-
-impl Payload<'_> {
-    fn len(&self) -> usize {
-        match self {
-            Payload::Borrowed(data) => data.len(),
-            Payload::Shared(data) => data.len(),
-        }
-    }
-
-    fn into_bytes(self) -> Bytes {
-        match self {
-            Payload::Borrowed(data) => Bytes::copy_from_slice(data),
-            Payload::Shared(data) => data.clone(),
-        }
-    }
 }

@@ -11,6 +11,7 @@
 
 mod close;
 mod connection;
+mod frames;
 pub(crate) mod handshake;
 mod outbox;
 

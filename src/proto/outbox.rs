@@ -81,6 +81,17 @@ impl Outbox {
         self.buffered += header.len() + payload.len();
     }
 
+    /// Appends a frame header and its payload masked with `mask` as it is copied (a
+    /// client's frame).
+    pub(crate) fn push_frame_masked(&mut self, header: &[u8], payload: &[u8], mask: [u8; 4]) {
+        let buffer = self.copy_buffer();
+        buffer.extend_from_slice(header);
+        let start = buffer.len();
+        buffer.extend_from_slice(payload);
+        super::frames::unmask(&mut buffer[start..], mask, 0);
+        self.buffered += header.len() + payload.len();
+    }
+
     /// Appends a frame header and its unmasked shared payload: a large payload is queued by
     /// reference, a small one copied next to its header.
     pub(crate) fn push_frame_shared(&mut self, header: &[u8], payload: &Bytes) {
