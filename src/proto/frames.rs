@@ -555,6 +555,22 @@ mod tests {
     }
 
     #[test]
+    fn a_large_message_is_not_kept_for_the_life_of_the_connection() {
+        let mut reader = FrameReader::new(true, 1 << 20);
+        let big = vec![5u8; 200_000];
+        let got = messages(&mut reader, &frame(true, 2, KEY, &big));
+        assert_eq!(got, vec![(big, false)]);
+        drop(got);
+        // Had the block been kept, this message would reuse all 200 000 bytes of it.
+        messages(&mut reader, &frame(true, 2, KEY, &[1; 20]));
+        assert!(
+            reader.data.capacity() <= RETAINED_CAPACITY,
+            "{} bytes kept",
+            reader.data.capacity()
+        );
+    }
+
+    #[test]
     fn violations_are_refused_on_the_header() {
         let refused = |is_server: bool, wire: Vec<u8>| {
             let mut reader = FrameReader::new(is_server, 100);
