@@ -332,9 +332,21 @@ impl WebSocketServer {
     /// Like [`poll`](Self::poll), but when nothing is ready it sleeps in the OS until
     /// network activity, the next timer, or `max_wait`, whichever comes first. For headless
     /// servers with no frame to render: low latency without a busy loop.
+    ///
+    /// What the application did since the last poll (sends held by `batch_writes`, reads
+    /// that made room) is carried out before the sleep, so an answer goes out at once and
+    /// one wait per round trip is enough.
     pub fn poll_with_timeout(&mut self, max_wait: Duration) {
+        let events_before = self.queue.len();
+        let touched = std::mem::take(&mut self.touched);
+        let now = Instant::now();
+        for &key in &touched {
+            self.advance_slot(key, now);
+        }
+        self.touched = touched;
+        self.touched.clear();
         let mut wait = max_wait;
-        if !self.touched.is_empty() || !self.retired.is_empty() || self.listener_ready {
+        if self.queue.len() != events_before || !self.retired.is_empty() || self.listener_ready {
             wait = Duration::ZERO;
         } else if let Some(Reverse((due, _, _))) = self.timers.peek() {
             wait = wait.min(due.saturating_duration_since(Instant::now()));

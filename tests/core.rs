@@ -1256,3 +1256,36 @@ fn send_packet_forwards_text_as_text_and_binary_as_binary() {
         (&[0u8, 159, 146, 150][..], false)
     );
 }
+
+/// `poll_with_timeout` carries out what the application queued before it sleeps: an echo
+/// held by `batch_writes` goes out inside the same call, which then sleeps until the
+/// client's answer to that echo arrives and reports it (one wait per round trip; before,
+/// the call only wrote the echo and a second call had to wait for the answer).
+#[test]
+fn poll_with_timeout_writes_held_sends_before_it_sleeps() {
+    let mut config = ServerConfig::default();
+    config.peer.batch_writes = true;
+    let mut server = WebSocketServer::with_config(config);
+    server.listen_on("127.0.0.1", 0).unwrap();
+    let (mut conn, id) = raw_client(&mut server);
+    conn.send(&rawws::client(rawws::OP_BINARY, b"first"));
+    server_at_until(&mut server, Instant::now(), "first message", |_, ev| {
+        ev.contains(&ServerEvent::DataReceived { id })
+    });
+    let peer = server.get_peer(id).unwrap();
+    assert_eq!(peer.get_packet().as_deref(), Some(&b"first"[..]));
+    peer.put_packet(b"echo").unwrap();
+    let answering = std::thread::spawn(move || {
+        let echo = conn.expect_frame("the echo");
+        assert_eq!(echo.payload, b"echo");
+        conn.send(&rawws::client(rawws::OP_BINARY, b"answer"));
+        conn
+    });
+    server.poll_with_timeout(TIMEOUT);
+    let events: Vec<ServerEvent> = server.events().collect();
+    assert!(
+        events.contains(&ServerEvent::DataReceived { id }),
+        "the answer to the echo was not collected by the call that sent the echo: {events:?}"
+    );
+    let _conn = answering.join().unwrap();
+}
