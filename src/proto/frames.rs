@@ -24,6 +24,10 @@ const MAX_CONTROL: usize = 125;
 /// application has dropped the previous ones.
 const BLOCK: usize = 4 * 1024;
 
+/// Messages that arrive in one input share a block of at most this many bytes (one
+/// kept message keeps the block alive, so it stays small).
+const MAX_SHARED_BLOCK: usize = 64 * 1024;
+
 /// After a message larger than this is handed out, its buffer is not kept for the next
 /// one: a connection that once received a large message does not hold it for its life.
 const RETAINED_CAPACITY: usize = 64 * 1024 + 16;
@@ -130,7 +134,8 @@ impl FrameReader {
             let Some(frame) = self.frame.as_mut() else {
                 return Ok(None);
             };
-            let take = (frame.len - frame.received).min(input.len());
+            let arrived = input.len();
+            let take = (frame.len - frame.received).min(arrived);
             let (piece, rest) = input.split_at(take);
             *input = rest;
             if matches!(frame.opcode, OpCode::Control(_)) {
@@ -139,10 +144,13 @@ impl FrameReader {
                 target.copy_from_slice(piece);
                 unmask(target, frame.mask, start);
             } else {
-                if self.data.capacity() - self.data.len() < frame.len - frame.received {
+                let rest_of_frame = frame.len - frame.received;
+                if self.data.capacity() - self.data.len() < rest_of_frame {
                     // Room for the rest of the frame at once (the limit was checked on the
-                    // header, so this is at most `inbound_buffer_size`).
-                    self.data.reserve((frame.len - frame.received).max(BLOCK));
+                    // header, so this is at most `inbound_buffer_size`), and for what
+                    // arrived with it: messages that arrive together share one block.
+                    let arrived = arrived.min(MAX_SHARED_BLOCK);
+                    self.data.reserve(rest_of_frame.max(arrived).max(BLOCK));
                 }
                 let mut offset = frame.received;
                 for chunk in piece.chunks(UNMASK_PIECE) {
@@ -526,32 +534,34 @@ mod tests {
     }
 
     #[test]
-    fn small_messages_arriving_together_share_one_block_that_is_reused() {
-        let mut reader = FrameReader::new(true, 1 << 20);
-        let mut wire = Vec::new();
-        for i in 0..4u8 {
-            wire.extend(frame(true, 2, KEY, &[i; 20]));
+    fn messages_arriving_together_share_one_block_that_is_reused() {
+        for size in [20, 4096, 10_000] {
+            let mut reader = FrameReader::new(true, 1 << 20);
+            let mut wire = Vec::new();
+            for i in 0..4u8 {
+                wire.extend(frame(true, 2, KEY, &vec![i; size]));
+            }
+            let mut input = &wire[..];
+            let mut first = Vec::new();
+            while let Some(Incoming::Message { data, .. }) = reader.next(&mut input).unwrap() {
+                first.push(data);
+            }
+            assert_eq!(first.len(), 4);
+            let base = first[0].as_ptr() as usize;
+            for (i, data) in first.iter().enumerate() {
+                assert_eq!(data.as_ptr() as usize, base + size * i, "{size}: one block");
+            }
+            drop(first);
+            let mut input = &wire[..];
+            let Some(Incoming::Message { data, .. }) = reader.next(&mut input).unwrap() else {
+                panic!("a message");
+            };
+            let at = data.as_ptr() as usize;
+            assert!(
+                (base..base + 4 * size.max(BLOCK)).contains(&at),
+                "{size}: the block is reused once dropped: {at:#x} outside {base:#x}"
+            );
         }
-        let mut input = &wire[..];
-        let mut first = Vec::new();
-        while let Some(Incoming::Message { data, .. }) = reader.next(&mut input).unwrap() {
-            first.push(data);
-        }
-        assert_eq!(first.len(), 4);
-        let base = first[0].as_ptr() as usize;
-        for (i, data) in first.iter().enumerate() {
-            assert_eq!(data.as_ptr() as usize, base + 20 * i, "one block");
-        }
-        drop(first);
-        let mut input = &wire[..];
-        let Some(Incoming::Message { data, .. }) = reader.next(&mut input).unwrap() else {
-            panic!("a message");
-        };
-        let at = data.as_ptr() as usize;
-        assert!(
-            (base..base + BLOCK).contains(&at),
-            "the block is reused once dropped: {at:#x} outside {base:#x} + {BLOCK}"
-        );
     }
 
     #[test]
