@@ -4,8 +4,8 @@
 # present, raises the open-file limit, then runs the `bench` binary, which writes the raw
 # records docs/bench/<run-id>.jsonl and, from them, docs/performance.md and .svg.
 #
-#   bash bench/run.sh            # full run: 5 rotated rounds of 5 s (about 35 minutes on 2 cores)
-#   bash bench/run.sh --quick    # smoke check (about 2.5 minutes), written into target/bench/
+#   bash bench/run.sh            # full run: 5 rotated rounds of 5 s (about 40 minutes on 2 cores)
+#   bash bench/run.sh --quick    # smoke check (about 3 minutes), written into target/bench/
 #   bash bench/run.sh --help     # the runner's flags (see bench/README.md)
 #
 # The exit status is 1 when any echo differed from what was sent (after writing everything).

@@ -1,7 +1,9 @@
 //! Shared helpers of the benchmark binaries: flag parsing, `/proc` readings, WebSocket
 //! frames for the load generator (with echo verification), statistics, the verdict rule
-//! of the targets ([`judge`]), raw records ([`record`]) and test certificates.
+//! of the targets ([`judge`]), raw records ([`record`]), the heartbeat's cost against an
+//! echo ([`cost`]) and test certificates.
 
+pub mod cost;
 pub mod judge;
 pub mod record;
 
@@ -144,6 +146,25 @@ pub fn raise_nofile_limit() -> u64 {
         }
         lim.rlim_cur as u64
     }
+}
+
+/// Raises the soft open-file limit to at least `want` where the process may (a privileged
+/// process may raise the hard limit too, up to the kernel's `nr_open`), else as far as the
+/// hard limit goes; returns the new soft limit.
+pub fn raise_nofile_limit_to(want: u64) -> u64 {
+    let have = raise_nofile_limit();
+    if have >= want {
+        return have;
+    }
+    // SAFETY: plain data in and out of setrlimit; a refusal leaves the limit as it was.
+    unsafe {
+        let lim = libc::rlimit {
+            rlim_cur: want as libc::rlim_t,
+            rlim_max: want as libc::rlim_t,
+        };
+        libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+    }
+    raise_nofile_limit()
 }
 
 // ----- WebSocket frames (client side) -----
@@ -426,7 +447,17 @@ pub fn summary(values: &[f64]) -> Option<(f64, f64, f64)> {
 
 /// Parses a `RESULT key=value ...` line.
 pub fn parse_result_line(line: &str) -> Option<HashMap<String, String>> {
-    let rest = line.strip_prefix("RESULT")?;
+    parse_tagged_line(line, "RESULT")
+}
+
+/// Parses a `TAG key=value ...` line (`RESULT`, the load generator's `STATS`, ...): the
+/// `key=value` pairs after `tag`, or `None` when the line does not start with `tag` and a
+/// space (or is `tag` alone).
+pub fn parse_tagged_line(line: &str, tag: &str) -> Option<HashMap<String, String>> {
+    let rest = line.strip_prefix(tag)?;
+    if !(rest.is_empty() || rest.starts_with(' ')) {
+        return None;
+    }
     Some(
         rest.split_whitespace()
             .filter_map(|kv| kv.split_once('='))
@@ -632,6 +663,11 @@ mod tests {
     fn result_lines_and_flags() {
         let r = parse_result_line("RESULT msgs=10 secs=2.0").unwrap();
         assert_eq!(r["msgs"], "10");
+        let s = parse_tagged_line("STATS pongs=3 msgs=7", "STATS").unwrap();
+        assert_eq!((s["pongs"].as_str(), s["msgs"].as_str()), ("3", "7"));
+        assert!(parse_tagged_line("STATSX pongs=3", "STATS").is_none());
+        assert!(parse_tagged_line("SENT 4", "STATS").is_none());
+        assert!(parse_tagged_line("RESULT", "RESULT").unwrap().is_empty());
         let f =
             Flags::parse_from(["--port", "0", "--quick"].map(String::from), &["--quick"]).unwrap();
         assert!(f.has("--quick"));

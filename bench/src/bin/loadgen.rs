@@ -6,7 +6,7 @@
 //! loadgen --addr 127.0.0.1:PORT [--ca CA.pem]  (wss when --ca is given)
 //!         --mode echo|setup|idle [--conns N] [--size BYTES] [--inflight K]
 //!         [--msg-type binary|text|mixed] [--warmup SECS] [--secs SECS]
-//!         [--server-pid PID] [--concurrency C] [--hold]
+//!         [--server-pid PID] [--concurrency C] [--hold] [--open-rate R]
 //! ```
 //! - `echo`: opens `conns` connections; once all are open, each keeps `inflight` messages
 //!   of `size` bytes in flight (sends one more per echo). After `warmup`, counts echoes for
@@ -17,9 +17,14 @@
 //! - `setup`: keeps `conns` connections at a time going through TCP connect, opening
 //!   handshake (and TLS), close frame out, close frame back; counts completions.
 //! - `idle`: opens `conns` connections and leaves them idle (answering pings with pongs);
-//!   reports the server's VmRSS before and after. With `--hold` it prints `READY` and
+//!   reports the server's VmRSS before and after. `--open-rate R` opens at most R
+//!   connections per second (spread evenly: a server's heartbeat timers, armed when each
+//!   connection opens, then fall due evenly too). With `--hold` it prints `READY` and
 //!   keeps them until stdin closes; meanwhile each stdin line `send K` sends one message
-//!   of `size` bytes on each of the first K connections and prints `SENT K` once written.
+//!   of `size` bytes on each of the first K connections and prints `SENT K` once written,
+//!   and `stats` handles what has arrived and prints `STATS pongs=P msgs=M mismatches=X`:
+//!   the pings answered with a pong, the data messages (echoes) received and those that
+//!   differed from what was sent, since the start.
 //!
 //! `--msg-type`: binary (the default), text (ASCII), or mixed (text on odd connections).
 //! Prints one `RESULT key=value ...` line. Server CPU (user+sys from `/proc/PID/stat`) and
@@ -65,6 +70,8 @@ struct Options {
     server_pid: Option<u32>,
     concurrency: usize,
     hold: bool,
+    /// Connections opened per second at most (0: as fast as `concurrency` allows).
+    open_rate: f64,
     msg_type: MsgType,
 }
 
@@ -102,6 +109,7 @@ fn options() -> Result<Options, String> {
         "--concurrency",
         "--hold",
         "--msg-type",
+        "--open-rate",
     ])?;
     let addr = flags
         .get("--addr")
@@ -140,6 +148,7 @@ fn options() -> Result<Options, String> {
         server_pid,
         concurrency: flags.value("--concurrency", 128usize)?.max(1),
         hold: flags.has("--hold"),
+        open_rate: flags.value("--open-rate", 0f64)?.max(0.0),
         msg_type,
     })
 }
@@ -383,6 +392,8 @@ struct Ctx {
     recording: bool,
     inflight: usize,
     msgs: u64,
+    /// Pings answered with a pong.
+    pongs: u64,
     rtts_us: Vec<f64>,
     request: Vec<u8>,
     close_frame: Vec<u8>,
@@ -420,6 +431,7 @@ impl Gen {
             recording: false,
             inflight: opts.inflight,
             msgs: 0,
+            pongs: 0,
             rtts_us: Vec::new(),
             request: handshake_request(&opts.addr.to_string()),
             close_frame: masked_frame(8, &1000u16.to_be_bytes()),
@@ -551,14 +563,26 @@ impl Gen {
         }
     }
 
-    /// Opens connections (at most `concurrency` handshakes at once) until `target` are
-    /// open; gives up after `limit`.
+    /// Opens connections (at most `concurrency` handshakes at once, and at most
+    /// `open_rate` per second when it is set) until `target` are open; gives up after
+    /// `limit`.
     fn open_all(&mut self, target: usize, limit: Duration) -> Result<Duration, String> {
         let start = Instant::now();
         let mut events = Events::with_capacity(1024);
+        let rate = self.opts.open_rate;
+        let mut started = 0usize;
         while self.open < target {
-            while self.pending < self.opts.concurrency && self.open + self.pending < target {
+            let allowed = if rate > 0.0 {
+                (start.elapsed().as_secs_f64() * rate) as usize + 1
+            } else {
+                usize::MAX
+            };
+            while self.pending < self.opts.concurrency
+                && self.open + self.pending < target
+                && started < allowed
+            {
                 self.connect();
+                started += 1;
                 if self.failed > 0 {
                     break;
                 }
@@ -572,7 +596,13 @@ impl Gen {
                     self.open
                 ));
             }
-            self.turn(&mut events, Duration::from_millis(50));
+            // Paced: wake up for the next connection due (about one a millisecond at most).
+            let wait = if rate > 0.0 {
+                Duration::from_secs_f64((1.0 / rate).clamp(0.000_5, 0.05))
+            } else {
+                Duration::from_millis(50)
+            };
+            self.turn(&mut events, wait);
         }
         Ok(start.elapsed())
     }
@@ -682,6 +712,7 @@ fn drive_io(
         for ping in &parsed.pings {
             conn.extra.extend_from_slice(&masked_frame(10, ping));
         }
+        ctx.pongs += parsed.pings.len() as u64;
     }
     if parsed.messages > 0 {
         let m = parsed.messages;
@@ -831,7 +862,12 @@ fn run(opts: Options) -> Result<(), String> {
             let pid = g.opts.server_pid;
             let before = pid.and_then(vm_rss_kib);
             let conns = g.opts.conns;
-            let took = g.open_all(conns, Duration::from_secs(120))?;
+            let paced = if g.opts.open_rate > 0.0 {
+                2.0 * conns as f64 / g.opts.open_rate
+            } else {
+                0.0
+            };
+            let took = g.open_all(conns, Duration::from_secs_f64(120.0 + paced))?;
             // Let the server finish what it does after the handshake.
             let mut events = Events::with_capacity(1024);
             let settle = Instant::now();
@@ -880,6 +916,15 @@ fn hold(g: &mut Gen, events: &mut Events) -> Result<(), String> {
     loop {
         loop {
             match rx.try_recv() {
+                Ok(Some(line)) if line.trim() == "stats" => {
+                    // What has already arrived is counted too.
+                    g.turn(events, Duration::ZERO);
+                    println!(
+                        "STATS pongs={} msgs={} mismatches={}",
+                        g.ctx.pongs, g.ctx.msgs, g.ctx.mismatches
+                    );
+                    let _ = io::stdout().flush();
+                }
                 Ok(Some(line)) => {
                     let k: usize = line
                         .strip_prefix("send ")

@@ -34,7 +34,8 @@ pub const GODOT_IDLE_CONNS: usize = 2_000;
 
 const USAGE: &str = "\
 usage: bash bench/run.sh [FLAGS]   (or: target/release/bench [FLAGS])
-  --quick                 smoke check: 1 round, 0.2 s warm-up + 0.6 s per run, 2 000 idle;
+  --quick                 smoke check: 1 round, 0.2 s warm-up + 0.6 s per run, 2 000 idle,
+                          a short heartbeat cost (1 000 peers, 3 s heartbeat, 2 × 0.5 s);
                           writes into target/bench/, never into docs/ (unless --out/--raw)
   --rounds N              interleaved rounds per scenario (default 5)
   --warmup S --secs S     warm-up and measured seconds per run (default 1 and 5)
@@ -43,10 +44,15 @@ usage: bash bench/run.sh [FLAGS]   (or: target/release/bench [FLAGS])
   --poll-k A,B,C          of which ready per poll (default 0,10,100)
   --poll-heartbeat-ms MS  heartbeat of the second poll() pass (default 1000; 0: no pass)
   --poll-calls N          timed poll() calls per N and k (default 5 000)
+  --hb-peers N            peers per server for the heartbeat cost (default 10 000; 0: skip)
+  --hb-interval-ms MS     its heartbeat interval (default 30 000: 5.6 pings per frame)
+  --hb-blocks N           its pairs of idle and echo blocks (default 5)
+  --hb-block-secs S       seconds per block (default 3), at 60 frames per second
   --alloc-msgs N          echoes per size for the allocation count (default 20 000)
-  --servers a,b           only these: wspeer,wspeer-wss,tt-mt,tt-ct,fws-ct,fws-mt,node,godot
-  --scenarios a,b         only these: lat,c100x20,c100x16x64,c100x1k,c200x16k,c10x1m,setup,
-                          idle,poll,alloc
+  --servers a,b           only these: wspeer,wspeer-wss,tt-mt,tt-ct,fws-ct,fws-mt,
+                          fws-ct-wss,fws-mt-wss,node,godot
+  --scenarios a,b         only these: lat,c100x20,c100x16x64,c1000x4x64,c100x1k,c200x16k,
+                          c10x1m,setup,idle,poll,heartbeat,alloc
   --note TEXT             a caveat printed at the top of the report
   --raw FILE              the raw records (default docs/bench/<run-id>.jsonl)
   --out FILE --svg FILE   where to write (default docs/performance.md and .svg)
@@ -158,30 +164,47 @@ impl Drop for Proc {
 
 // ----- servers and scenarios -----
 
+/// One server of the benchmark (a row of the tables).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub enum Srv {
+    /// wspeer's `examples/echo_server`, ws.
     Wspeer,
+    /// The same over TLS.
     WspeerWss,
+    /// tokio-tungstenite, multi-thread runtime.
     TtMulti,
+    /// tokio-tungstenite, current-thread runtime.
     TtCurrent,
+    /// fastwebsockets, current-thread runtime.
     FwsCurrent,
+    /// fastwebsockets, multi-thread runtime.
     FwsMulti,
+    /// fastwebsockets over TLS (tokio-rustls), current-thread runtime.
+    FwsCurrentWss,
+    /// fastwebsockets over TLS (tokio-rustls), multi-thread runtime.
+    FwsMultiWss,
+    /// Node `ws` (optional).
     Node,
+    /// Godot 3's `WebSocketServer` (optional).
     Godot,
 }
 
 impl Srv {
-    pub const ALL: [Srv; 8] = [
+    /// Every server, in the order of the tables.
+    pub const ALL: [Srv; 10] = [
         Srv::Wspeer,
         Srv::WspeerWss,
         Srv::TtMulti,
         Srv::TtCurrent,
         Srv::FwsCurrent,
         Srv::FwsMulti,
+        Srv::FwsCurrentWss,
+        Srv::FwsMultiWss,
         Srv::Node,
         Srv::Godot,
     ];
 
+    /// The server's name in flags (`--servers`) and records.
     pub fn key(self) -> &'static str {
         match self {
             Srv::Wspeer => "wspeer",
@@ -190,11 +213,14 @@ impl Srv {
             Srv::TtCurrent => "tt-ct",
             Srv::FwsCurrent => "fws-ct",
             Srv::FwsMulti => "fws-mt",
+            Srv::FwsCurrentWss => "fws-ct-wss",
+            Srv::FwsMultiWss => "fws-mt-wss",
             Srv::Node => "node",
             Srv::Godot => "godot",
         }
     }
 
+    /// The server's name in the report.
     pub fn label(self) -> &'static str {
         match self {
             Srv::Wspeer => "wspeer (ws)",
@@ -203,13 +229,17 @@ impl Srv {
             Srv::TtCurrent => "tokio-tungstenite, current-thread",
             Srv::FwsCurrent => "fastwebsockets, current-thread",
             Srv::FwsMulti => "fastwebsockets, multi-thread",
+            Srv::FwsCurrentWss => "fastwebsockets (wss), current-thread",
+            Srv::FwsMultiWss => "fastwebsockets (wss), multi-thread",
             Srv::Node => "Node ws",
             Srv::Godot => "Godot 3",
         }
     }
 
+    /// Whether it serves wss (the load generator connects with TLS): such a server runs
+    /// only in the scenarios that list it in [`Scenario::wss`].
     pub fn tls(self) -> bool {
-        self == Srv::WspeerWss
+        matches!(self, Srv::WspeerWss | Srv::FwsCurrentWss | Srv::FwsMultiWss)
     }
 
     /// Rows shown only when their runtime is installed.
@@ -218,30 +248,54 @@ impl Srv {
     }
 }
 
+/// What a scenario asks of the load generator.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Kind {
+    /// `conns` connections, each keeping `inflight` messages of `size` bytes in flight.
     Echo {
+        /// Connections.
         conns: usize,
+        /// Message size in bytes.
         size: usize,
+        /// Messages in flight per connection.
         inflight: usize,
     },
+    /// Connect, handshake and close, `concurrency` connections at a time.
     Setup {
+        /// Connections going through set-up at once.
         concurrency: usize,
     },
+    /// Idle connections (the server's memory per connection).
     Idle,
 }
 
+/// One scenario of the benchmark: every server runs it once per round.
 pub struct Scenario {
+    /// Its name in flags (`--scenarios`) and records.
     pub key: &'static str,
     /// `loadgen --msg-type` of the scenario.
     pub msg_type: &'static str,
+    /// The heading of its table.
     pub title: &'static str,
+    /// What the load generator does.
     pub kind: Kind,
     /// Whether a server below 90 % CPU is flagged (client-bound).
     pub throughput: bool,
-    pub with_wss: bool,
+    /// The TLS servers that run it too (no TLS server runs a scenario not listing it).
+    pub wss: &'static [Srv],
 }
 
+/// The TLS servers of the ws-and-wss throughput scenario: wspeer's and fastwebsockets'.
+const WSS_ECHO: &[Srv] = &[Srv::WspeerWss, Srv::FwsCurrentWss, Srv::FwsMultiWss];
+
+impl Scenario {
+    /// Whether `srv` runs this scenario (TLS servers only where listed in `wss`).
+    pub fn runs(&self, srv: Srv) -> bool {
+        !srv.tls() || self.wss.contains(&srv)
+    }
+}
+
+/// Every scenario, in the order they run.
 pub fn scenarios() -> Vec<Scenario> {
     let echo = |conns, size, inflight| Kind::Echo {
         conns,
@@ -255,7 +309,7 @@ pub fn scenarios() -> Vec<Scenario> {
             title: "1 connection × 32 B ping-pong",
             kind: echo(1, 32, 1),
             throughput: false,
-            with_wss: false,
+            wss: &[],
         },
         Scenario {
             key: "c100x20",
@@ -263,7 +317,7 @@ pub fn scenarios() -> Vec<Scenario> {
             title: "100 connections × 20 B, one in flight each",
             kind: echo(100, 20, 1),
             throughput: true,
-            with_wss: false,
+            wss: &[],
         },
         Scenario {
             key: "c100x16x64",
@@ -271,7 +325,15 @@ pub fn scenarios() -> Vec<Scenario> {
             title: "100 connections × 16 in flight × 64 B",
             kind: echo(100, 64, 16),
             throughput: true,
-            with_wss: false,
+            wss: &[],
+        },
+        Scenario {
+            key: "c1000x4x64",
+            msg_type: "binary",
+            title: "1 000 connections × 4 in flight × 64 B",
+            kind: echo(1000, 64, 4),
+            throughput: true,
+            wss: &[],
         },
         Scenario {
             key: "c100x1k",
@@ -279,7 +341,7 @@ pub fn scenarios() -> Vec<Scenario> {
             title: "100 connections × 1 KiB, one in flight each (ws and wss)",
             kind: echo(100, 1024, 1),
             throughput: true,
-            with_wss: true,
+            wss: WSS_ECHO,
         },
         Scenario {
             key: "c200x16k",
@@ -287,7 +349,7 @@ pub fn scenarios() -> Vec<Scenario> {
             title: "200 connections × 16 KiB, one in flight each",
             kind: echo(200, 16 * 1024, 1),
             throughput: true,
-            with_wss: false,
+            wss: &[],
         },
         Scenario {
             key: "c10x1m",
@@ -295,7 +357,7 @@ pub fn scenarios() -> Vec<Scenario> {
             title: "10 connections × 1 MiB, one in flight each",
             kind: echo(10, 1024 * 1024, 1),
             throughput: true,
-            with_wss: false,
+            wss: &[],
         },
         Scenario {
             key: "setup",
@@ -303,7 +365,7 @@ pub fn scenarios() -> Vec<Scenario> {
             title: "Connection set-up: connect + handshake + close, 32 at a time",
             kind: Kind::Setup { concurrency: 32 },
             throughput: true,
-            with_wss: true,
+            wss: &[Srv::WspeerWss],
         },
         Scenario {
             key: "idle",
@@ -311,27 +373,49 @@ pub fn scenarios() -> Vec<Scenario> {
             title: "Idle connections",
             kind: Kind::Idle,
             throughput: false,
-            with_wss: false,
+            wss: &[],
         },
     ]
 }
 
 // ----- the run -----
 
+/// The settings of a run, as the report states them.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Settings {
+    /// A `--quick` smoke check.
     pub quick: bool,
+    /// Interleaved rounds per scenario.
     pub rounds: usize,
+    /// Warm-up seconds per run.
     pub warmup: f64,
+    /// Measured seconds per run.
     pub secs: f64,
+    /// Connections of the idle scenario.
     pub idle_conns: usize,
+    /// Peer counts of the `poll()` grid (`--poll-n`).
     pub poll_ns: String,
+    /// Ready counts of the `poll()` grid (`--poll-k`).
     pub poll_ks: String,
+    /// Heartbeat of the grid's second pass (ms; 0: none).
     pub poll_heartbeat_ms: u64,
+    /// Timed `poll()` calls per row of the grid.
     pub poll_calls: usize,
+    /// Peers per server of the heartbeat cost (0: not run).
+    pub hb_peers: usize,
+    /// Heartbeat interval of the heartbeat cost (ms).
+    pub hb_interval_ms: u64,
+    /// Pairs of idle and echo blocks of the heartbeat cost.
+    pub hb_blocks: usize,
+    /// Seconds per block of the heartbeat cost.
+    pub hb_block_secs: f64,
+    /// Echoes per size of the allocation count.
     pub alloc_msgs: usize,
+    /// A caveat for the top of the report.
     pub note: Option<String>,
+    /// Servers and load generator pinned to separate CPUs.
     pub pinned: bool,
+    /// The exact command of the run.
     pub command: String,
     /// The run's id: the name of its raw records file.
     pub run_id: String,
@@ -342,32 +426,52 @@ pub struct Settings {
 /// One server in one round of one scenario.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Run {
+    /// The scenario's key.
     pub scenario: &'static str,
+    /// The server.
     pub srv: Srv,
+    /// The round (from 0).
     pub round: usize,
     /// Position of the server in its round (the order rotates between rounds).
     pub order: usize,
     /// Every number the load generator reported, and those derived from them.
     pub m: HashMap<String, f64>,
+    /// Why the run failed (its numbers may still be there, as for an echo mismatch).
     pub error: Option<String>,
 }
 
+/// Everything a run measured: what the report and the raw records are made of.
 #[derive(Debug, PartialEq)]
 pub struct Results {
+    /// The run's settings.
     pub settings: Settings,
     /// The full commit hash measured ("" outside a git checkout).
     pub commit: String,
     /// Uncommitted files under the measured paths at the time of the run.
     pub dirty: Vec<String>,
+    /// The machine table of the report (key, value).
     pub machine: Vec<(String, String)>,
+    /// The servers of the run, in order.
     pub servers: Vec<Srv>,
+    /// Optional rows left out, and why.
     pub skipped: Vec<String>,
+    /// One per server × scenario × round.
     pub runs: Vec<Run>,
+    /// The rows `poll_cost` printed (the grid).
     pub poll: Vec<HashMap<String, f64>>,
+    /// Why `poll_cost` failed.
     pub poll_error: Option<String>,
+    /// The rows `poll_cost --mode heartbeat` printed (one per block pair, then `all`).
+    pub heartbeat: Vec<HashMap<String, f64>>,
+    /// Why the heartbeat cost failed.
+    pub heartbeat_error: Option<String>,
+    /// The rows `alloc_count` printed.
     pub alloc: Vec<HashMap<String, f64>>,
+    /// Why `alloc_count` failed.
     pub alloc_error: Option<String>,
+    /// Start of the run (`YYYY-MM-DD HH:MM UTC`).
     pub started: String,
+    /// How long the run took.
     pub elapsed: Duration,
 }
 
@@ -429,14 +533,21 @@ impl Bench {
                 cmd.args(["--port", &port_s, "--runtime", rt]);
                 cmd
             }
-            Srv::FwsCurrent | Srv::FwsMulti => {
+            Srv::FwsCurrent | Srv::FwsMulti | Srv::FwsCurrentWss | Srv::FwsMultiWss => {
                 let mut cmd = self.pin("0", &self.bins.join("fws_echo"));
-                let rt = if srv == Srv::FwsMulti {
+                let rt = if matches!(srv, Srv::FwsMulti | Srv::FwsMultiWss) {
                     "multi"
                 } else {
                     "current"
                 };
                 cmd.args(["--port", &port_s, "--runtime", rt]);
+                if srv.tls() {
+                    // The certificate and key of wspeer's wss run.
+                    cmd.arg("--cert")
+                        .arg(self.scratch.join("cert.pem"))
+                        .arg("--key")
+                        .arg(self.scratch.join("key.pem"));
+                }
                 cmd
             }
             Srv::Node => {
@@ -561,6 +672,10 @@ impl Bench {
                     size.to_string(),
                     "--inflight".into(),
                     inflight.to_string(),
+                    // At most 32 handshakes at once while opening (as in the idle
+                    // scenario): Godot loses some of 1 000 opened 128 at a time.
+                    "--concurrency".into(),
+                    "32".into(),
                 ]);
                 timing(&mut args, self.warmup, self.secs);
             }
@@ -620,13 +735,19 @@ impl Bench {
         Ok((m, error))
     }
 
-    /// Runs one of the in-process wspeer binaries pinned to the server CPU.
-    fn helper(&mut self, name: &str, args: &[String]) -> Result<Vec<HashMap<String, f64>>, String> {
+    /// Runs one of the in-process wspeer binaries pinned to the server CPU, for at most
+    /// `limit`.
+    fn helper(
+        &mut self,
+        name: &str,
+        args: &[String],
+        limit: Duration,
+    ) -> Result<Vec<HashMap<String, f64>>, String> {
         let log = self.log_path(name);
         let mut cmd = self.pin("0", &self.bins.join(name));
         cmd.args(args);
         let mut proc = Proc::spawn(cmd, &log)?;
-        if !proc.wait_for(Duration::from_secs(300)) {
+        if !proc.wait_for(limit) {
             return Err(format!("{name} did not finish: {}", proc.tail()));
         }
         let out = proc.output();
@@ -841,10 +962,21 @@ fn compact_utc_now() -> String {
     format!("{}-{}Z", &digits[..8], &digits[8..12])
 }
 
-/// Writes the report (markdown and SVG) of `results`, or prints the markdown.
-fn write_report(flags: &Flags, results: &Results, default_md: PathBuf) -> Result<(), String> {
+/// Where another helper writes the profiles of issue #11; the report includes the file
+/// verbatim when it exists.
+const PROFILES: &str = "docs/bench/profiles.md";
+
+/// Writes the report (markdown and SVG) of `results`, or prints the markdown. `root` is
+/// the workspace root (for [`PROFILES`]).
+fn write_report(
+    flags: &Flags,
+    results: &Results,
+    root: &Path,
+    default_md: PathBuf,
+) -> Result<(), String> {
     let scenario_list = scenarios();
-    let markdown = report::markdown(results, &scenario_list);
+    let profiles = fs::read_to_string(root.join(PROFILES)).ok();
+    let markdown = report::markdown(results, &scenario_list, profiles.as_deref());
     if flags.has("--no-docs") {
         println!("{markdown}");
         return Ok(());
@@ -895,6 +1027,10 @@ fn run() -> Result<(), String> {
         "--poll-k",
         "--poll-heartbeat-ms",
         "--poll-calls",
+        "--hb-peers",
+        "--hb-interval-ms",
+        "--hb-blocks",
+        "--hb-block-secs",
         "--alloc-msgs",
         "--servers",
         "--scenarios",
@@ -913,7 +1049,7 @@ fn run() -> Result<(), String> {
     if let Some(raw) = flags.get("--from") {
         let text = fs::read_to_string(raw).map_err(|e| format!("{raw}: {e}"))?;
         let results = records::from_jsonl(&text).map_err(|e| format!("{raw}: {e}"))?;
-        write_report(&flags, &results, root.join("docs/performance.md"))?;
+        write_report(&flags, &results, &root, root.join("docs/performance.md"))?;
         let bad = total_mismatches(&results);
         if bad > 0.0 {
             return Err(format!(
@@ -931,6 +1067,14 @@ fn run() -> Result<(), String> {
     let poll_ks = flags.get("--poll-k").unwrap_or("0,10,100").to_string();
     let poll_heartbeat_ms: u64 = flags.value("--poll-heartbeat-ms", 1000)?;
     let poll_calls: usize = flags.value("--poll-calls", if quick { 500 } else { 5_000 })?;
+    let hb_peers: usize = flags.value("--hb-peers", if quick { 1_000 } else { 10_000 })?;
+    let hb_interval_ms: u64 =
+        flags.value("--hb-interval-ms", if quick { 3_000 } else { 30_000 })?;
+    let hb_blocks: usize = flags.value("--hb-blocks", if quick { 2 } else { 5 })?;
+    let hb_block_secs: f64 = flags.value("--hb-block-secs", if quick { 0.5 } else { 3.0 })?;
+    if hb_interval_ms == 0 || hb_blocks == 0 || hb_block_secs <= 0.0 {
+        return Err("--hb-interval-ms, --hb-blocks and --hb-block-secs must be above 0".into());
+    }
     let alloc_msgs: usize = flags.value("--alloc-msgs", if quick { 2_000 } else { 20_000 })?;
     let only_servers = list(flags.get("--servers"));
     let only_scenarios = list(flags.get("--scenarios"));
@@ -1063,13 +1207,8 @@ fn run() -> Result<(), String> {
                 .is_none_or(|o| o.iter().any(|k| k == s.key))
         })
         .collect();
-    let servers_of = |s: &Scenario| -> Vec<Srv> {
-        servers
-            .iter()
-            .copied()
-            .filter(|srv| *srv != Srv::WspeerWss || s.with_wss)
-            .collect()
-    };
+    let servers_of =
+        |s: &Scenario| -> Vec<Srv> { servers.iter().copied().filter(|srv| s.runs(*srv)).collect() };
     let rounds_of = |s: &Scenario| if s.kind == Kind::Idle { 1 } else { rounds };
     let total: usize = chosen
         .iter()
@@ -1149,7 +1288,7 @@ fn run() -> Result<(), String> {
         if pinned {
             args.extend(["--client-cpu".to_string(), "1".to_string()]);
         }
-        match bench.helper("poll_cost", &args) {
+        match bench.helper("poll_cost", &args, Duration::from_secs(300)) {
             Ok(rows) => {
                 for r in &rows {
                     let g = |k: &str| r.get(k).copied().unwrap_or(f64::NAN);
@@ -1169,6 +1308,58 @@ fn run() -> Result<(), String> {
             }
         }
     }
+    let (mut heartbeat, mut heartbeat_error) = (Vec::new(), None);
+    if want("heartbeat") && hb_peers > 0 {
+        eprintln!(
+            "heartbeat cost: 2 servers × {hb_peers} peers, {hb_interval_ms} ms heartbeat, \
+             60 frames/s, {hb_blocks} × 2 blocks of {hb_block_secs} s ..."
+        );
+        let mut args = vec![
+            "--mode".to_string(),
+            "heartbeat".into(),
+            "--n".into(),
+            hb_peers.to_string(),
+            "--heartbeat-ms".into(),
+            hb_interval_ms.to_string(),
+            "--blocks".into(),
+            hb_blocks.to_string(),
+            "--block-secs".into(),
+            hb_block_secs.to_string(),
+            "--loadgen".into(),
+            bench.bins.join("loadgen").display().to_string(),
+        ];
+        if pinned {
+            args.extend(["--client-cpu".to_string(), "1".to_string()]);
+        }
+        // Opening the heartbeat peers takes one interval; then the blocks.
+        let limit = Duration::from_secs_f64(
+            2.0 * hb_interval_ms as f64 / 1000.0 + 2.0 * hb_blocks as f64 * hb_block_secs + 240.0,
+        );
+        match bench.helper("poll_cost", &args, limit) {
+            Ok(rows) => {
+                for r in &rows {
+                    let g = |k: &str| r.get(k).copied().unwrap_or(f64::NAN);
+                    eprintln!(
+                        "  {}: {:.2} pings/frame, ping round {:.2} µs, echo {:.2} µs, ratio {:.2}",
+                        if r.contains_key("all") {
+                            "all blocks".to_string()
+                        } else {
+                            format!("block {}", g("block"))
+                        },
+                        g("pings"),
+                        g("ping_round_us"),
+                        g("echo_us"),
+                        g("ratio")
+                    );
+                }
+                heartbeat = rows;
+            }
+            Err(e) => {
+                eprintln!("  FAILED: {e}");
+                heartbeat_error = Some(e);
+            }
+        }
+    }
     let (mut alloc, mut alloc_error) = (Vec::new(), None);
     if want("alloc") {
         eprintln!("allocations per echoed message, examples/echo_server's configuration ...");
@@ -1180,7 +1371,7 @@ fn run() -> Result<(), String> {
             "--idle".into(),
             (if quick { 500 } else { 2_000 }).to_string(),
         ];
-        match bench.helper("alloc_count", &args) {
+        match bench.helper("alloc_count", &args, Duration::from_secs(300)) {
             Ok(rows) => {
                 for r in rows.iter().filter(|r| r.contains_key("server_allocs")) {
                     let g = |k: &str| r.get(k).copied().unwrap_or(f64::NAN);
@@ -1227,6 +1418,10 @@ fn run() -> Result<(), String> {
             poll_ks,
             poll_heartbeat_ms,
             poll_calls,
+            hb_peers,
+            hb_interval_ms,
+            hb_blocks,
+            hb_block_secs,
             alloc_msgs,
             note: flags.get("--note").map(String::from),
             pinned,
@@ -1242,6 +1437,8 @@ fn run() -> Result<(), String> {
         runs,
         poll,
         poll_error,
+        heartbeat,
+        heartbeat_error,
         alloc,
         alloc_error,
         started,
@@ -1253,7 +1450,7 @@ fn run() -> Result<(), String> {
     fs::write(&raw_path, records::to_jsonl(&results))
         .map_err(|e| format!("{}: {e}", raw_path.display()))?;
     eprintln!("wrote the raw records to {}", raw_path.display());
-    write_report(&flags, &results, out_dir.join("performance.md"))?;
+    write_report(&flags, &results, &root, out_dir.join("performance.md"))?;
     eprintln!("done in {:.0} s", results.elapsed.as_secs_f64());
     let bad = total_mismatches(&results);
     if bad > 0.0 {
@@ -1322,6 +1519,40 @@ mod tests {
         assert_eq!(rotated(&s, 2), [Srv::FwsCurrent, Srv::Wspeer, Srv::TtMulti]);
         assert_eq!(rotated(&s, 3), s);
         assert!(rotated(&[], 4).is_empty());
+    }
+
+    #[test]
+    fn tls_servers_run_only_where_their_scenario_lists_them() {
+        let all = scenarios();
+        let get = |key: &str| all.iter().find(|s| s.key == key).unwrap();
+        let pipelined = get("c1000x4x64");
+        assert_eq!(
+            pipelined.kind,
+            Kind::Echo {
+                conns: 1000,
+                size: 64,
+                inflight: 4
+            }
+        );
+        let plain: Vec<Srv> = Srv::ALL.into_iter().filter(|s| !s.tls()).collect();
+        assert!(plain.iter().all(|s| pipelined.runs(*s)));
+        assert!(!pipelined.runs(Srv::WspeerWss) && !pipelined.runs(Srv::FwsCurrentWss));
+        let wss = get("c100x1k");
+        for srv in [
+            Srv::WspeerWss,
+            Srv::FwsCurrentWss,
+            Srv::FwsMultiWss,
+            Srv::Wspeer,
+        ] {
+            assert!(wss.runs(srv), "{srv:?}");
+        }
+        let setup = get("setup");
+        assert!(setup.runs(Srv::WspeerWss) && !setup.runs(Srv::FwsMultiWss));
+        // Every key is unique, for --servers and the records.
+        let mut keys: Vec<&str> = Srv::ALL.iter().map(|s| s.key()).collect();
+        keys.sort();
+        keys.dedup();
+        assert_eq!(keys.len(), Srv::ALL.len());
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! is made of, so that `bench --from FILE` regenerates `docs/performance.md` from the file
 //! alone. One `meta` record (the run's settings, commit, command), then `machine`,
 //! `server`, `skipped`, one `run` record per server × scenario × round with every number
-//! measured, then the `poll` and `alloc` rows.
+//! measured, then the `poll`, `heartbeat` and `alloc` rows. Files written before a kind
+//! of record existed still read: what they lack is reported as not measured.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -43,6 +44,10 @@ pub fn to_jsonl(results: &Results) -> String {
     meta.set("poll_ks", s.poll_ks.as_str());
     meta.set("poll_heartbeat_ms", s.poll_heartbeat_ms as f64);
     meta.set("poll_calls", s.poll_calls);
+    meta.set("hb_peers", s.hb_peers);
+    meta.set("hb_interval_ms", s.hb_interval_ms as f64);
+    meta.set("hb_blocks", s.hb_blocks);
+    meta.set("hb_block_secs", s.hb_block_secs);
     meta.set("alloc_msgs", s.alloc_msgs);
     meta.set("note", s.note.clone());
     meta.set("pinned", s.pinned);
@@ -76,6 +81,7 @@ pub fn to_jsonl(results: &Results) -> String {
     }
     for (kind, rows, error) in [
         ("poll", &results.poll, &results.poll_error),
+        ("heartbeat", &results.heartbeat, &results.heartbeat_error),
         ("alloc", &results.alloc, &results.alloc_error),
     ] {
         for row in rows {
@@ -122,6 +128,10 @@ pub fn from_jsonl(text: &str) -> Result<Results, String> {
             poll_ks: String::new(),
             poll_heartbeat_ms: 0,
             poll_calls: 0,
+            hb_peers: 0,
+            hb_interval_ms: 0,
+            hb_blocks: 0,
+            hb_block_secs: 0.0,
             alloc_msgs: 0,
             note: None,
             pinned: false,
@@ -137,6 +147,8 @@ pub fn from_jsonl(text: &str) -> Result<Results, String> {
         runs: Vec::new(),
         poll: Vec::new(),
         poll_error: None,
+        heartbeat: Vec::new(),
+        heartbeat_error: None,
         alloc: Vec::new(),
         alloc_error: None,
         started: String::new(),
@@ -181,8 +193,10 @@ pub fn from_jsonl(text: &str) -> Result<Results, String> {
                 });
             }
             "poll" => results.poll.push(numbers_of(&r, &[])),
+            "heartbeat" => results.heartbeat.push(numbers_of(&r, &[])),
             "alloc" => results.alloc.push(numbers_of(&r, &[])),
             "poll_error" => results.poll_error = Some(text_of(&r)),
+            "heartbeat_error" => results.heartbeat_error = Some(text_of(&r)),
             "alloc_error" => results.alloc_error = Some(text_of(&r)),
             other => return Err(format!("line {n}: unknown record {other:?}")),
         }
@@ -206,6 +220,10 @@ pub fn from_jsonl(text: &str) -> Result<Results, String> {
         poll_ks: string("poll_ks"),
         poll_heartbeat_ms: num("poll_heartbeat_ms") as u64,
         poll_calls: num("poll_calls") as usize,
+        hb_peers: num("hb_peers") as usize,
+        hb_interval_ms: num("hb_interval_ms") as u64,
+        hb_blocks: num("hb_blocks") as usize,
+        hb_block_secs: num("hb_block_secs"),
         alloc_msgs: num("alloc_msgs") as usize,
         note: meta.str("note").map(String::from),
         pinned: meta.bool("pinned").unwrap_or(false),
@@ -276,6 +294,10 @@ mod tests {
                 poll_ks: "0,10,100".into(),
                 poll_heartbeat_ms: 1000,
                 poll_calls: 5000,
+                hb_peers: 10_000,
+                hb_interval_ms: 30_000,
+                hb_blocks: 5,
+                hb_block_secs: 3.0,
                 alloc_msgs: 20_000,
                 note: Some("a `note`".into()),
                 pinned: true,
@@ -291,6 +313,11 @@ mod tests {
             runs,
             poll: vec![m(&[("n", 100.0), ("k", 0.0), ("median_us", 0.31)])],
             poll_error: None,
+            heartbeat: vec![
+                m(&[("block", 0.0), ("ping_round_us", 30.5), ("ratio", 1.5)]),
+                m(&[("all", 1.0), ("ping_round_us", 30.0), ("ratio", 1.4)]),
+            ],
+            heartbeat_error: Some("heartbeat \"failed\"".into()),
             alloc: vec![m(&[("conns", 1.0), ("size", 32.0), ("server_allocs", 0.0)])],
             alloc_error: Some("alloc failed".into()),
             started: "2026-01-01 00:00 UTC".into(),
@@ -302,16 +329,47 @@ mod tests {
     fn records_round_trip_to_the_same_results_and_report() {
         let results = sample();
         let text = to_jsonl(&results);
-        assert_eq!(text.lines().count(), 1 + 1 + 4 + 1 + 9 + 1 + 1 + 1);
+        assert_eq!(text.lines().count(), 1 + 1 + 4 + 1 + 9 + 1 + 2 + 1 + 1 + 1);
         let back = from_jsonl(&text).unwrap();
         assert_eq!(back, results);
         let list = scenarios();
         assert_eq!(
-            report::markdown(&back, &list),
-            report::markdown(&results, &list)
+            report::markdown(&back, &list, None),
+            report::markdown(&results, &list, None)
         );
         // Every measured number is in the file as written.
         assert!(text.contains(r#""per_cpu":1030.9278350515465"#), "{text}");
+    }
+
+    #[test]
+    fn records_written_before_issue_11_still_read_and_render() {
+        // The meta of such a file has no hb_* settings, and there are no heartbeat records.
+        let text: String = to_jsonl(&sample())
+            .lines()
+            .filter(|l| !l.starts_with(r#"{"record":"heartbeat"#))
+            .map(|l| {
+                let mut r = Record::parse(l).unwrap();
+                r.0.retain(|(k, _)| !k.starts_with("hb_"));
+                r.to_json() + "\n"
+            })
+            .collect();
+        assert!(
+            !text.contains("hb_") && !text.contains(r#""record":"heartbeat"#),
+            "{text}"
+        );
+        let old = from_jsonl(&text).unwrap();
+        assert_eq!((old.settings.hb_peers, old.heartbeat.len()), (0, 0));
+        assert_eq!(old.heartbeat_error, None);
+        let md = report::markdown(&old, &scenarios(), None);
+        assert!(
+            md.contains("| heartbeat ping/pong round | ≤ 1.0× an echo")
+                && md.contains("Not measured in this run (`poll_cost --mode heartbeat`"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| 1 000 × 4 in flight × 64 B, msgs per server CPU-second | ≥ 1.0× fastwebsockets (the better of current- and multi-thread) | – | not measured (not in this run) |"),
+            "{md}"
+        );
     }
 
     #[test]

@@ -118,11 +118,83 @@ fn round_ratios(
         .collect()
 }
 
+/// One row of a targets table.
+#[derive(Debug)]
 struct Target {
     scenario: String,
     target: String,
     measured: String,
     result: String,
+}
+
+/// A targets table under construction.
+#[derive(Default)]
+struct Targets(Vec<Target>);
+
+impl Targets {
+    /// Adds a row judged on `values` ([`judge`]).
+    fn push(
+        &mut self,
+        scenario: &str,
+        target: &str,
+        values: Vec<f64>,
+        goal: f64,
+        at_least: bool,
+        unit: &str,
+    ) {
+        self.push_min(scenario, target, values, goal, at_least, unit, 0);
+    }
+
+    /// Adds a row judged on `values` that should be at least `min_values` (rounds): with
+    /// fewer, the result says so (the range of so few rounds cannot settle the target).
+    #[allow(clippy::too_many_arguments)]
+    fn push_min(
+        &mut self,
+        scenario: &str,
+        target: &str,
+        values: Vec<f64>,
+        goal: f64,
+        at_least: bool,
+        unit: &str,
+        min_values: usize,
+    ) {
+        let (measured, mut result) = judge(&values, goal, at_least, unit);
+        let n = values.iter().filter(|v| v.is_finite()).count();
+        if n > 0 && n < min_values {
+            let _ = write!(
+                result,
+                "; only {n} of the ≥ {min_values} rounds the target asks for"
+            );
+        }
+        self.0.push(Target {
+            scenario: scenario.into(),
+            target: target.into(),
+            measured,
+            result,
+        });
+    }
+
+    /// Marks the last row, when it has no value, as not part of this run (records of a
+    /// run made before its scenario existed, or a subset of scenarios or servers).
+    fn not_in_run(&mut self, not_run: bool) {
+        if let Some(last) = self.0.last_mut() {
+            if not_run && last.measured == "–" {
+                last.result = "not measured (not in this run)".into();
+            }
+        }
+    }
+}
+
+/// Whether `scenario` lacks runs of `a` or of every one of `b` (so a ratio of the two
+/// cannot exist because of what was run, not because runs failed).
+fn not_run(results: &Results, scenario: &str, a: Srv, b: &[Srv]) -> bool {
+    let ran = |srv: Srv| {
+        results
+            .runs
+            .iter()
+            .any(|r| r.scenario == scenario && r.srv == srv)
+    };
+    !ran(a) || !b.iter().any(|s| ran(*s))
 }
 
 /// The measured cell and the result cell of a target: the median with the min–max range,
@@ -171,18 +243,211 @@ fn judge(values: &[f64], goal: f64, at_least: bool, unit: &str) -> (String, Stri
     (measured, result)
 }
 
+/// fastwebsockets' two runtimes: a target compares with the better one of each round.
+const FWS: [Srv; 2] = [Srv::FwsCurrent, Srv::FwsMulti];
+/// fastwebsockets over TLS, both runtimes.
+const FWS_WSS: [Srv; 2] = [Srv::FwsCurrentWss, Srv::FwsMultiWss];
+/// The baseline's words in the target column.
+const FWS_BETTER: &str = "fastwebsockets (the better of current- and multi-thread)";
+
+/// wspeer's idle RSS per connection (one idle run).
+fn idle_kib(results: &Results) -> Vec<f64> {
+    results
+        .runs
+        .iter()
+        .filter(|r| r.scenario == "idle" && r.srv == Srv::Wspeer && r.error.is_none())
+        .filter_map(|r| r.m.get("kib_per_conn").copied())
+        .collect()
+}
+
+/// What the `poll()` grid says about the targets.
+struct PollFigures {
+    /// The largest peer count.
+    largest: f64,
+    /// Its medians with none ready, heartbeat off and on.
+    idle: Vec<f64>,
+    /// With two peer counts or more: the row's label, and the ratios of the largest N's
+    /// medians to the smallest N's for every k and heartbeat.
+    flat: Option<(String, Vec<f64>)>,
+}
+
+/// The figures of the `poll()` grid ([`PollFigures`]); `None` without rows.
+fn poll_figures(results: &Results) -> Option<PollFigures> {
+    let poll_at = |n: f64, k: f64, hb: f64| {
+        results
+            .poll
+            .iter()
+            .find(|r| {
+                r.get("n") == Some(&n)
+                    && r.get("k") == Some(&k)
+                    && r.get("heartbeat_ms") == Some(&hb)
+            })
+            .and_then(|r| r.get("median_us").copied())
+    };
+    let distinct = |key: &str| {
+        let mut v: Vec<f64> = results
+            .poll
+            .iter()
+            .filter_map(|r| r.get(key).copied())
+            .collect();
+        v.sort_by(f64::total_cmp);
+        v.dedup();
+        v
+    };
+    let (ns, ks, hbs) = (distinct("n"), distinct("k"), distinct("heartbeat_ms"));
+    let (&smallest, &largest) = (ns.first()?, ns.last()?);
+    let idle: Vec<f64> = hbs
+        .iter()
+        .filter_map(|&hb| poll_at(largest, 0.0, hb))
+        .collect();
+    // O(ready): the same k costs the same whatever N.
+    let flat: Vec<f64> = ks
+        .iter()
+        .flat_map(|&k| hbs.iter().map(move |&hb| (k, hb)))
+        .filter_map(|(k, hb)| Some(poll_at(largest, k, hb)? / poll_at(smallest, k, hb)?))
+        .collect();
+    let label = format!(
+        "`poll()` with k ready of {} peers against k of {} (k = {}; heartbeat off and on)",
+        num(largest),
+        num(smallest),
+        ks.iter()
+            .map(|k| k.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    Some(PollFigures {
+        largest,
+        idle,
+        flat: (largest > smallest).then_some((label, flat)),
+    })
+}
+
+/// The flat-`poll()` target, in words.
+const FLAT_TARGET: &str = "flat: ≤ 2× for every k (O(ready), not O(peers))";
+
+/// The heartbeat rows of one block pair each (not the pooled `all` row).
+fn heartbeat_blocks(results: &Results) -> Vec<&HashMap<String, f64>> {
+    results
+        .heartbeat
+        .iter()
+        .filter(|r| !r.contains_key("all"))
+        .collect()
+}
+
+/// The pooled `all` row of the heartbeat cost.
+fn heartbeat_all(results: &Results) -> Option<&HashMap<String, f64>> {
+    results.heartbeat.iter().find(|r| r.contains_key("all"))
+}
+
+/// The targets of issue #11: on every row, wspeer against the better fastwebsockets
+/// runtime of the same round (messages per server CPU-second at least as many; ping-pong
+/// round trips no longer), idle memory, a flat `poll()`, and a heartbeat ping/pong round
+/// no dearer than an echo.
+fn targets_issue11(results: &Results) -> Vec<Target> {
+    const ROUNDS: usize = 5;
+    let mut t = Targets::default();
+    for (key, what) in [("p50_us", "p50"), ("p99_us", "p99")] {
+        t.push_min(
+            &format!("1 × 32 B ping-pong, {what} round trip"),
+            "≤ fastwebsockets' (the better of current- and multi-thread)",
+            round_ratios(results, "lat", Srv::Wspeer, &FWS, key, false),
+            1.0,
+            false,
+            "×",
+            ROUNDS,
+        );
+        t.not_in_run(not_run(results, "lat", Srv::Wspeer, &FWS));
+    }
+    for (key, name) in [
+        ("c100x20", "100 × 20 B"),
+        ("c100x16x64", "100 × 16 in flight × 64 B"),
+        ("c1000x4x64", "1 000 × 4 in flight × 64 B"),
+        ("c200x16k", "200 × 16 KiB"),
+        ("c10x1m", "10 × 1 MiB"),
+    ] {
+        t.push_min(
+            &format!("{name}, msgs per server CPU-second"),
+            &format!("≥ 1.0× {FWS_BETTER}"),
+            round_ratios(results, key, Srv::Wspeer, &FWS, "per_cpu", true),
+            1.0,
+            true,
+            "×",
+            ROUNDS,
+        );
+        t.not_in_run(not_run(results, key, Srv::Wspeer, &FWS));
+    }
+    t.push_min(
+        "wss 100 × 1 KiB, msgs per server CPU-second",
+        "≥ 1.0× fastwebsockets over TLS (tokio-rustls; the better of current- and \
+         multi-thread)",
+        round_ratios(
+            results,
+            "c100x1k",
+            Srv::WspeerWss,
+            &FWS_WSS,
+            "per_cpu",
+            true,
+        ),
+        1.0,
+        true,
+        "×",
+        ROUNDS,
+    );
+    t.not_in_run(not_run(results, "c100x1k", Srv::WspeerWss, &FWS_WSS));
+    t.push(
+        "idle connection, server RSS",
+        "≤ 8 KiB each",
+        idle_kib(results),
+        8.0,
+        false,
+        "KiB",
+    );
+    t.not_in_run(!results.runs.iter().any(|r| r.scenario == "idle"));
+    match poll_figures(results).and_then(|p| p.flat) {
+        Some((label, flat)) => t.push(&label, FLAT_TARGET, flat, 2.0, false, "×"),
+        None => t.push(
+            "`poll()` with 10 000 idle peers",
+            FLAT_TARGET,
+            Vec::new(),
+            2.0,
+            false,
+            "×",
+        ),
+    }
+    t.not_in_run(results.poll.is_empty() && results.poll_error.is_none());
+    let s = &results.settings;
+    let scenario = if s.hb_peers > 0 {
+        format!(
+            "heartbeat ping/pong round, {} peers, {} s heartbeat, 60 frames/s",
+            num(s.hb_peers as f64),
+            s.hb_interval_ms as f64 / 1000.0
+        )
+    } else {
+        "heartbeat ping/pong round".to_string()
+    };
+    t.push_min(
+        &scenario,
+        "≤ 1.0× an echo (extra frame time per round completed, heartbeat on against off, \
+         over extra frame time per message echoed; one value per block pair)",
+        heartbeat_blocks(results)
+            .iter()
+            .filter_map(|r| r.get("ratio").copied())
+            .collect(),
+        1.0,
+        false,
+        "×",
+        ROUNDS,
+    );
+    t.not_in_run(results.heartbeat.is_empty() && results.heartbeat_error.is_none());
+    t.0
+}
+
 fn targets(results: &Results) -> Vec<Target> {
-    let fws = [Srv::FwsCurrent, Srv::FwsMulti];
+    let fws = FWS;
     let tt = [Srv::TtMulti, Srv::TtCurrent];
-    let mut out = Vec::new();
+    let mut t = Targets::default();
     let mut push = |scenario: &str, target: &str, values: Vec<f64>, goal, at_least, unit| {
-        let (measured, result) = judge(&values, goal, at_least, unit);
-        out.push(Target {
-            scenario: scenario.into(),
-            target: target.into(),
-            measured,
-            result,
-        });
+        t.push(scenario, target, values, goal, at_least, unit);
     };
     for (key, name) in [("c100x20", "100 × 20 B"), ("c200x16k", "200 × 16 KiB")] {
         push(
@@ -233,48 +498,21 @@ fn targets(results: &Results) -> Vec<Target> {
         true,
         "×",
     );
-    let idle: Vec<f64> = results
-        .runs
-        .iter()
-        .filter(|r| r.scenario == "idle" && r.srv == Srv::Wspeer && r.error.is_none())
-        .filter_map(|r| r.m.get("kib_per_conn").copied())
-        .collect();
     push(
         "idle connection, server RSS",
         "≤ 8 KiB each",
-        idle,
+        idle_kib(results),
         8.0,
         false,
         "KiB",
     );
     // poll(): one row per (peers, ready, heartbeat).
-    let poll_at = |n: f64, k: f64, hb: f64| {
-        results
-            .poll
-            .iter()
-            .find(|r| {
-                r.get("n") == Some(&n)
-                    && r.get("k") == Some(&k)
-                    && r.get("heartbeat_ms") == Some(&hb)
-            })
-            .and_then(|r| r.get("median_us").copied())
-    };
-    let distinct = |key: &str| {
-        let mut v: Vec<f64> = results
-            .poll
-            .iter()
-            .filter_map(|r| r.get(key).copied())
-            .collect();
-        v.sort_by(f64::total_cmp);
-        v.dedup();
-        v
-    };
-    let (ns, ks, hbs) = (distinct("n"), distinct("k"), distinct("heartbeat_ms"));
-    if let (Some(&smallest), Some(&largest)) = (ns.first(), ns.last()) {
-        let idle: Vec<f64> = hbs
-            .iter()
-            .filter_map(|&hb| poll_at(largest, 0.0, hb))
-            .collect();
+    if let Some(PollFigures {
+        largest,
+        idle,
+        flat,
+    }) = poll_figures(results)
+    {
         push(
             &format!(
                 "`poll()` with {} peers, none ready (heartbeat off and on)",
@@ -286,29 +524,8 @@ fn targets(results: &Results) -> Vec<Target> {
             false,
             "µs",
         );
-        // O(ready): the same k costs the same whatever N.
-        let flat: Vec<f64> = ks
-            .iter()
-            .flat_map(|&k| hbs.iter().map(move |&hb| (k, hb)))
-            .filter_map(|(k, hb)| Some(poll_at(largest, k, hb)? / poll_at(smallest, k, hb)?))
-            .collect();
-        if largest > smallest {
-            push(
-                &format!(
-                    "`poll()` with k ready of {} peers against k of {} (k = {}; heartbeat off and on)",
-                    num(largest),
-                    num(smallest),
-                    ks.iter()
-                        .map(|k| k.to_string())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-                "flat: ≤ 2× for every k (O(ready), not O(peers))",
-                flat,
-                2.0,
-                false,
-                "×",
-            );
+        if let Some((label, flat)) = flat {
+            push(&label, FLAT_TARGET, flat, 2.0, false, "×");
         }
     }
     // Allocations: deterministic counts, so the worst size is judged.
@@ -349,7 +566,7 @@ fn targets(results: &Results) -> Vec<Target> {
             "",
         );
     }
-    out
+    t.0
 }
 
 // ----- markdown -----
@@ -384,7 +601,25 @@ fn failures_note(results: &Results, scenario: &str, srv: Srv, throughput: bool) 
     notes.join("; ")
 }
 
-pub fn markdown(results: &Results, scenarios: &[Scenario]) -> String {
+/// Writes a targets table (its header and rows) followed by a blank line.
+fn targets_table(w: &mut String, rows: Vec<Target>) {
+    let _ = writeln!(
+        w,
+        "| scenario | target | measured | result |\n|---|---|---|---|"
+    );
+    for t in rows {
+        let _ = writeln!(
+            w,
+            "| {} | {} | {} | {} |",
+            t.scenario, t.target, t.measured, t.result
+        );
+    }
+    let _ = writeln!(w);
+}
+
+/// The report: `docs/performance.md` of `results`. `profiles` is the markdown of
+/// `docs/bench/profiles.md` when that file exists, included verbatim at the end.
+pub fn markdown(results: &Results, scenarios: &[Scenario], profiles: Option<&str>) -> String {
     let s = &results.settings;
     let mut md = String::new();
     let w = &mut md;
@@ -410,7 +645,7 @@ pub fn markdown(results: &Results, scenarios: &[Scenario]) -> String {
         "Echo servers side by side on one machine: wspeer's `examples/echo_server` (one \
          thread, `poll_with_timeout`) against tokio-tungstenite, fastwebsockets and the \
          optional Node `ws` and Godot 3 rows, driven by one load generator (`loadgen`). \
-         The targets come from issue #5.\n"
+         The targets come from issues #5 and #11.\n"
     );
     let _ = writeln!(w, "| | |\n|---|---|");
     let _ = writeln!(w, "| Date | {} |", results.started);
@@ -456,18 +691,21 @@ pub fn markdown(results: &Results, scenarios: &[Scenario]) -> String {
          when none does, and *within noise* otherwise: the rounds disagree, so the run \
          cannot tell.\n"
     );
+    targets_table(w, targets(results));
+
+    let _ = writeln!(w, "## Targets (issue #11)\n");
     let _ = writeln!(
         w,
-        "| scenario | target | measured | result |\n|---|---|---|---|"
+        "Every row against fastwebsockets, the better of its two runtimes in each round \
+         (over TLS for the wss row: fastwebsockets behind tokio-rustls with wspeer's \
+         certificate and rustls settings). Throughput rows divide wspeer's messages per \
+         server CPU-second by fastwebsockets'; ping-pong rows divide wspeer's round trip by \
+         fastwebsockets'. The same rule: *met* only when every round meets the goal, and \
+         the goal asks for at least 5 interleaved rounds. The heartbeat row compares one \
+         ping/pong round with one echo in the same process run (see *Heartbeat* below). \
+         Rows this run did not measure say so.\n"
     );
-    for t in targets(results) {
-        let _ = writeln!(
-            w,
-            "| {} | {} | {} | {} |",
-            t.scenario, t.target, t.measured, t.result
-        );
-    }
-    let _ = writeln!(w);
+    targets_table(w, targets_issue11(results));
 
     // Throughput.
     let _ = writeln!(w, "## Throughput\n");
@@ -662,6 +900,8 @@ pub fn markdown(results: &Results, scenarios: &[Scenario]) -> String {
         let _ = writeln!(w);
     }
 
+    heartbeat_section(w, results);
+
     // Allocations.
     let _ = writeln!(w, "## Allocations per echoed message\n");
     let _ = writeln!(
@@ -754,7 +994,10 @@ pub fn markdown(results: &Results, scenarios: &[Scenario]) -> String {
          - **Servers**: wspeer is the real `examples/echo_server --quiet` (ws, and wss with \
          `--cert/--key` from a CA generated by rcgen). tokio-tungstenite (`tt_echo`) is its \
          `echo-server` example (accept, split, forward); fastwebsockets (`fws_echo`) is its \
-         `echo_server` example (hyper upgrade, `FragmentCollector`). Both baselines set \
+         `echo_server` example (hyper upgrade, `FragmentCollector`), and over wss the same \
+         behind tokio-rustls as in its `tls_server` example, with the certificate of \
+         wspeer's wss run and wspeer's rustls settings (ring, no client authentication). \
+         Both baselines set \
          TCP_NODELAY as wspeer does; their multi-thread runtime has tokio's default worker \
          count, which follows the CPU affinity (one worker when pinned to CPU 0). Node runs \
          `bench/node/echo.js` (ws 8, no permessage-deflate); Godot runs \
@@ -770,7 +1013,102 @@ pub fn markdown(results: &Results, scenarios: &[Scenario]) -> String {
          - The host is shared with whatever else runs on it: read min–max before trusting \
          a median."
     );
+    if let Some(profiles) = profiles {
+        let _ = writeln!(w, "\n## Profiles (issue #11)\n");
+        let _ = write!(w, "{}", profiles.trim_end());
+        let _ = writeln!(w);
+    }
     md
+}
+
+/// The heartbeat cost of `poll_cost --mode heartbeat`: its own table, one row per block
+/// pair and one over all of them.
+fn heartbeat_section(w: &mut String, results: &Results) {
+    let s = &results.settings;
+    let _ = writeln!(w, "## Heartbeat: one ping/pong round against one echo\n");
+    if results.heartbeat.is_empty() && results.heartbeat_error.is_none() {
+        let _ = writeln!(
+            w,
+            "Not measured in this run (`poll_cost --mode heartbeat`, issue #11).\n"
+        );
+        return;
+    }
+    let _ = writeln!(
+        w,
+        "`poll_cost --mode heartbeat` (issue #11), through the public API at a game's pace: \
+         two `WebSocketServer`s in one process (pinned to CPU 0), both in \
+         `examples/echo_server`'s configuration with {} peers each held by `loadgen --mode \
+         idle --hold` (CPU 1); A with the heartbeat off, B with a {} s heartbeat. 60 frames a \
+         second; a frame is `poll()` then echo_server's own `handle_events`, and each frame \
+         runs A and B one after the other, the order swapped every frame. B's peers were \
+         opened evenly over one interval, so their pings fall due evenly: {:.2} per frame. \
+         {} pairs of blocks of {} s: an idle block (A has nothing to do, B only its \
+         heartbeat), then an echo block (before each frame A's load generator writes one \
+         message on each of k peers, which A echoes). The load generators count the rounds \
+         completed: pings B's one answered with a pong, echoes A's one received. *Ping/pong \
+         round*: (B's mean frame − A's mean frame) in the idle block, divided by the pings \
+         answered per frame; *echo*: (A's mean frame in the echo block − in the idle block), \
+         divided by the messages echoed per frame. The issue measured 9.6 µs p50 per \
+         `poll()` with the heartbeat off and 234 µs p50 / 381 µs p99 with a 30 s heartbeat \
+         (10 000 peers), about 40 µs per round.\n",
+        num(s.hb_peers as f64),
+        s.hb_interval_ms as f64 / 1000.0,
+        wspeer_bench::cost::pings_per_frame(s.hb_peers, s.hb_interval_ms as f64 / 1000.0, 60.0),
+        s.hb_blocks,
+        s.hb_block_secs
+    );
+    if let Some(e) = &results.heartbeat_error {
+        let _ = writeln!(w, "Failed: {e}\n");
+        return;
+    }
+    let _ = writeln!(
+        w,
+        "| block | pings per frame (due / answered) | echoes per frame (k) | idle frame (µs) | heartbeat frame (µs) | echo frame (µs) | ping/pong round (µs) | echo (µs) | round ÷ echo | late frames |"
+    );
+    let _ = writeln!(w, "|---|---|---|---|---|---|---|---|---|---|");
+    let rows = heartbeat_blocks(results)
+        .into_iter()
+        .map(|r| (false, r))
+        .chain(heartbeat_all(results).map(|r| (true, r)));
+    for (all, r) in rows {
+        let g = |k: &str| r.get(k).copied().unwrap_or(f64::NAN);
+        let bold = |text: String| if all { format!("**{text}**") } else { text };
+        let _ = writeln!(
+            w,
+            "| {} | {:.2} / {:.2} | {:.2} ({}) | {:.2} | {:.2} | {:.2} | {} | {} | {} | {} |",
+            if all {
+                "all, pooled".to_string()
+            } else {
+                format!("{}", g("block") + 1.0)
+            },
+            g("expected_pings"),
+            g("pings"),
+            g("echoes"),
+            g("k"),
+            g("idle_frame_us"),
+            g("hb_frame_us"),
+            g("echo_frame_us"),
+            bold(format!("{:.2}", g("ping_round_us"))),
+            bold(format!("{:.2}", g("echo_us"))),
+            bold(ratio(g("ratio"))),
+            g("late")
+        );
+    }
+    let _ = writeln!(w);
+    if let Some(r) = heartbeat_all(results) {
+        let g = |k: &str| r.get(k).copied().unwrap_or(f64::NAN);
+        let _ = writeln!(
+            w,
+            "`poll()` alone in the idle blocks, {} peers: p50 {:.1} µs / p99 {:.1} µs with the \
+             heartbeat off, p50 {:.1} µs / p99 {:.1} µs with it on ({} frames each).\n",
+            num(g("n")),
+            g("idle_poll_p50_us"),
+            g("idle_poll_p99_us"),
+            g("hb_poll_p50_us"),
+            g("hb_poll_p99_us"),
+            g("frames")
+        );
+    }
 }
 
 fn has_runs(results: &Results, scenario: &str) -> bool {
@@ -806,6 +1144,8 @@ fn colour(srv: Srv) -> RGBColor {
         Srv::TtCurrent => RGBColor(240, 130, 130),
         Srv::FwsCurrent => RGBColor(44, 160, 44),
         Srv::FwsMulti => RGBColor(140, 210, 130),
+        Srv::FwsCurrentWss => RGBColor(20, 100, 40),
+        Srv::FwsMultiWss => RGBColor(90, 170, 120),
         Srv::Node => RGBColor(255, 127, 14),
         Srv::Godot => RGBColor(148, 103, 189),
     }
@@ -844,7 +1184,14 @@ pub fn plot(results: &Results, _scenarios: &[Scenario], path: &Path) -> Result<(
         ),
         panel(
             results,
-            "100 × 1 KiB: k msgs per server CPU-s",
+            "1 000 × 4 × 64 B: k msgs per server CPU-s",
+            "c1000x4x64",
+            "per_cpu",
+            1e3,
+        ),
+        panel(
+            results,
+            "100 × 1 KiB (ws, wss): k msgs per server CPU-s",
             "c100x1k",
             "per_cpu",
             1e3,
@@ -857,6 +1204,13 @@ pub fn plot(results: &Results, _scenarios: &[Scenario], path: &Path) -> Result<(
             1e3,
         ),
         panel(results, "10 × 1 MiB: MB/s", "c10x1m", "mb_per_s", 1.0),
+        panel(
+            results,
+            "1 × 32 B: p50 round trip, µs (lower is better)",
+            "lat",
+            "p50_us",
+            1.0,
+        ),
         panel(
             results,
             "1 × 32 B: p99 round trip, µs (lower is better)",
@@ -874,7 +1228,7 @@ pub fn plot(results: &Results, _scenarios: &[Scenario], path: &Path) -> Result<(
         ),
     ];
     let err = |e: &dyn std::fmt::Display| e.to_string();
-    let root = SVGBackend::new(path, (1600, 860)).into_drawing_area();
+    let root = SVGBackend::new(path, (2000, 860)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| err(&e))?;
     let (head, body) = root.split_vertically(50);
     let mut caption = format!(
@@ -890,7 +1244,7 @@ pub fn plot(results: &Results, _scenarios: &[Scenario], path: &Path) -> Result<(
         (20, 15),
     )
     .map_err(|e| err(&e))?;
-    let areas = body.split_evenly((2, 4));
+    let areas = body.split_evenly((2, 5));
     for (area, p) in areas.iter().zip(panels) {
         draw_panel(area, &p).map_err(|e| err(&e))?;
     }
@@ -987,4 +1341,296 @@ fn draw_panel<DB: DrawingBackend>(
         )
     }))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Run, Settings, scenarios};
+    use std::time::Duration;
+
+    fn m(pairs: &[(&str, f64)]) -> HashMap<String, f64> {
+        pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+    }
+
+    fn empty(rounds: usize) -> Results {
+        Results {
+            settings: Settings {
+                quick: false,
+                rounds,
+                warmup: 1.0,
+                secs: 5.0,
+                idle_conns: 10_000,
+                poll_ns: String::new(),
+                poll_ks: String::new(),
+                poll_heartbeat_ms: 0,
+                poll_calls: 0,
+                hb_peers: 10_000,
+                hb_interval_ms: 30_000,
+                hb_blocks: 5,
+                hb_block_secs: 3.0,
+                alloc_msgs: 0,
+                note: None,
+                pinned: true,
+                command: String::new(),
+                run_id: "r".into(),
+                raw_path: "r.jsonl".into(),
+            },
+            commit: String::new(),
+            dirty: Vec::new(),
+            machine: Vec::new(),
+            servers: Srv::ALL.to_vec(),
+            skipped: Vec::new(),
+            runs: Vec::new(),
+            poll: Vec::new(),
+            poll_error: None,
+            heartbeat: Vec::new(),
+            heartbeat_error: None,
+            alloc: Vec::new(),
+            alloc_error: None,
+            started: String::new(),
+            elapsed: Duration::ZERO,
+        }
+    }
+
+    fn run(
+        results: &mut Results,
+        scenario: &'static str,
+        srv: Srv,
+        round: usize,
+        m: HashMap<String, f64>,
+    ) {
+        results.runs.push(Run {
+            scenario,
+            srv,
+            round,
+            order: 0,
+            m,
+            error: None,
+        });
+    }
+
+    fn row<'a>(rows: &'a [Target], starts: &str) -> &'a Target {
+        rows.iter()
+            .find(|t| t.scenario.starts_with(starts))
+            .unwrap_or_else(|| panic!("no row {starts:?} in {rows:#?}"))
+    }
+
+    /// Five rounds where wspeer does `wspeer[round]` per CPU-second, fastwebsockets'
+    /// current-thread runtime 100 and its multi-thread one `fws_mt[round]`.
+    fn five_rounds(
+        scenario: &'static str,
+        a: Srv,
+        wspeer: [f64; 5],
+        b: [Srv; 2],
+        fws_mt: [f64; 5],
+    ) -> Results {
+        let mut r = empty(5);
+        for round in 0..5 {
+            run(&mut r, scenario, a, round, m(&[("per_cpu", wspeer[round])]));
+            run(&mut r, scenario, b[0], round, m(&[("per_cpu", 100.0)]));
+            run(
+                &mut r,
+                scenario,
+                b[1],
+                round,
+                m(&[("per_cpu", fws_mt[round])]),
+            );
+        }
+        r
+    }
+
+    #[test]
+    fn throughput_rows_divide_by_the_better_fws_runtime_of_each_round() {
+        let r = five_rounds(
+            "c1000x4x64",
+            Srv::Wspeer,
+            [110.0, 130.0, 120.0, 125.0, 121.0],
+            FWS,
+            [90.0, 120.0, 100.0, 100.0, 100.0],
+        );
+        let rows = targets_issue11(&r);
+        let t = row(&rows, "1 000 × 4 in flight × 64 B");
+        // Per round: 1.10, 130/120, 1.20, 1.25, 1.21: all ≥ 1.
+        assert_eq!(t.result, "met (all 5 values)");
+        assert!(
+            t.measured.starts_with("1.20× (1.08×–1.25×)"),
+            "{}",
+            t.measured
+        );
+        // The other throughput rows were not run at all.
+        assert_eq!(
+            row(&rows, "100 × 20 B").result,
+            "not measured (not in this run)"
+        );
+    }
+
+    #[test]
+    fn a_median_above_goal_with_one_round_below_is_within_noise() {
+        let r = five_rounds(
+            "c100x20",
+            Srv::Wspeer,
+            [110.0, 90.0, 120.0, 125.0, 121.0],
+            FWS,
+            [50.0; 5],
+        );
+        let t = targets_issue11(&r);
+        assert_eq!(
+            row(&t, "100 × 20 B").result,
+            "within noise (4 of 5 meet it)"
+        );
+    }
+
+    #[test]
+    fn the_wss_row_compares_with_fastwebsockets_over_tls() {
+        let mut r = five_rounds("c100x1k", Srv::WspeerWss, [80.0; 5], FWS_WSS, [90.0; 5]);
+        // Plain fastwebsockets would make it look worse: it must not count.
+        for round in 0..5 {
+            run(
+                &mut r,
+                "c100x1k",
+                Srv::FwsCurrent,
+                round,
+                m(&[("per_cpu", 1000.0)]),
+            );
+        }
+        let rows = targets_issue11(&r);
+        let t = row(&rows, "wss 100 × 1 KiB");
+        assert_eq!(t.measured, "0.80× (0.80×–0.80×)");
+        assert_eq!(t.result, "**missed** (all 5 values; best 20 % short)");
+    }
+
+    #[test]
+    fn ping_pong_rows_are_latency_ratios_judged_at_most_one() {
+        let mut r = empty(2);
+        for round in 0..2 {
+            run(
+                &mut r,
+                "lat",
+                Srv::Wspeer,
+                round,
+                m(&[("p50_us", 20.0), ("p99_us", 50.0)]),
+            );
+            run(
+                &mut r,
+                "lat",
+                Srv::FwsCurrent,
+                round,
+                m(&[("p50_us", 25.0), ("p99_us", 40.0)]),
+            );
+            run(
+                &mut r,
+                "lat",
+                Srv::FwsMulti,
+                round,
+                m(&[("p50_us", 30.0), ("p99_us", 45.0)]),
+            );
+        }
+        let rows = targets_issue11(&r);
+        // p50: 20 / min(25, 30); p99: 50 / min(40, 45).
+        let p50 = row(&rows, "1 × 32 B ping-pong, p50");
+        assert_eq!(p50.measured, "0.80× (0.80×–0.80×)");
+        assert_eq!(
+            p50.result,
+            "met (all 2 values); only 2 of the ≥ 5 rounds the target asks for"
+        );
+        let p99 = row(&rows, "1 × 32 B ping-pong, p99");
+        assert_eq!(p99.measured, "1.25× (1.25×–1.25×)");
+        assert!(p99.result.starts_with("**missed**"), "{}", p99.result);
+    }
+
+    #[test]
+    fn heartbeat_row_is_judged_on_the_block_ratios_not_the_pooled_one() {
+        let mut r = empty(5);
+        for (block, ratio) in [0.5, 0.9, 1.2, 0.8, 0.7].into_iter().enumerate() {
+            r.heartbeat
+                .push(m(&[("block", block as f64), ("ratio", ratio)]));
+        }
+        r.heartbeat.push(m(&[("all", 1.0), ("ratio", 0.2)]));
+        let rows = targets_issue11(&r);
+        let t = row(
+            &rows,
+            "heartbeat ping/pong round, 10 k peers, 30 s heartbeat",
+        );
+        assert_eq!(t.result, "within noise (4 of 5 meet it)");
+        assert_eq!(t.measured, "0.80× (0.50×–1.20×)");
+        // A failed measurement is "not measured", not "not in this run".
+        let mut failed = empty(5);
+        failed.heartbeat_error = Some("loadgen died".into());
+        let rows = targets_issue11(&failed);
+        assert_eq!(
+            row(&rows, "heartbeat").result,
+            "not measured (see the failures below)"
+        );
+    }
+
+    #[test]
+    fn idle_and_flat_poll_rows_reuse_the_issue_5_figures() {
+        let mut r = empty(1);
+        run(&mut r, "idle", Srv::Wspeer, 0, m(&[("kib_per_conn", 6.1)]));
+        for (n, us) in [(100.0, 1.0), (10_000.0, 1.5)] {
+            r.poll.push(m(&[
+                ("n", n),
+                ("k", 0.0),
+                ("heartbeat_ms", 0.0),
+                ("median_us", us),
+            ]));
+        }
+        let rows = targets_issue11(&r);
+        assert_eq!(row(&rows, "idle connection").result, "met (the one value)");
+        let flat = row(&rows, "`poll()` with k ready of 10 k peers");
+        assert_eq!(
+            (flat.measured.as_str(), flat.result.as_str()),
+            ("1.50×", "met (the one value)")
+        );
+    }
+
+    fn heartbeat_rows() -> Vec<HashMap<String, f64>> {
+        let line = |label: f64, all: bool| {
+            let mut r = m(&[
+                ("n", 10_000.0),
+                ("k", 6.0),
+                ("frames", 180.0),
+                ("expected_pings", 5.556),
+                ("pings", 5.5),
+                ("echoes", 6.0),
+                ("idle_frame_us", 10.0),
+                ("hb_frame_us", 230.0),
+                ("echo_frame_us", 40.0),
+                ("ping_round_us", 40.0),
+                ("echo_us", 5.0),
+                ("ratio", 8.0),
+                ("late", 0.0),
+                ("idle_poll_p50_us", 9.6),
+                ("idle_poll_p99_us", 20.0),
+                ("hb_poll_p50_us", 234.0),
+                ("hb_poll_p99_us", 381.0),
+            ]);
+            r.insert(if all { "all" } else { "block" }.into(), label);
+            r
+        };
+        vec![line(0.0, false), line(1.0, false), line(1.0, true)]
+    }
+
+    #[test]
+    fn the_report_has_both_target_tables_the_heartbeat_table_and_the_profiles() {
+        let mut r = empty(1);
+        r.heartbeat = heartbeat_rows();
+        let md = markdown(&r, &scenarios(), Some("# Profiles\n\nflame.svg\n\n"));
+        let at = |s: &str| md.find(s).unwrap_or_else(|| panic!("{s:?} missing:\n{md}"));
+        assert!(at("## Targets (issue #5)") < at("## Targets (issue #11)"));
+        assert!(at("## Targets (issue #11)") < at("## Throughput"));
+        at("| 1 | 5.56 / 5.50 | 6.00 (6) | 10.00 | 230.00 | 40.00 | 40.00 | 5.00 | 8.00× | 0 |");
+        at(
+            "| all, pooled | 5.56 / 5.50 | 6.00 (6) | 10.00 | 230.00 | 40.00 | **40.00** | **5.00** | **8.00×** | 0 |",
+        );
+        at(
+            "p50 9.6 µs / p99 20.0 µs with the heartbeat off, p50 234.0 µs / p99 381.0 µs with it on",
+        );
+        assert!(
+            md.ends_with("## Profiles (issue #11)\n\n# Profiles\n\nflame.svg\n"),
+            "{md}"
+        );
+        assert!(!markdown(&r, &scenarios(), None).contains("## Profiles"));
+    }
 }
