@@ -26,8 +26,10 @@
 //! an even N / interval per second (`loadgen --open-rate`), so their ping timers fall due
 //! evenly: N / (interval × fps) pings per frame. The measurement is `--blocks` pairs of
 //! blocks of `--block-secs` each: an *idle* block (A has nothing to do; B only its
-//! heartbeat), then an *echo* block (before each frame A's load generator writes one
-//! message on each of k peers, which A echoes). Rounds are counted by the load
+//! heartbeat), then an *echo* block (right after each frame A's load generator writes one
+//! message on each of k peers, which A echoes in the next frame, as a pong written after
+//! a frame is read in the next one: either way the load generator has slept when the
+//! server writes to it, and both pay the same loopback wake-up). Rounds are counted by the load
 //! generators (`stats`): pings B's one answered, echoes A's one received. Per block pair:
 //! ping round = (B's mean frame − A's, idle block) / pings per frame; echo = (A's mean
 //! frame in the echo block − A's in the idle block) / echoes per frame. Prints per pair
@@ -399,20 +401,22 @@ fn block(
     k: usize,
 ) -> Result<Block, String> {
     let mut out = Block::default();
-    for _ in 0..WARM_FRAMES {
+    // A's messages are written right after a frame and echoed in the next one, the way a
+    // pong written after a frame is read in the next one: when the server writes an echo
+    // or a ping, the load generator has been idle for most of a frame either way, so both
+    // pay the same loopback wake-up of a sleeping remote (writing to a load generator
+    // that has just run is cheaper, and would flatter the echo).
+    for w in 0..WARM_FRAMES {
         pacer.wait();
-        if k > 0 {
-            a.idle.send(k)?;
-        }
         a.frame();
         b.frame();
+        if k > 0 && w + 1 == WARM_FRAMES {
+            a.idle.send(k)?;
+        }
     }
     let (a0, b0) = (a.idle.stats()?, b.idle.stats()?);
     for f in 0..frames {
         pacer.wait();
-        if k > 0 {
-            a.idle.send(k)?;
-        }
         let (ta, tb) = if f % 2 == 0 {
             let ta = a.frame();
             (ta, b.frame())
@@ -424,6 +428,9 @@ fn block(
         out.a_frame.push(ta.1);
         out.b_poll.push(tb.0);
         out.b_frame.push(tb.1);
+        if k > 0 && f + 1 < frames {
+            a.idle.send(k)?;
+        }
     }
     let (a1, b1) = (a.idle.stats()?, b.idle.stats()?);
     if a1.mismatches > 0.0 {

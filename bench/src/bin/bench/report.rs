@@ -1043,8 +1043,10 @@ fn heartbeat_section(w: &mut String, results: &Results) {
          runs A and B one after the other, the order swapped every frame. B's peers were \
          opened evenly over one interval, so their pings fall due evenly: {:.2} per frame. \
          {} pairs of blocks of {} s: an idle block (A has nothing to do, B only its \
-         heartbeat), then an echo block (before each frame A's load generator writes one \
-         message on each of k peers, which A echoes). The load generators count the rounds \
+         heartbeat), then an echo block (right after each frame A's load generator writes one \
+         message on each of k peers, which A echoes in the next frame, as a pong written \
+         after a frame is read in the next one: either way the load generator has slept \
+         when the server writes to it, and both pay the same loopback wake-up). The load generators count the rounds \
          completed: pings B's one answered with a pong, echoes A's one received. *Ping/pong \
          round*: (B's mean frame − A's mean frame) in the idle block, divided by the pings \
          answered per frame; *echo*: (A's mean frame in the echo block − in the idle block), \
