@@ -135,8 +135,15 @@ impl Transport {
         SCRATCH.with(|scratch| {
             let mut scratch = scratch.borrow_mut();
             while connection.wants_input() {
-                match self.read(&mut scratch) {
+                // The rest of a large message goes straight into its buffer; anything else
+                // through the scratch buffer.
+                let (result, in_place) = match connection.input_space() {
+                    Some(space) => (self.read(space), true),
+                    None => (self.read(&mut scratch), false),
+                };
+                match result {
                     Ok(0) => return connection.handle_eof(now),
+                    Ok(n) if in_place => connection.handle_input_in_place(now, n),
                     Ok(n) => connection.handle_input(now, &scratch[..n]),
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}

@@ -350,6 +350,36 @@ impl Connection {
         }
     }
 
+    /// Where the next read from the transport can land directly, skipping the copy that
+    /// [`handle_input`](Self::handle_input) makes: the rest of a large message being
+    /// received (a single frame of 64 KiB or more). Read into it and report the count with
+    /// [`handle_input_in_place`](Self::handle_input_in_place). `None`: read into your own
+    /// buffer and call `handle_input`.
+    pub fn input_space(&mut self) -> Option<&mut [u8]> {
+        if !self.wants_input()
+            || !matches!(
+                self.close,
+                CloseState::NotStarted | CloseState::AwaitingReply { .. }
+            )
+        {
+            return None;
+        }
+        self.frames.as_deref_mut()?.direct_space()
+    }
+
+    /// The transport put `count` bytes at the start of [`input_space`](Self::input_space).
+    pub fn handle_input_in_place(&mut self, now: Instant, count: usize) {
+        let Some(reader) = self.frames.as_deref_mut() else {
+            return;
+        };
+        match reader.filled(count) {
+            Ok(Some(incoming)) => self.on_incoming(incoming, now),
+            Ok(None) => {}
+            Err(e) => self.on_frame_error(e, now),
+        }
+        self.read_paused = self.frames.is_some() && !self.has_room();
+    }
+
     /// The transport's input ended (a read returned 0 bytes).
     pub fn handle_eof(&mut self, now: Instant) {
         if self.eof {

@@ -4,6 +4,7 @@
 
 use std::hash::BuildHasher;
 use std::io::Cursor;
+use std::sync::Arc;
 
 use bytes::BytesMut;
 use tungstenite::Bytes;
@@ -31,6 +32,11 @@ const MAX_SHARED_BLOCK: usize = 64 * 1024;
 /// After a message larger than this is handed out, its buffer is not kept for the next
 /// one: a connection that once received a large message does not hold it for its life.
 const RETAINED_CAPACITY: usize = 64 * 1024 + 16;
+
+/// A single-frame message with at least this much payload is received into a buffer of
+/// its own, which the transport can read into directly ([`FrameReader::direct_space`]):
+/// no copy between the socket and the packet.
+pub(crate) const DIRECT_MIN: usize = 64 * 1024;
 
 /// Payloads are unmasked in pieces this large right after being copied, while the piece
 /// is still in the first-level cache.
@@ -65,6 +71,8 @@ pub(crate) enum Incoming {
 struct FrameInProgress {
     opcode: OpCode,
     is_final: bool,
+    /// A large single-frame message, received into `FrameReader::large`.
+    direct: bool,
     /// The masking key, all zero for unmasked frames.
     mask: [u8; 4],
     len: usize,
@@ -89,6 +97,22 @@ pub(crate) struct FrameReader {
     /// Bytes at the start of `data` known to be valid UTF-8 (text messages).
     utf8_checked: usize,
     control: ControlPayload,
+    /// The buffer of the last large message: shared with its packet, and reused for the
+    /// next large message once the application has dropped that packet (its bytes are
+    /// then already initialised, so it is read into directly, with no zero-filling).
+    large: Option<Arc<Vec<u8>>>,
+}
+
+/// A large message's bytes, owned by its packet together with the reader.
+struct LargeMessage {
+    buffer: Arc<Vec<u8>>,
+    len: usize,
+}
+
+impl AsRef<[u8]> for LargeMessage {
+    fn as_ref(&self) -> &[u8] {
+        &self.buffer[..self.len]
+    }
 }
 
 impl FrameReader {
@@ -108,6 +132,39 @@ impl FrameReader {
                 bytes: [0; MAX_CONTROL],
                 len: 0,
             },
+            large: None,
+        }
+    }
+
+    /// The rest of a large message's payload, for the transport to read into directly;
+    /// report what it read with [`filled`](Self::filled). `None` when no large message is
+    /// being received.
+    pub(crate) fn direct_space(&mut self) -> Option<&mut [u8]> {
+        let frame = self.frame.as_ref().filter(|f| f.direct)?;
+        let (from, to) = (frame.received, frame.len);
+        let buffer = Arc::make_mut(self.large.as_mut()?);
+        buffer.get_mut(from..to)
+    }
+
+    /// `count` bytes were read into [`direct_space`](Self::direct_space): returns the
+    /// message once it is complete.
+    pub(crate) fn filled(&mut self, count: usize) -> Result<Option<Incoming>, tungstenite::Error> {
+        let Some(frame) = self.frame.as_mut().filter(|f| f.direct) else {
+            return Ok(None);
+        };
+        let count = count.min(frame.len - frame.received);
+        if let Some(buffer) = self.large.as_mut() {
+            let start = frame.received;
+            let piece = &mut Arc::make_mut(buffer)[start..start + count];
+            unmask(piece, frame.mask, start);
+        }
+        frame.received += count;
+        if frame.received < frame.len {
+            return Ok(None);
+        }
+        match self.frame.take() {
+            Some(frame) => self.finish_frame(&frame),
+            None => Ok(None),
         }
     }
 
@@ -143,6 +200,13 @@ impl FrameReader {
                 let target = &mut self.control.bytes[start..start + take];
                 target.copy_from_slice(piece);
                 unmask(target, frame.mask, start);
+            } else if frame.direct {
+                if let Some(buffer) = self.large.as_mut() {
+                    let start = frame.received;
+                    let target = &mut Arc::make_mut(buffer)[start..start + take];
+                    target.copy_from_slice(piece);
+                    unmask(target, frame.mask, start);
+                }
             } else {
                 let rest_of_frame = frame.len - frame.received;
                 if self.data.capacity() - self.data.len() < rest_of_frame {
@@ -251,15 +315,37 @@ impl FrameReader {
                 }
             }
         }
+        // At most `limit` (data) or 125 (control), both checked above.
+        let len = len as usize;
+        let direct = header.is_final
+            && len >= DIRECT_MIN
+            && matches!(header.opcode, OpCode::Data(Data::Text | Data::Binary));
+        if direct {
+            self.prepare_large(len);
+        }
         self.frame = Some(FrameInProgress {
             opcode: header.opcode,
             is_final: header.is_final,
+            direct,
             mask: header.mask.unwrap_or([0; 4]),
-            // At most `limit` (data) or 125 (control), both checked above.
-            len: len as usize,
+            len,
             received: 0,
         });
         Ok(())
+    }
+
+    /// Makes the large-message buffer ours alone and at least `len` bytes long: the last
+    /// one again if its packet is gone, else a new one.
+    fn prepare_large(&mut self, len: usize) {
+        let buffer = self.large.get_or_insert_with(Arc::default);
+        if Arc::get_mut(buffer).is_none() {
+            // The application still holds the last large packet.
+            *buffer = Arc::default();
+        }
+        let bytes = Arc::make_mut(buffer);
+        if bytes.len() < len {
+            bytes.resize(len, 0);
+        }
     }
 
     fn start_message(&mut self, is_text: bool) {
@@ -292,6 +378,20 @@ impl FrameReader {
             },
             // Reserved control opcodes are refused by the header parser.
             OpCode::Control(_) => Ok(None),
+            OpCode::Data(_) if frame.direct => {
+                let is_text = self.message_is_text.take().unwrap_or(false);
+                let Some(buffer) = &self.large else {
+                    return Ok(None);
+                };
+                if is_text {
+                    std::str::from_utf8(&buffer[..frame.len])?;
+                }
+                let data = Bytes::from_owner(LargeMessage {
+                    buffer: Arc::clone(buffer),
+                    len: frame.len,
+                });
+                Ok(Some(Incoming::Message { data, is_text }))
+            }
             OpCode::Data(_) => {
                 let is_text = self.message_is_text.unwrap_or(false);
                 if is_text {
@@ -301,6 +401,8 @@ impl FrameReader {
                     return Ok(None);
                 }
                 self.message_is_text = None;
+                // A run of large messages is over: do not keep a large buffer for later.
+                self.large = None;
                 let size = self.data.len();
                 let data = self.data.split().freeze();
                 if size > RETAINED_CAPACITY || self.data.capacity() > RETAINED_CAPACITY {
@@ -578,6 +680,76 @@ mod tests {
             "{} bytes kept",
             reader.data.capacity()
         );
+    }
+
+    /// Feeds `wire` the way a driver does: through `next` until a large message offers
+    /// its buffer, then straight into that buffer, `chunk` bytes per read.
+    fn read_like_a_driver(reader: &mut FrameReader, wire: &[u8], chunk: usize) -> Vec<Bytes> {
+        let mut out = Vec::new();
+        let mut rest = wire;
+        while !rest.is_empty() {
+            if let Some(space) = reader.direct_space() {
+                let n = chunk.min(space.len()).min(rest.len());
+                space[..n].copy_from_slice(&rest[..n]);
+                rest = &rest[n..];
+                if let Some(Incoming::Message { data, .. }) = reader.filled(n).unwrap() {
+                    out.push(data);
+                }
+                continue;
+            }
+            let n = chunk.min(rest.len());
+            let mut input = &rest[..n];
+            while let Some(incoming) = reader.next(&mut input).unwrap() {
+                if let Incoming::Message { data, .. } = incoming {
+                    out.push(data);
+                }
+            }
+            rest = &rest[n..];
+        }
+        out
+    }
+
+    #[test]
+    fn large_messages_are_read_into_their_own_buffer_which_is_reused_once_dropped() {
+        let big: Vec<u8> = (0..DIRECT_MIN as u32 + 1000)
+            .map(|i| (i % 253) as u8)
+            .collect();
+        let mut wire = frame(true, 2, KEY, &big);
+        wire.extend(frame(true, 2, KEY, &big));
+        for chunk in [1, 1000, 60_000, 1 << 20] {
+            let mut reader = FrameReader::new(true, 1 << 20);
+            let got = read_like_a_driver(&mut reader, &wire, chunk);
+            assert_eq!(got.len(), 2, "chunk {chunk}");
+            assert!(got.iter().all(|m| m[..] == big[..]), "chunk {chunk}");
+            assert_ne!(got[0].as_ptr(), got[1].as_ptr(), "the first was still held");
+            let second = got[1].as_ptr();
+            drop(got);
+            let again = read_like_a_driver(&mut reader, &wire[..wire.len() / 2], chunk);
+            assert_eq!(
+                again[0].as_ptr(),
+                second,
+                "chunk {chunk}: reused once dropped"
+            );
+            // A small message ends the run: the large buffer is let go.
+            read_like_a_driver(&mut reader, &frame(true, 2, KEY, b"small"), chunk);
+            assert!(reader.large.is_none());
+        }
+    }
+
+    #[test]
+    fn a_large_text_message_is_checked_for_utf8() {
+        let mut text = "é".repeat(DIRECT_MIN).into_bytes();
+        let mut reader = FrameReader::new(true, 1 << 20);
+        let got = read_like_a_driver(&mut reader, &frame(true, 1, KEY, &text), 5000);
+        assert_eq!(got[0].len(), text.len());
+        text[DIRECT_MIN + 1] = 0xff;
+        let mut reader = FrameReader::new(true, 1 << 20);
+        let wire = frame(true, 1, KEY, &text);
+        let mut input = &wire[..100];
+        assert!(reader.next(&mut input).unwrap().is_none());
+        let space = reader.direct_space().expect("a large message");
+        space.copy_from_slice(&wire[100..]);
+        assert!(reader.filled(wire.len() - 100).is_err(), "invalid UTF-8");
     }
 
     #[test]

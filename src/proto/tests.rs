@@ -2225,3 +2225,35 @@ fn no_heartbeat_ping_before_the_upgrade_finished() {
     assert!(!client.has_output());
     assert_eq!(client.get_ready_state(), State::Connecting);
 }
+
+#[test]
+fn a_large_message_can_be_read_straight_into_its_buffer() {
+    let config = PeerConfig {
+        inbound_buffer_size: 1 << 20,
+        max_queued_packets: 1,
+        ..PeerConfig::default()
+    };
+    let (mut server, t0) = open_server(&config);
+    let payload: Vec<u8> = (0..200_000u32).map(|i| (i % 249) as u8).collect();
+    let wire = client_frame(FIN | BINARY, &payload);
+    assert!(server.input_space().is_none(), "nothing started yet");
+    server.handle_input(t0, &wire[..1000]);
+    let mut sent = 1000;
+    while let Some(space) = server.input_space() {
+        // The rest of this frame, and never more.
+        assert_eq!(space.len(), wire.len() - sent);
+        let n = space.len().min(70_000);
+        space[..n].copy_from_slice(&wire[sent..sent + n]);
+        sent += n;
+        server.handle_input_in_place(t0, n);
+    }
+    assert_eq!(sent, wire.len());
+    assert_eq!(events(&mut server), [Event::Received { messages: 1 }]);
+    // The queue (one packet) is full: no space is offered until the packet is read.
+    server.handle_input(t0, &client_frame(FIN | BINARY, &payload)[..1000]);
+    assert!(server.input_space().is_none());
+    assert_eq!(server.recv().unwrap().data(), &payload[..]);
+    server.handle_timeout(t0);
+    assert!(server.input_space().is_some());
+    assert_eq!(server.get_ready_state(), State::Open);
+}
