@@ -152,13 +152,7 @@ impl FrameReader {
         let Some(frame) = self.frame.as_mut().filter(|f| f.direct) else {
             return Ok(None);
         };
-        let count = count.min(frame.len - frame.received);
-        if let Some(buffer) = self.large.as_mut() {
-            let start = frame.received;
-            let piece = &mut Arc::make_mut(buffer)[start..start + count];
-            unmask(piece, frame.mask, start);
-        }
-        frame.received += count;
+        frame.received += count.min(frame.len - frame.received);
         if frame.received < frame.len {
             return Ok(None);
         }
@@ -201,11 +195,10 @@ impl FrameReader {
                 target.copy_from_slice(piece);
                 unmask(target, frame.mask, start);
             } else if frame.direct {
+                // Unmasked in one pass once complete (`finish_frame`).
                 if let Some(buffer) = self.large.as_mut() {
                     let start = frame.received;
-                    let target = &mut Arc::make_mut(buffer)[start..start + take];
-                    target.copy_from_slice(piece);
-                    unmask(target, frame.mask, start);
+                    Arc::make_mut(buffer)[start..start + take].copy_from_slice(piece);
                 }
             } else {
                 let rest_of_frame = frame.len - frame.received;
@@ -380,9 +373,12 @@ impl FrameReader {
             OpCode::Control(_) => Ok(None),
             OpCode::Data(_) if frame.direct => {
                 let is_text = self.message_is_text.take().unwrap_or(false);
-                let Some(buffer) = &self.large else {
+                let Some(buffer) = self.large.as_mut() else {
                     return Ok(None);
                 };
+                // One pass over the whole payload right before it is handed out: an echo
+                // or a relay then writes it while it is still in the cache.
+                unmask(&mut Arc::make_mut(buffer)[..frame.len], frame.mask, 0);
                 if is_text {
                     std::str::from_utf8(&buffer[..frame.len])?;
                 }
