@@ -173,7 +173,9 @@ struct Backlog {
 ///
 /// A driver's loop, for any byte stream:
 /// 1. While [`wants_input`](Self::wants_input), read from the transport and pass the bytes
-///    to [`handle_input`](Self::handle_input); at its end, call
+///    to [`handle_input`](Self::handle_input) (or, while [`input_space`](Self::input_space)
+///    offers a large message's buffer, read into that and call
+///    [`handle_input_in_place`](Self::handle_input_in_place)); at its end, call
 ///    [`handle_eof`](Self::handle_eof); on a transport error,
 ///    [`handle_transport_error`](Self::handle_transport_error).
 /// 2. Write what [`transmit`](Self::transmit) hands out and report it with
