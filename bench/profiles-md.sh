@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Writes docs/bench/profiles.md from whatever docs/bench/profile/*.txt exist (the raw files
 # of bench/profile.sh and bench/syscalls.sh), one column or row per LABEL: "before" first,
-# then "after", then any other label. Re-run it after new runs of those scripts.
+# then "after", then any other label, followed by docs/bench/profile/notes.md (the reading
+# of them, by hand) when it exists. Re-run it after new runs of those scripts.
 #
 #   bash bench/profiles-md.sh [OUT]      # default docs/bench/profiles.md
 #
@@ -239,6 +240,14 @@ for key, title in SCENARIOS:
                     cells.append("")
             w(f"| {i + 1} | " + " | ".join(cells) + " |")
         w("")
+
+# The reading of these records (what remains, what was tried), written by hand.
+notes = os.path.join(src, "notes.md")
+if os.path.exists(notes):
+    w("### What the profiles say, and what was tried")
+    w("")
+    o.extend(open(notes, encoding="utf-8").read().rstrip().splitlines())
+    w("")
 
 text = "\n".join(line.rstrip() for line in o).rstrip() + "\n"
 os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
