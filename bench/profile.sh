@@ -11,6 +11,8 @@
 #
 #   lat         1 connection × 32 B text ping-pong
 #   c100x20     100 connections × 20 B, one in flight each
+#   wss         100 connections × 1 KiB over TLS (a test CA and certificate from
+#               `bench --write-pki`), one in flight each
 #   c100x16x64  100 connections × 16 in flight × 64 B
 #   c200x16k    200 connections × 16 KiB, one in flight each
 #   c10x1m      10 connections × 1 MiB, one in flight each (server: --max-message 2097152)
@@ -56,7 +58,7 @@ server_bin=${2:-}
 [[ $label =~ ^[A-Za-z0-9_.-]+$ ]] || { echo "bad LABEL $label" >&2; exit 2; }
 secs=${PROFILE_SECS:-8}
 call_graph=${PERF_CALL_GRAPH:-fp}
-scenarios=${SCENARIOS:-"c100x20 c100x16x64 c200x16k c10x1m lat"}
+scenarios=${SCENARIOS:-"c100x20 c100x16x64 c200x16k c10x1m lat wss"}
 out_dir=$root/docs/bench/profile
 mkdir -p "$out_dir"
 
@@ -75,6 +77,11 @@ loadgen=${LOADGEN:-}
 if [ -z "$loadgen" ]; then
   cargo build --release -p wspeer-bench --bin loadgen
   loadgen=$CARGO_TARGET_DIR/release/loadgen
+fi
+# The test CA, certificate and key of the wss scenario come from the benchmark runner.
+if [[ " $scenarios " == *" wss "* ]]; then
+  cargo build --release -p wspeer-bench --bin bench
+  pki_writer=$CARGO_TARGET_DIR/release/bench
 fi
 server_bin=$(realpath "$server_bin")
 loadgen=$(realpath "$loadgen")
@@ -149,7 +156,7 @@ start_server() {
   server_pid=$!
   port=""
   for _ in $(seq 100); do
-    port=$(sed -n 's/^Listening on ws:\/\/127\.0\.0\.1:\([0-9]*\)$/\1/p' "$tmp/server.log")
+    port=$(sed -n 's/^Listening on wss*:\/\/127\.0\.0\.1:\([0-9]*\)$/\1/p' "$tmp/server.log")
     [ -n "$port" ] && return 0
     kill -0 "$server_pid" 2>/dev/null || break
     sleep 0.05
@@ -214,6 +221,7 @@ table() { sed -e '/^#/d' -e '/^[[:space:]]*$/d' -e 's/[[:space:]]*-[[:space:]]*-
 
 for scenario in $scenarios; do
   server_args=()
+  tls_args=()
   msg_type=binary
   case $scenario in
     lat) conns=1 size=32 inflight=1 msg_type=text ;;
@@ -221,6 +229,12 @@ for scenario in $scenarios; do
     c100x16x64) conns=100 size=64 inflight=16 ;;
     c200x16k) conns=200 size=16384 inflight=1 ;;
     c10x1m) conns=10 size=1048576 inflight=1 server_args=(--max-message 2097152) ;;
+    wss)
+      conns=100 size=1024 inflight=1
+      [ -f "$tmp/pki/ca.pem" ] || "$pki_writer" --write-pki "$tmp/pki" >/dev/null 2>&1
+      server_args=(--cert "$tmp/pki/cert.pem" --key "$tmp/pki/key.pem")
+      tls_args=(--ca "$tmp/pki/ca.pem")
+      ;;
     *) echo "unknown scenario $scenario" >&2; exit 2 ;;
   esac
   echo "== $label $scenario" >&2
@@ -231,7 +245,8 @@ for scenario in $scenarios; do
     start_server "${server_args[@]}"
     warmup=1
     lg_args=(--addr "127.0.0.1:$port" --mode echo --msg-type "$msg_type" --conns "$conns"
-      --size "$size" --inflight "$inflight" --warmup "$warmup" --secs "$((secs + 1))" --server-pid "$server_pid")
+      --size "$size" --inflight "$inflight" --warmup "$warmup" --secs "$((secs + 1))" --server-pid "$server_pid"
+      "${tls_args[@]}")
     taskset -c 1 timeout 120 "$loadgen" "${lg_args[@]}" >"$tmp/loadgen.out" 2>&1 &
     loadgen_pid=$!
     # Sample `secs` seconds from the end of loadgen's warm-up (loadgen runs one second longer,

@@ -21,6 +21,7 @@ SCENARIOS = [
     ("c200x16k", "200 connections × 16 KiB, one in flight each"),
     ("c10x1m", "10 connections × 1 MiB, one in flight each"),
     ("lat", "1 connection × 32 B text ping-pong"),
+    ("wss", "100 connections × 1 KiB over TLS (wss), one in flight each"),
 ]
 TITLES = dict(SCENARIOS)
 TOP = 10

@@ -213,8 +213,10 @@ pub struct Connection {
     inbound_bytes: usize,
     /// Messages received since the start.
     inbound_total: u64,
-    /// Whether a data message was ever queued for sending.
-    sent_messages: bool,
+    /// Whether a frame was ever queued after the upgrade (a message, a ping or a pong):
+    /// from then on the send buffers are kept for reuse, so neither messages nor a
+    /// heartbeat allocate; until then an idle connection keeps none.
+    keeps_send_buffers: bool,
     events: VecDeque<Event>,
     open_deadline: Option<Instant>,
     next_ping: Option<Instant>,
@@ -268,7 +270,7 @@ impl Connection {
             inbound: VecDeque::new(),
             inbound_bytes: 0,
             inbound_total: 0,
-            sent_messages: false,
+            keeps_send_buffers: false,
             events: VecDeque::new(),
             open_deadline: Some(open_deadline),
             next_ping: None,
@@ -587,6 +589,7 @@ impl Connection {
                 if self.close == CloseState::NotStarted {
                     self.writer
                         .control(&mut self.outbox, Control::Pong, payload.as_slice());
+                    self.keeps_send_buffers = true;
                 }
             }
             Incoming::Close(frame) => self.on_close_frame(frame, now),
@@ -810,6 +813,7 @@ impl Connection {
         if self.frames.is_some() {
             self.writer.control(&mut self.outbox, Control::Ping, &[]);
             self.ping_outstanding = true;
+            self.keeps_send_buffers = true;
         }
     }
 
@@ -849,14 +853,20 @@ impl Connection {
     /// handed out (a count beyond what waits is cut to it).
     pub fn transmitted(&mut self, count: usize) {
         self.outbox.advance(count);
-        if !self.sent_messages {
-            // Only the handshake (or a ping) went out: keep no buffer while idle.
+        if !self.keeps_send_buffers {
+            // Only the handshake went out: keep no buffer while idle.
             self.outbox.release_if_empty();
         }
         let sent = self.outbox.sent_total();
         while self.outbound_ends.front().is_some_and(|end| *end <= sent) {
             self.outbound_ends.pop_front();
         }
+    }
+
+    /// Whether the send queue holds any allocation, for tests of what idle connections keep.
+    #[cfg(test)]
+    pub(crate) fn holds_send_buffers(&self) -> bool {
+        self.outbox.holds_buffers()
     }
 
     /// Whether bytes wait to be sent.
@@ -951,7 +961,7 @@ impl Connection {
 
     fn queue_message(&mut self, payload: Payload<'_>, is_text: bool) -> Result<(), Error> {
         self.check_budget(payload.len())?;
-        self.sent_messages = true;
+        self.keeps_send_buffers = true;
         let opcode = OpCode::Data(if is_text { Data::Text } else { Data::Binary });
         // Server frames go out unmasked, a large shared payload without a copy; client
         // frames are masked as they are copied.

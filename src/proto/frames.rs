@@ -726,6 +726,10 @@ mod tests {
                 second,
                 "chunk {chunk}: reused once dropped"
             );
+            // A driver that never reads into the buffer directly gets the same messages.
+            let mut plain = FrameReader::new(true, 1 << 20);
+            let got = messages(&mut plain, &wire);
+            assert!(got.len() == 2 && got.iter().all(|(m, _)| m[..] == big[..]));
             // A small message ends the run: the large buffer is let go.
             read_like_a_driver(&mut reader, &frame(true, 2, KEY, b"small"), chunk);
             assert!(reader.large.is_none());

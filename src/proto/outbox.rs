@@ -173,6 +173,12 @@ impl Outbox {
         }
     }
 
+    /// Whether the queue holds any allocation (buffers kept for reuse included).
+    #[cfg(test)]
+    pub(crate) fn holds_buffers(&self) -> bool {
+        self.chunks.capacity() > 0 || self.spare.is_some()
+    }
+
     /// Frees the buffers an empty queue keeps for reuse: for connections that have sent
     /// nothing but their handshake, so an idle connection holds no send buffer.
     pub(crate) fn release_if_empty(&mut self) {

@@ -2257,3 +2257,22 @@ fn a_large_message_can_be_read_straight_into_its_buffer() {
     assert!(server.input_space().is_some());
     assert_eq!(server.get_ready_state(), State::Open);
 }
+
+#[test]
+fn idle_connections_keep_no_send_buffer_until_a_heartbeat_which_then_allocates_nothing() {
+    let (mut server, t0) = open_server(&heartbeat(secs(30)));
+    assert!(
+        !server.holds_send_buffers(),
+        "the 101 answer's buffer is let go"
+    );
+    server.handle_timeout(t0 + secs(30));
+    let ping = output(&mut server);
+    assert_eq!(frames(&ping).len(), 1, "one ping");
+    // Kept from the first ping on, so each later ping reuses the same buffers.
+    assert!(server.holds_send_buffers());
+    server.handle_input(t0 + secs(31), &client_frame(FIN | PONG, b""));
+    server.handle_timeout(t0 + secs(60));
+    assert_eq!(frames(&output(&mut server)).len(), 1, "the next ping");
+    assert!(server.holds_send_buffers());
+    assert_eq!(server.get_ready_state(), State::Open);
+}
