@@ -145,7 +145,7 @@ for label in labels:
             break
     rev = rev.replace("<outside build>/echo_server", "examples/echo_server")
     w(f"- **{label}**: " + (f"server `{rev.split(',', 1)[0]}`,{rev.split(',', 1)[1]}" if "," in rev
-                             else rev or "not recorded yet"))
+                             else rev or "not recorded"))
 w("")
 
 # ----- syscalls -----
@@ -158,7 +158,7 @@ for key in ("lat", "c100x20", "c100x16x64"):
     for label in labels:
         text = syscalls.get((label, key))
         if text is None:
-            w(f"| {key} | {label} | — | not recorded yet | | | | | | | | |")
+            w(f"| {key} | {label} | — | not recorded | | | | | | | | |")
             continue
         any_sys = True
         # empty polls per echo, from the "readiness events" lines, in the order of PER_ECHO lines
@@ -201,7 +201,7 @@ for key, title in SCENARIOS:
     for label in labels:
         p = parsed.get(label)
         if p is None:
-            w(f"- {label}: not recorded yet")
+            w(f"- {label}: not recorded")
             continue
         r = p["result"]
         try:
@@ -236,7 +236,7 @@ for key, title in SCENARIOS:
                     pct, sym = rows[i]
                     cells.append(f"{pct:.2f} % {code(sym)}")
                 elif label not in parsed and i == 0:
-                    cells.append("not recorded yet")
+                    cells.append("not recorded")
                 else:
                     cells.append("")
             w(f"| {i + 1} | " + " | ".join(cells) + " |")
