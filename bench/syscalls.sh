@@ -36,6 +36,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
+# shellcheck source=bench/profile-lib.sh
+source "$root/bench/profile-lib.sh"
 
 if [ $# -lt 1 ] || [ "$1" = "-h" ] || [ "$1" = "--help" ]; then
   awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"
@@ -68,12 +70,6 @@ fi
 server_bin=$(realpath "$server_bin")
 loadgen=$(realpath "$loadgen")
 
-show_path() {
-  case $1 in
-    "$root"/*) echo "${1#"$root"/}" ;;
-    *) echo "<outside build>/$(basename "$1")" ;;
-  esac
-}
 if [ -z "${SERVER_REV:-}" ]; then
   SERVER_REV=$(git rev-parse HEAD)
   if [ -n "$(git status --porcelain -- src examples Cargo.toml Cargo.lock)" ]; then
@@ -100,57 +96,8 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
-# wait_quiet: waits (up to QUIET_WAIT seconds, default 90) for one second in which the
-# machine is at most 10 % busy, so that other work (a build) does not share the two CPUs
-# with the measurement; sets quiet_note to what it found.
-wait_quiet() {
-  local deadline=$((SECONDS + ${QUIET_WAIT:-90})) a b busy
-  while :; do
-    a=$(head -1 /proc/stat)
-    sleep 1
-    b=$(head -1 /proc/stat)
-    busy=$(python3 -c 'import sys
-a = [int(x) for x in sys.argv[1].split()[1:8]]
-b = [int(x) for x in sys.argv[2].split()[1:8]]
-d = [y - x for x, y in zip(a, b)]
-print(round(100 * (d[0] + d[1] + d[2] + d[5] + d[6]) / max(1, sum(d)), 1))' "$a" "$b")
-    if python3 -c 'import sys; sys.exit(0 if float(sys.argv[1]) <= 10 else 1)' "$busy"; then
-      quiet_note="machine ${busy} % busy in the second before the run"
-      return 0
-    fi
-    if [ "$SECONDS" -ge "$deadline" ]; then
-      quiet_note="WARNING: machine still ${busy} % busy after waiting ${QUIET_WAIT:-90} s for it to be quiet"
-      echo "$quiet_note" >&2
-      return 0
-    fi
-  done
-}
 
-start_server() {
-  : >"$tmp/server.log"
-  taskset -c 0 "$server_bin" --port 0 --quiet >"$tmp/server.log" 2>&1 &
-  server_pid=$!
-  port=""
-  for _ in $(seq 100); do
-    port=$(sed -n 's/^Listening on ws:\/\/127\.0\.0\.1:\([0-9]*\)$/\1/p' "$tmp/server.log")
-    [ -n "$port" ] && return 0
-    kill -0 "$server_pid" 2>/dev/null || break
-    sleep 0.05
-  done
-  echo "echo_server did not start: $(cat "$tmp/server.log")" >&2
-  exit 1
-}
 
-stop_server() {
-  kill -INT "$server_pid" 2>/dev/null || true
-  for _ in $(seq 100); do
-    kill -0 "$server_pid" 2>/dev/null || break
-    sleep 0.05
-  done
-  kill "$server_pid" 2>/dev/null || true
-  wait "$server_pid" 2>/dev/null || true
-  server_pid=""
-}
 
 # run_loadgen OUT: loadgen against the running server, pinned to CPU 1, bounded in time.
 run_loadgen() {
