@@ -117,9 +117,6 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
-
-
-
 # find_loadgen: the PID of loadgen itself, which runs under taskset and timeout.
 find_loadgen() {
   local pid=$loadgen_pid

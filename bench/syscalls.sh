@@ -96,9 +96,6 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
-
-
-
 # run_loadgen OUT: loadgen against the running server, pinned to CPU 1, bounded in time.
 run_loadgen() {
   taskset -c 1 timeout $((secs + 60)) "$loadgen" "${lg_args[@]}" --addr "127.0.0.1:$port" \
