@@ -647,7 +647,7 @@ impl Connection {
     }
 
     fn on_frame_error(&mut self, e: tungstenite::Error, now: Instant) {
-        use tungstenite::error::{CapacityError, ProtocolError};
+        use tungstenite::error::CapacityError;
         let (code, detail) = match e {
             tungstenite::Error::Capacity(CapacityError::MessageTooLong { size, max_size }) => (
                 1009,
@@ -656,12 +656,6 @@ impl Connection {
             tungstenite::Error::Capacity(other) => (1009, other.to_string()),
             tungstenite::Error::Utf8(detail) => {
                 (1007, format!("invalid UTF-8 in a text message: {detail}"))
-            }
-            tungstenite::Error::Protocol(ProtocolError::ResetWithoutClosingHandshake) => {
-                self.frames = None;
-                return self.lost(Error::ConnectionLost(
-                    "the remote closed the connection without a close frame".into(),
-                ));
             }
             tungstenite::Error::Protocol(p) => (1002, p.to_string()),
             other => {
@@ -801,8 +795,7 @@ impl Connection {
         {
             return self.apply(CloseInput::Timeout, now);
         }
-        // Only when reading was paused: an attempt with no new bytes costs tungstenite a
-        // zero-filled read buffer for nothing.
+        // Only when reading was paused: otherwise there is nothing waiting to be read.
         if self.read_paused {
             self.read_frames(now, &[]);
         }
