@@ -100,17 +100,18 @@ impl Idle {
         })
     }
 
-    /// Asks for one message on each of the first `k` connections; returns once written.
-    fn send(&mut self, k: usize) -> Result<(), String> {
+    /// Writes `command` to the load generator and returns its answer: the first line that
+    /// starts with `tag` (a line starting with `ERROR` fails instead).
+    fn ask(&mut self, command: &str, tag: &str) -> Result<String, String> {
         let stdin = self.stdin.as_mut().ok_or("stdin closed")?;
-        writeln!(stdin, "send {k}").map_err(|e| format!("loadgen stdin: {e}"))?;
+        writeln!(stdin, "{command}").map_err(|e| format!("loadgen stdin: {e}"))?;
         loop {
             let line = self
                 .lines
                 .recv_timeout(Duration::from_secs(10))
-                .map_err(|_| "the load generator did not answer `send`".to_string())?;
-            if line.starts_with("SENT") {
-                return Ok(());
+                .map_err(|_| format!("the load generator did not answer `{command}`"))?;
+            if line.starts_with(tag) {
+                return Ok(line);
             }
             if line.starts_with("ERROR") {
                 return Err(format!("loadgen: {line}"));
@@ -118,28 +119,22 @@ impl Idle {
         }
     }
 
+    /// Asks for one message on each of the first `k` connections; returns once written.
+    fn send(&mut self, k: usize) -> Result<(), String> {
+        self.ask(&format!("send {k}"), "SENT").map(drop)
+    }
+
     /// The load generator's counters: pings answered, data messages received, echoes
     /// that differed from what was sent.
     fn stats(&mut self) -> Result<Stats, String> {
-        let stdin = self.stdin.as_mut().ok_or("stdin closed")?;
-        writeln!(stdin, "stats").map_err(|e| format!("loadgen stdin: {e}"))?;
-        loop {
-            let line = self
-                .lines
-                .recv_timeout(Duration::from_secs(10))
-                .map_err(|_| "the load generator did not answer `stats`".to_string())?;
-            if let Some(kv) = parse_tagged_line(&line, "STATS") {
-                let get = |k: &str| kv.get(k).and_then(|v| v.parse().ok()).unwrap_or(f64::NAN);
-                return Ok(Stats {
-                    pongs: get("pongs"),
-                    msgs: get("msgs"),
-                    mismatches: get("mismatches"),
-                });
-            }
-            if line.starts_with("ERROR") {
-                return Err(format!("loadgen: {line}"));
-            }
-        }
+        let line = self.ask("stats", "STATS")?;
+        let kv = parse_tagged_line(&line, "STATS").unwrap_or_default();
+        let get = |k: &str| kv.get(k).and_then(|v| v.parse().ok()).unwrap_or(f64::NAN);
+        Ok(Stats {
+            pongs: get("pongs"),
+            msgs: get("msgs"),
+            mismatches: get("mismatches"),
+        })
     }
 
     /// Closes its stdin (the load generator then closes every connection and exits) while
