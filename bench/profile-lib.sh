@@ -1,6 +1,6 @@
 # Shell functions shared by bench/profile.sh and bench/syscalls.sh (sourced, not run):
-# how a path is shown in the records, waiting for a quiet machine, and starting and
-# stopping the echo server under test. They use the caller's $root, $tmp, $server_bin,
+# the revisions and paths the records show, waiting for a quiet machine, and starting
+# and stopping the echo server under test. They use the caller's $root, $tmp, $server_bin,
 # $server_pid and $port.
 
 # Paths in the files: repository-relative, or just the file name for outside builds.
@@ -62,4 +62,20 @@ stop_server() {
   kill "$server_pid" 2>/dev/null || true
   wait "$server_pid" 2>/dev/null || true
   server_pid=""
+}
+
+# revisions: sets SERVER_REV (unless given) and bench_rev, what the records say was
+# measured: the commit, marked when the measured files have uncommitted changes.
+revisions() {
+  if [ -z "${SERVER_REV:-}" ]; then
+    SERVER_REV=$(git rev-parse HEAD)
+    if [ -n "$(git status --porcelain -- src examples Cargo.toml Cargo.lock)" ]; then
+      SERVER_REV+=" + uncommitted changes in src/, examples/ or Cargo files"
+    fi
+  fi
+  bench_rev=$(git rev-parse HEAD)
+  [ -z "$(git status --porcelain -- bench/src bench/Cargo.toml)" ] || bench_rev+=" + uncommitted changes in bench/"
+  if [ -n "${LOADGEN:-}" ]; then
+    bench_rev=${LOADGEN_REV:-"(prebuilt: LOADGEN was given)"}
+  fi
 }

@@ -88,15 +88,7 @@ fi
 server_bin=$(realpath "$server_bin")
 loadgen=$(realpath "$loadgen")
 
-if [ -z "${SERVER_REV:-}" ]; then
-  SERVER_REV=$(git rev-parse HEAD)
-  if [ -n "$(git status --porcelain -- src examples Cargo.toml Cargo.lock)" ]; then
-    SERVER_REV+=" + uncommitted changes in src/, examples/ or Cargo files"
-  fi
-fi
-bench_rev=$(git rev-parse HEAD)
-[ -z "$(git status --porcelain -- bench/src bench/Cargo.toml)" ] || bench_rev+=" + uncommitted changes in bench/"
-[ -n "${LOADGEN:-}" ] && bench_rev=${LOADGEN_REV:-"(prebuilt: LOADGEN was given)"}
+revisions
 script_command="bash bench/profile.sh $label${2:+ $(show_path "$server_bin")}"
 kernel=$(uname -r)
 cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
