@@ -21,7 +21,9 @@
 //!   connections per second (spread evenly: a server's heartbeat timers, armed when each
 //!   connection opens, then fall due evenly too). With `--hold` it prints `READY` and
 //!   keeps them until stdin closes; meanwhile each stdin line `send K` sends one message
-//!   of `size` bytes on each of the first K connections and prints `SENT K` once written,
+//!   of `size` bytes on each of the first K connections and prints `SENT K` once written
+//!   (`send-spread K`: on the next K after the previous `send-spread`'s, round the open
+//!   connections, so that each is reached once every open ÷ K sends),
 //!   and `stats` handles what has arrived and prints `STATS pongs=P msgs=M mismatches=X`:
 //!   the pings answered with a pong, the data messages (echoes) received and those that
 //!   differed from what was sent, since the start.
@@ -418,6 +420,8 @@ struct Gen {
     completed: u64,
     first_error: Option<String>,
     setup_us: Vec<f64>,
+    /// Where the next `send-spread` starts among the open connections.
+    spread_cursor: usize,
 }
 
 impl Gen {
@@ -451,6 +455,7 @@ impl Gen {
                 },
             ],
             scratch: vec![0; 256 * 1024],
+            spread_cursor: 0,
             poll: Poll::new()?,
             conns: Slab::new(),
             ctx,
@@ -926,11 +931,18 @@ fn hold(g: &mut Gen, events: &mut Events) -> Result<(), String> {
                     let _ = io::stdout().flush();
                 }
                 Ok(Some(line)) => {
-                    let k: usize = line
-                        .strip_prefix("send ")
-                        .and_then(|k| k.trim().parse().ok())
-                        .ok_or(format!("unknown command {line:?}"))?;
-                    send_on_first(g, k, events)?;
+                    let (spread, k) = if let Some(k) = line.strip_prefix("send-spread ") {
+                        (true, k)
+                    } else if let Some(k) = line.strip_prefix("send ") {
+                        (false, k)
+                    } else {
+                        return Err(format!("unknown command {line:?}"));
+                    };
+                    let k: usize = k
+                        .trim()
+                        .parse()
+                        .map_err(|_| format!("unknown command {line:?}"))?;
+                    send_on(g, k, spread, events)?;
                     println!("SENT {k}");
                     let _ = io::stdout().flush();
                 }
@@ -945,17 +957,27 @@ fn hold(g: &mut Gen, events: &mut Events) -> Result<(), String> {
     }
 }
 
-/// Sends one message on each of the first `k` open connections and writes it out.
-fn send_on_first(g: &mut Gen, k: usize, events: &mut Events) -> Result<(), String> {
-    let keys: Vec<usize> = g
+/// Sends one message on each of `k` open connections and writes it out: the first `k`,
+/// or with `spread` the next `k` after the previous spread send's, wrapping around, so
+/// each connection's turn comes once every (open connections ÷ k) sends.
+fn send_on(g: &mut Gen, k: usize, spread: bool, events: &mut Events) -> Result<(), String> {
+    let open: Vec<usize> = g
         .conns
         .iter()
         .filter(|(_, c)| c.phase == Phase::Open)
         .map(|(key, _)| key)
-        .take(k)
         .collect();
-    if keys.len() < k {
-        return Err(format!("only {} connections open, {k} asked", keys.len()));
+    if open.len() < k {
+        return Err(format!("only {} connections open, {k} asked", open.len()));
+    }
+    let start = if spread {
+        g.spread_cursor % open.len()
+    } else {
+        0
+    };
+    let keys: Vec<usize> = open.iter().cycle().skip(start).take(k).copied().collect();
+    if spread {
+        g.spread_cursor = (start + k) % open.len();
     }
     for &key in &keys {
         let conn = &mut g.conns[key];

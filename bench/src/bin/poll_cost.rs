@@ -24,19 +24,23 @@
 //! second (`poll()`, then echo_server's own `handle_events`: one *frame*), A and B one
 //! after the other in each frame, the order swapped every frame. B's peers are opened at
 //! an even N / interval per second (`loadgen --open-rate`), so their ping timers fall due
-//! evenly: N / (interval × fps) pings per frame. The measurement is `--blocks` pairs of
-//! blocks of `--block-secs` each: an *idle* block (A has nothing to do; B only its
-//! heartbeat), then an *echo* block (right after each frame A's load generator writes one
-//! message on each of k peers, which A echoes in the next frame, as a pong written after
-//! a frame is read in the next one: either way the load generator has slept when the
-//! server writes to it, and both pay the same loopback wake-up). Rounds are counted by the load
-//! generators (`stats`): pings B's one answered, echoes A's one received. Per block pair:
-//! ping round = (B's mean frame − A's, idle block) / pings per frame; echo = (A's mean
-//! frame in the echo block − A's in the idle block) / echoes per frame. Prints per pair
+//! evenly: N / (interval × fps) pings per frame. The measurement is `--blocks` sets of
+//! three blocks of `--block-secs` each: an *idle* block (A has nothing to do; B only its
+//! heartbeat), an *echo* block (right after each frame A's load generator writes one
+//! message on each of the same k peers, which A echoes in the next frame, as a pong
+//! written after a frame is read in the next one: either way the load generator has slept
+//! when the server writes to it, and both pay the same loopback wake-up), and a *cold
+//! echo* block (the same, but on the next k peers round all N, so that each peer's turn
+//! comes once every N ÷ k frames, as its ping comes once an interval: its state is as cold
+//! in the caches as a pinged peer's). Rounds are counted by the load generators (`stats`):
+//! pings B's one answered, echoes A's one received. Per set: ping round = (B's mean frame
+//! − A's, idle block) / pings per frame; echo = (A's mean frame in an echo block − A's in
+//! the idle block) / echoes per frame. Prints per set
 //! `RESULT mode=heartbeat block=J n=N heartbeat_ms=H fps=F frames=T k=K
 //! expected_pings=.. pings=.. echoes=.. idle_frame_us=.. hb_frame_us=.. echo_frame_us=..
 //! idle_poll_p50_us=.. idle_poll_p99_us=.. hb_poll_p50_us=.. hb_poll_p99_us=..
-//! ping_round_us=.. echo_us=.. ratio=.. late=..`, then one such line with `all=1` over
+//! ping_round_us=.. echo_us=.. ratio=.. spread_echoes=.. spread_echo_us=.. spread_ratio=..
+//! late=..` (`spread_`: the cold echo block), then one such line with `all=1` over
 //! every block (frame means pooled; `late`: frames that started over a period late).
 
 use std::collections::HashMap;
@@ -119,9 +123,14 @@ impl Idle {
         }
     }
 
-    /// Asks for one message on each of the first `k` connections; returns once written.
-    fn send(&mut self, k: usize) -> Result<(), String> {
-        self.ask(&format!("send {k}"), "SENT").map(drop)
+    /// Asks for one message on each of `k` connections, the first `k` or (`spread`) the
+    /// next `k` round all of them; returns once written.
+    fn send(&mut self, k: usize, echo_peers: EchoPeers) -> Result<(), String> {
+        let command = match echo_peers {
+            EchoPeers::First => "send",
+            EchoPeers::Spread => "send-spread",
+        };
+        self.ask(&format!("{command} {k}"), "SENT").map(drop)
     }
 
     /// The load generator's counters: pings answered, data messages received, echoes
@@ -223,7 +232,7 @@ fn measure(n: usize, heartbeat: Duration, plan: &Plan) -> Result<(), String> {
             let mut delivered = 0usize;
             let warmup = (plan.calls / 10).max(10);
             for call in 0..warmup + plan.calls {
-                idle.send(k)?;
+                idle.send(k, EchoPeers::First)?;
                 let t = Instant::now();
                 server.poll();
                 let dt = t.elapsed();
@@ -386,6 +395,17 @@ fn percentile(values: &[f64], q: f64) -> f64 {
     quantile(&v, q)
 }
 
+/// Which of A's peers the echo messages go to.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum EchoPeers {
+    /// The same `k` peers every frame: their state stays in the caches, as for players
+    /// who send every frame.
+    First,
+    /// The next `k` round all N, so each peer's turn comes once every N ÷ k frames, the
+    /// way each peer's ping comes once an interval: state as cold as the heartbeat's.
+    Spread,
+}
+
 /// Runs one block of `frames` timed frames (after [`WARM_FRAMES`]), A echoing `k`
 /// messages per frame when `k > 0`.
 fn block(
@@ -394,6 +414,7 @@ fn block(
     pacer: &mut Pacer,
     frames: usize,
     k: usize,
+    echo_peers: EchoPeers,
 ) -> Result<Block, String> {
     let mut out = Block::default();
     // A's messages are written right after a frame and echoed in the next one, the way a
@@ -406,7 +427,7 @@ fn block(
         a.frame();
         b.frame();
         if k > 0 && w + 1 == WARM_FRAMES {
-            a.idle.send(k)?;
+            a.idle.send(k, echo_peers)?;
         }
     }
     let (a0, b0) = (a.idle.stats()?, b.idle.stats()?);
@@ -424,7 +445,7 @@ fn block(
         out.b_poll.push(tb.0);
         out.b_frame.push(tb.1);
         if k > 0 && f + 1 < frames {
-            a.idle.send(k)?;
+            a.idle.send(k, echo_peers)?;
         }
     }
     let (a1, b1) = (a.idle.stats()?, b.idle.stats()?);
@@ -446,23 +467,25 @@ fn heartbeat_line(
     k: usize,
     idle: &Block,
     echo: &Block,
+    spread: &Block,
     late: usize,
 ) -> String {
     let frames = idle.a_frame.len().max(1) as f64;
-    let echo_frames = echo.a_frame.len().max(1) as f64;
-    let costs = FrameCosts {
+    let costs_with = |echo: &Block| FrameCosts {
         idle_us: mean(&idle.a_frame),
         heartbeat_us: mean(&idle.b_frame),
         echo_frame_us: mean(&echo.a_frame),
         pings: idle.pongs / frames,
-        echoes: echo.echoes / echo_frames,
+        echoes: echo.echoes / echo.a_frame.len().max(1) as f64,
     };
+    let costs = costs_with(echo);
+    let spread_costs = costs_with(spread);
     format!(
         "RESULT mode=heartbeat {label} n={} heartbeat_ms={} fps={} frames={} k={k} \
          expected_pings={:.3} pings={:.3} echoes={:.3} idle_frame_us={:.3} hb_frame_us={:.3} \
          echo_frame_us={:.3} idle_poll_p50_us={:.3} idle_poll_p99_us={:.3} \
          hb_poll_p50_us={:.3} hb_poll_p99_us={:.3} ping_round_us={:.4} echo_us={:.4} \
-         ratio={:.4} late={late}",
+         ratio={:.4} spread_echoes={:.3} spread_echo_us={:.4} spread_ratio={:.4} late={late}",
         plan.n,
         plan.heartbeat.as_millis(),
         plan.fps,
@@ -480,6 +503,9 @@ fn heartbeat_line(
         costs.ping_round_us(),
         costs.echo_us(),
         costs.ratio(),
+        spread_costs.echoes,
+        spread_costs.echo_us(),
+        spread_costs.ratio(),
     )
 }
 
@@ -535,10 +561,12 @@ fn heartbeat_cost(hp: &mut HeartbeatPlan, plan: &Plan) -> Result<(), String> {
         let mut pacer = Pacer::new(hp.fps);
         let mut all_idle = Block::default();
         let mut all_echo = Block::default();
+        let mut all_spread = Block::default();
         for j in 0..hp.blocks {
             let late = pacer.late;
-            let idle = block(&mut a, side, &mut pacer, frames, 0)?;
-            let echo = block(&mut a, side, &mut pacer, frames, k)?;
+            let idle = block(&mut a, side, &mut pacer, frames, 0, EchoPeers::First)?;
+            let echo = block(&mut a, side, &mut pacer, frames, k, EchoPeers::First)?;
+            let spread = block(&mut a, side, &mut pacer, frames, k, EchoPeers::Spread)?;
             if a.server.peer_count() < n || side.server.peer_count() < n {
                 return Err(format!(
                     "peers dropped: {} and {} of {n}",
@@ -554,10 +582,15 @@ fn heartbeat_cost(hp: &mut HeartbeatPlan, plan: &Plan) -> Result<(), String> {
                     k,
                     &idle,
                     &echo,
+                    &spread,
                     pacer.late - late
                 )
             );
-            for (all, one) in [(&mut all_idle, idle), (&mut all_echo, echo)] {
+            for (all, one) in [
+                (&mut all_idle, idle),
+                (&mut all_echo, echo),
+                (&mut all_spread, spread),
+            ] {
                 all.a_poll.extend(one.a_poll);
                 all.a_frame.extend(one.a_frame);
                 all.b_poll.extend(one.b_poll);
@@ -568,7 +601,15 @@ fn heartbeat_cost(hp: &mut HeartbeatPlan, plan: &Plan) -> Result<(), String> {
         }
         println!(
             "{}",
-            heartbeat_line("all=1", hp, k, &all_idle, &all_echo, pacer.late)
+            heartbeat_line(
+                "all=1",
+                hp,
+                k,
+                &all_idle,
+                &all_echo,
+                &all_spread,
+                pacer.late
+            )
         );
         Ok(())
     })();

@@ -46,7 +46,7 @@ usage: bash bench/run.sh [FLAGS]   (or: target/release/bench [FLAGS])
   --poll-calls N          timed poll() calls per N and k (default 5 000)
   --hb-peers N            peers per server for the heartbeat cost (default 10 000; 0: skip)
   --hb-interval-ms MS     its heartbeat interval (default 30 000: 5.6 pings per frame)
-  --hb-blocks N           its pairs of idle and echo blocks (default 5)
+  --hb-blocks N           its sets of idle, echo and cold-echo blocks (default 5)
   --hb-block-secs S       seconds per block (default 3), at 60 frames per second
   --alloc-msgs N          echoes per size for the allocation count (default 20 000)
   --servers a,b           only these: wspeer,wspeer-wss,tt-mt,tt-ct,fws-ct,fws-mt,
@@ -1333,14 +1333,15 @@ fn run() -> Result<(), String> {
         }
         // Opening the heartbeat peers takes one interval; then the blocks.
         let limit = Duration::from_secs_f64(
-            2.0 * hb_interval_ms as f64 / 1000.0 + 2.0 * hb_blocks as f64 * hb_block_secs + 240.0,
+            2.0 * hb_interval_ms as f64 / 1000.0 + 3.0 * hb_blocks as f64 * hb_block_secs + 240.0,
         );
         match bench.helper("poll_cost", &args, limit) {
             Ok(rows) => {
                 for r in &rows {
                     let g = |k: &str| r.get(k).copied().unwrap_or(f64::NAN);
                     eprintln!(
-                        "  {}: {:.2} pings/frame, ping round {:.2} µs, echo {:.2} µs, ratio {:.2}",
+                        "  {}: {:.2} pings/frame, ping round {:.2} µs, echo {:.2} µs, ratio {:.2}, \
+                         echo to a cold peer {:.2} µs, ratio {:.2}",
                         if r.contains_key("all") {
                             "all blocks".to_string()
                         } else {
@@ -1349,7 +1350,9 @@ fn run() -> Result<(), String> {
                         g("pings"),
                         g("ping_round_us"),
                         g("echo_us"),
-                        g("ratio")
+                        g("ratio"),
+                        g("spread_echo_us"),
+                        g("spread_ratio")
                     );
                 }
                 heartbeat = rows;
