@@ -166,7 +166,8 @@ fn parse_header_line(
 pub struct ServerConfig {
     /// Settings for each accepted peer.
     pub peer: PeerConfig,
-    /// Time allowed from TCP accept to an open WebSocket (TLS included). Godot: 3 s.
+    /// Time allowed from TCP accept to an open WebSocket (TLS included). Godot: 3 s. Must
+    /// be more than zero, as Godot's setter requires (with zero every handshake would fail).
     pub handshake_timeout: Duration,
     /// Connections still in their handshake at once; further connections are accepted and
     /// closed at once.
@@ -185,6 +186,26 @@ impl Default for ServerConfig {
             max_accepts_per_poll: 64,
         }
     }
+}
+
+impl ServerConfig {
+    /// Checks the listener's own values and the peers' settings, before any I/O.
+    pub(crate) fn validate(&self) -> Result<(), Error> {
+        check_handshake_timeout(self.handshake_timeout)?;
+        self.peer.validate()
+    }
+}
+
+/// Refuses a zero handshake timeout, as Godot's `set_handshake_timeout` refuses `<= 0`.
+pub(crate) fn check_handshake_timeout(timeout: Duration) -> Result<(), Error> {
+    if timeout.is_zero() {
+        return Err(Error::InvalidConfig(
+            "handshake_timeout must be more than zero (with zero every handshake would time \
+             out at once)"
+                .into(),
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -220,5 +241,18 @@ mod tests {
             breaks(&mut config);
             assert!(config.validate().is_err(), "{config:?}");
         }
+    }
+
+    #[test]
+    fn a_zero_handshake_timeout_is_refused() {
+        let mut config = ServerConfig::default();
+        config.validate().unwrap();
+        config.handshake_timeout = Duration::ZERO;
+        assert!(matches!(config.validate(), Err(Error::InvalidConfig(_))));
+        config.handshake_timeout = Duration::from_nanos(1);
+        config.validate().unwrap();
+        // The peers' settings are checked too.
+        config.peer.inbound_buffer_size = 0;
+        assert!(config.validate().is_err());
     }
 }

@@ -15,16 +15,7 @@ pub(crate) struct PeerIds {
 impl PeerIds {
     pub(crate) fn new() -> Self {
         let mut seed = [0u8; 32];
-        let provider = rustls::crypto::ring::default_provider();
-        if provider.secure_random.fill(&mut seed).is_err() {
-            // Only without an OS random source; std's hasher keys still vary per process.
-            use std::hash::{BuildHasher, Hasher};
-            for chunk in seed.chunks_mut(8) {
-                let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-                hasher.write_usize(chunk.as_ptr() as usize);
-                chunk.copy_from_slice(&hasher.finish().to_le_bytes());
-            }
-        }
+        fill_random(&mut seed);
         let mut keys = [0u32; 8];
         for (key, bytes) in keys.iter_mut().zip(seed.chunks_exact(4)) {
             *key = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
@@ -51,6 +42,37 @@ impl PeerIds {
             }
         }
         None
+    }
+}
+
+/// A random id in `2..=i32::MAX`, as Godot's `MultiplayerPeer.generate_unique_id`. Godot
+/// hashes the clock and a few addresses; an OS random source makes the id unpredictable
+/// too. Unlike [`PeerIds`], nothing prevents two calls from returning the same id.
+pub(crate) fn random_peer_id() -> i32 {
+    loop {
+        let mut bytes = [0u8; 4];
+        fill_random(&mut bytes);
+        // Negative ids mean "everyone but", so the sign bit is dropped as Godot does; 0 and 1
+        // (broadcast, the server) are drawn again.
+        let id = (u32::from_le_bytes(bytes) & 0x7FFF_FFFF) as i32;
+        if id >= 2 {
+            return id;
+        }
+    }
+}
+
+/// Fills `buf` from the OS random source (through ring, which rustls already brings).
+fn fill_random(buf: &mut [u8]) {
+    let provider = rustls::crypto::ring::default_provider();
+    if provider.secure_random.fill(buf).is_err() {
+        // Only without an OS random source; std's hasher keys still vary per process.
+        use std::hash::{BuildHasher, Hasher};
+        for chunk in buf.chunks_mut(8) {
+            let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+            hasher.write_usize(chunk.as_ptr() as usize);
+            let bytes = hasher.finish().to_le_bytes();
+            chunk.copy_from_slice(&bytes[..chunk.len()]);
+        }
     }
 }
 
@@ -84,6 +106,19 @@ mod tests {
         let mut third = PeerIds::new();
         let b: Vec<i32> = (0..8).map(|_| third.next().unwrap()).collect();
         assert_ne!(a, b, "two servers drew the same id sequence");
+    }
+
+    #[test]
+    fn random_peer_ids_are_in_godots_range_and_vary() {
+        let ids: Vec<i32> = (0..10_000).map(|_| random_peer_id()).collect();
+        assert!(ids.iter().all(|&id| id >= 2), "an id below 2");
+        let distinct: HashSet<i32> = ids.iter().copied().collect();
+        // 10 000 draws from 2^31 values collide with probability about 2 %; a handful of
+        // repeats would mean the source is not random.
+        assert!(distinct.len() >= 9_990, "{} distinct ids", distinct.len());
+        // The top bit of the 31 is set about half the time: the whole range is reached.
+        let high = ids.iter().filter(|&&id| id >= 1 << 30).count();
+        assert!((4_000..=6_000).contains(&high), "{high} ids above 2^30");
     }
 
     #[test]

@@ -11,7 +11,7 @@ use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
-use crate::config::ServerConfig;
+use crate::config::{ServerConfig, check_handshake_timeout};
 use crate::error::Error;
 use crate::ids::PeerIds;
 use crate::peer::WebSocketPeer;
@@ -151,17 +151,22 @@ impl WebSocketServer {
     /// A server with the given settings, not yet listening.
     ///
     /// # Panics
-    /// Only if the OS refuses to create an epoll/kqueue instance (out of file
-    /// descriptors); [`try_with_config`](Self::try_with_config) reports that as an error.
+    /// If `config.handshake_timeout` is zero, or if the OS refuses to create an
+    /// epoll/kqueue instance (out of file descriptors);
+    /// [`try_with_config`](Self::try_with_config) reports both as errors.
     pub fn with_config(config: ServerConfig) -> Self {
         match Self::try_with_config(config) {
             Ok(server) => server,
-            Err(e) => panic!("wspeer: cannot create a poller: {e}"),
+            Err(e) => panic!("wspeer: cannot create a server: {e}"),
         }
     }
 
-    /// A server with the given settings, or the OS error if no poller can be created.
+    /// A server with the given settings. Fails with [`Error::InvalidConfig`] if
+    /// `config.handshake_timeout` is zero, or with the OS error if no poller can be
+    /// created. The peers' settings are checked by [`listen_on`](Self::listen_on), so the
+    /// setters can still change them before.
     pub fn try_with_config(config: ServerConfig) -> Result<Self, Error> {
+        check_handshake_timeout(config.handshake_timeout)?;
         Ok(WebSocketServer {
             config,
             tls: None,
@@ -189,7 +194,9 @@ impl WebSocketServer {
         &self.config
     }
 
-    /// Changes the settings; they apply to connections accepted afterwards.
+    /// Changes the settings; they apply to connections accepted afterwards. They are
+    /// checked when the server starts listening; a connection accepted while they are
+    /// invalid (changed after `listen`) is closed at once and logged.
     pub fn config_mut(&mut self) -> &mut ServerConfig {
         &mut self.config
     }
@@ -208,9 +215,18 @@ impl WebSocketServer {
             headers.iter().map(|h| h.as_ref().to_string()).collect();
     }
 
-    /// Godot's `handshake_timeout`.
-    pub fn set_handshake_timeout(&mut self, timeout: Duration) {
+    /// Godot's `handshake_timeout`: time allowed from TCP accept to an open WebSocket, TLS
+    /// included. Zero is refused with [`Error::InvalidConfig`] and the previous value kept,
+    /// as Godot's setter refuses `<= 0`. Applies to connections accepted afterwards.
+    pub fn set_handshake_timeout(&mut self, timeout: Duration) -> Result<(), Error> {
+        check_handshake_timeout(timeout)?;
         self.config.handshake_timeout = timeout;
+        Ok(())
+    }
+
+    /// Godot's `handshake_timeout` getter.
+    pub fn get_handshake_timeout(&self) -> Duration {
+        self.config.handshake_timeout
     }
 
     /// Serve `wss://` with these server options (`None`: plain `ws://`). Applies to
@@ -234,7 +250,7 @@ impl WebSocketServer {
         if self.listener.is_some() {
             return Err(Error::AlreadyInUse);
         }
-        self.config.peer.validate()?;
+        self.config.validate()?;
         let candidates: Vec<IpAddr> = match bind {
             "*" | "" => vec![Ipv6Addr::UNSPECIFIED.into(), Ipv4Addr::UNSPECIFIED.into()],
             "localhost" => vec![Ipv4Addr::LOCALHOST.into(), Ipv6Addr::LOCALHOST.into()],
@@ -437,6 +453,12 @@ impl WebSocketServer {
                 self.refused += 1;
                 continue;
             }
+            // Only reachable through config_mut after listen: a zero timeout would fail the
+            // handshake anyway, so say why instead.
+            if let Err(e) = check_handshake_timeout(self.config.handshake_timeout) {
+                log::warn!("cannot start a handshake with {addr}: {e}");
+                continue;
+            }
             let entry = self.slots.vacant_entry();
             let key = entry.key();
             if let Err(e) = self.poll.registry().register(
@@ -566,6 +588,13 @@ impl WebSocketServer {
         slot.connected.then_some((key, slot))
     }
 
+    /// Peers in their handshake have ids, but the application has not been told them: to
+    /// every lookup they do not exist yet.
+    fn connected_slot_ref(&self, id: i32) -> Option<&Slot> {
+        let slot = self.slots.get(*self.by_id.get(&id)?)?;
+        slot.connected.then_some(slot)
+    }
+
     /// The connected peer `id` (after `ClientConnected`, until the poll after its
     /// `ClientDisconnected`), to read its packets, send, or close it. Whatever you do to
     /// it is carried on by the next `poll()`.
@@ -579,12 +608,10 @@ impl WebSocketServer {
         Some(&mut slot.peer)
     }
 
-    /// Whether peer `id` is connected (or just disconnected, until the next poll).
+    /// Whether peer `id` is connected (or just disconnected, until the next poll): whether
+    /// [`get_peer`](Self::get_peer) finds it.
     pub fn has_peer(&self, id: i32) -> bool {
-        self.by_id
-            .get(&id)
-            .and_then(|key| self.slots.get(*key))
-            .is_some_and(|slot| slot.connected)
+        self.connected_slot_ref(id).is_some()
     }
 
     /// Ids of the connected peers, in no particular order.
@@ -612,22 +639,91 @@ impl WebSocketServer {
             .close(code, reason)
     }
 
-    /// The remote IP address of peer `id`.
+    /// The remote IP address of the connected peer `id` (the peers
+    /// [`get_peer`](Self::get_peer) knows: none while still in the handshake).
     pub fn get_peer_address(&self, id: i32) -> Option<IpAddr> {
-        let slot = self.slots.get(*self.by_id.get(&id)?)?;
-        slot.peer.get_connected_host()
+        self.connected_slot_ref(id)?.peer.get_connected_host()
     }
 
-    /// The remote TCP port of peer `id`.
+    /// The remote TCP port of the connected peer `id` (as
+    /// [`get_peer_address`](Self::get_peer_address)).
     pub fn get_peer_port(&self, id: i32) -> Option<u16> {
-        let slot = self.slots.get(*self.by_id.get(&id)?)?;
-        slot.peer
-            .get_connected_host()
-            .map(|_| slot.peer.get_connected_port())
+        let peer = &self.connected_slot_ref(id)?.peer;
+        peer.get_connected_host().map(|_| peer.get_connected_port())
     }
 
     /// Slab slots in use (connected, pending and just-closed peers): for leak checks.
     pub fn slot_count(&self) -> usize {
         self.slots.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Polls until `done`, for at most a few seconds.
+    fn poll_until(
+        server: &mut WebSocketServer,
+        what: &str,
+        done: impl Fn(&WebSocketServer) -> bool,
+    ) {
+        let start = Instant::now();
+        while !done(server) {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "timed out: {what}"
+            );
+            server.poll();
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    #[test]
+    fn a_peer_in_its_handshake_does_not_exist_yet() {
+        let mut server = WebSocketServer::new();
+        server.listen_on("127.0.0.1", 0).unwrap();
+        let addr = server.local_addr().unwrap();
+        // A TCP connection that never sends its upgrade request.
+        let silent = std::net::TcpStream::connect(addr).unwrap();
+        poll_until(&mut server, "accepted", |s| s.pending_count() == 1);
+        let pending = *server.by_id.keys().next().expect("the pending peer's id");
+        assert!(server.get_peer(pending).is_none());
+        assert!(!server.has_peer(pending));
+        assert_eq!(server.get_peer_address(pending), None);
+        assert_eq!(server.get_peer_port(pending), None);
+        assert!(matches!(
+            server.disconnect_peer(pending, 1000, ""),
+            Err(Error::PeerNotFound(id)) if id == pending
+        ));
+        assert_eq!(server.peer_ids().count(), 0);
+
+        // Once it is reported connected, every lookup finds it.
+        let mut client = WebSocketPeer::new();
+        client
+            .connect_to_url(&format!("ws://{addr}/"), None)
+            .unwrap();
+        let mut connected = None;
+        let start = Instant::now();
+        while connected.is_none() {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "client never connected"
+            );
+            server.poll();
+            client.poll();
+            while let Some(event) = server.pop_event() {
+                if let ServerEvent::ClientConnected { id, .. } = event {
+                    connected = Some(id);
+                }
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let id = connected.unwrap();
+        assert!(server.has_peer(id));
+        assert_eq!(server.get_peer_address(id), Some(addr.ip()));
+        assert!(server.get_peer_port(id).is_some_and(|port| port != 0));
+        assert!(!server.has_peer(pending));
+        drop(silent);
     }
 }

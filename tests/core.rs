@@ -452,6 +452,45 @@ fn handshake_timeout_drops_a_connection_that_never_upgrades() {
     assert_eq!(server.slot_count(), 0);
 }
 
+/// Godot's `handshake_timeout` setter refuses `<= 0`; a zero timeout would fail every
+/// handshake at once, so it cannot get in through any door.
+#[test]
+fn a_zero_handshake_timeout_is_refused_everywhere() {
+    let mut server = WebSocketServer::new();
+    assert!(matches!(
+        server.set_handshake_timeout(Duration::ZERO),
+        Err(Error::InvalidConfig(_))
+    ));
+    assert_eq!(
+        server.get_handshake_timeout(),
+        ServerConfig::default().handshake_timeout,
+        "a refused value leaves the previous one"
+    );
+    server
+        .set_handshake_timeout(Duration::from_millis(500))
+        .unwrap();
+    assert_eq!(server.get_handshake_timeout(), Duration::from_millis(500));
+
+    let mut zero = ServerConfig::default();
+    zero.handshake_timeout = Duration::ZERO;
+    assert!(matches!(
+        WebSocketServer::try_with_config(zero.clone()),
+        Err(Error::InvalidConfig(_))
+    ));
+    let build = std::panic::AssertUnwindSafe(|| WebSocketServer::with_config(zero));
+    let panic = std::panic::catch_unwind(build).unwrap_err();
+    let message = panic.downcast_ref::<String>().expect("a formatted panic");
+    assert!(message.contains("handshake_timeout"), "{message}");
+
+    // Through config_mut, before listening: listen refuses it.
+    server.config_mut().handshake_timeout = Duration::ZERO;
+    assert!(matches!(
+        server.listen_on("127.0.0.1", 0),
+        Err(Error::InvalidConfig(_))
+    ));
+    assert!(!server.is_listening());
+}
+
 #[test]
 fn client_connect_timeout_covers_a_server_that_never_answers() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();

@@ -195,6 +195,41 @@ fn cat(parts: &[&[u8]]) -> Vec<u8> {
     parts.concat()
 }
 
+/// A client's first events, in the order its Godot reports them: SceneMultiplayer's
+/// `_admit_peer(1)` emits `connected_to_server` first; Godot 3's `SYS_ADD(1)` handler
+/// emits `peer_connected(1)` first.
+fn joined(protocol: MultiplayerProtocol) -> [MultiplayerEvent; 2] {
+    match protocol {
+        MultiplayerProtocol::Godot3 => [
+            MultiplayerEvent::PeerConnected(1),
+            MultiplayerEvent::ConnectedToServer,
+        ],
+        _ => [
+            MultiplayerEvent::ConnectedToServer,
+            MultiplayerEvent::PeerConnected(1),
+        ],
+    }
+}
+
+/// A client's last events when its established connection ends: Godot 4's transport
+/// reports peer 1 gone, then SceneMultiplayer `server_disconnected`; Godot 3's client
+/// reports no peer. Nobody reports the other clients one by one.
+fn ended(protocol: MultiplayerProtocol) -> &'static [MultiplayerEvent] {
+    match protocol {
+        MultiplayerProtocol::Godot3 => &[MultiplayerEvent::ServerDisconnected],
+        _ => &[
+            MultiplayerEvent::PeerDisconnected(1),
+            MultiplayerEvent::ServerDisconnected,
+        ],
+    }
+}
+
+const PROTOCOLS: [MultiplayerProtocol; 3] = [
+    MultiplayerProtocol::Godot4,
+    MultiplayerProtocol::Godot4Transport,
+    MultiplayerProtocol::Godot3,
+];
+
 // ----- golden bytes (godot-websocket.md §2.4, §3.2, §3.3) -----
 
 #[test]
@@ -497,15 +532,12 @@ fn relay_between_clients(protocol: MultiplayerProtocol) {
         a.peer.peer_ids().len() == 3 && b.peer.peer_ids().len() == 3
     });
     // Events in order: a learns about b, then c; c learns about the earlier ones.
-    assert_eq!(
-        a.events,
-        [
-            MultiplayerEvent::ConnectedToServer,
-            MultiplayerEvent::PeerConnected(1),
-            MultiplayerEvent::PeerConnected(ib),
-            MultiplayerEvent::PeerConnected(ic),
-        ]
-    );
+    let mut a_expected = joined(protocol).to_vec();
+    a_expected.extend([
+        MultiplayerEvent::PeerConnected(ib),
+        MultiplayerEvent::PeerConnected(ic),
+    ]);
+    assert_eq!(a.events, a_expected);
     let mut c_sees: Vec<i32> = c.events[2..]
         .iter()
         .map(|e| match e {
@@ -570,7 +602,8 @@ fn relay_between_clients(protocol: MultiplayerProtocol) {
     assert_eq!(texts(&server), [(ia, s("to all")), (ia, s("not b"))]);
     assert!(a.packets.is_empty(), "{:?}", a.packets);
 
-    // b leaves: a and c are told, the server reports it.
+    // b leaves: a and c are told, the server reports it; b itself is told only that its
+    // connection ended, not about a and c one by one.
     b.peer.disconnect_peer(1, false).unwrap();
     wait_for("b's departure announced", || {
         tick(&mut [&mut server, &mut a, &mut b, &mut c]);
@@ -580,15 +613,12 @@ fn relay_between_clients(protocol: MultiplayerProtocol) {
                 .events
                 .contains(&MultiplayerEvent::PeerDisconnected(ib))
     });
-    assert_eq!(
-        b.events[b.events.len() - 4..],
-        [
-            MultiplayerEvent::PeerDisconnected(ia.min(ic)),
-            MultiplayerEvent::PeerDisconnected(ia.max(ic)),
-            MultiplayerEvent::PeerDisconnected(1),
-            MultiplayerEvent::ServerDisconnected,
-        ]
-    );
+    let mut b_expected = joined(protocol).to_vec();
+    b_expected.push(MultiplayerEvent::PeerConnected(ia));
+    b_expected.push(MultiplayerEvent::PeerConnected(ic));
+    b_expected.extend_from_slice(ended(protocol));
+    assert_eq!(b.events, b_expected);
+    assert!(b.peer.peer_ids().is_empty());
     assert!(matches!(
         a.peer.send_bytes(b"gone", ib),
         Err(Error::PeerNotFound(id)) if id == ib
@@ -616,13 +646,7 @@ fn relay_off(protocol: MultiplayerProtocol) {
     let mut raw = raw_client(&mut server);
     settle(&mut [&mut server, &mut a, &mut b], &mut [&mut raw]);
     // Nobody is told about anybody but the server.
-    assert_eq!(
-        a.events,
-        [
-            MultiplayerEvent::ConnectedToServer,
-            MultiplayerEvent::PeerConnected(1)
-        ]
-    );
+    assert_eq!(a.events, joined(protocol));
     assert_eq!(a.peer.peer_ids(), [1]);
     assert!(matches!(
         a.peer.send_bytes(b"x", b.id()),
@@ -674,6 +698,130 @@ fn godot3_relay_off_hides_clients_from_each_other() {
     relay_off(MultiplayerProtocol::Godot3);
 }
 
+/// A client whose own connection ends hears only about the server, in Godot's order: the
+/// other clients it knew are forgotten without an event each.
+#[test]
+fn a_client_whose_connection_ends_reports_only_the_server() {
+    for protocol in PROTOCOLS {
+        let mut server = server_with(config(protocol));
+        let mut a = join(&mut server, config(protocol));
+        let mut b = join(&mut server, config(protocol));
+        let (ia, ib) = (a.id(), b.id());
+        settle(&mut [&mut server, &mut a, &mut b], &mut []);
+        let announced = protocol != MultiplayerProtocol::Godot4Transport;
+        let mut b_expected = joined(protocol).to_vec();
+        if announced {
+            b_expected.push(MultiplayerEvent::PeerConnected(ia));
+        }
+        assert_eq!(b.events, b_expected, "{protocol:?}");
+
+        // The server closes b's connection; a is told b left.
+        server.peer.disconnect_peer(ib, false).unwrap();
+        wait_for("b's connection ended", || {
+            tick(&mut [&mut server, &mut a, &mut b]);
+            b.events.contains(&MultiplayerEvent::ServerDisconnected)
+                && (!announced || a.events.contains(&MultiplayerEvent::PeerDisconnected(ib)))
+        });
+        b_expected.extend_from_slice(ended(protocol));
+        assert_eq!(b.events, b_expected, "{protocol:?}");
+        assert!(b.peer.peer_ids().is_empty());
+
+        // The server vanishes: a's connection is lost.
+        server.peer.close();
+        wait_for("a's connection lost", || {
+            tick(&mut [&mut a]);
+            a.events.contains(&MultiplayerEvent::ServerDisconnected)
+        });
+        let mut a_expected = joined(protocol).to_vec();
+        if announced {
+            a_expected.extend([
+                MultiplayerEvent::PeerConnected(ib),
+                MultiplayerEvent::PeerDisconnected(ib),
+            ]);
+        }
+        a_expected.extend_from_slice(ended(protocol));
+        assert_eq!(a.events, a_expected, "{protocol:?}");
+        assert_eq!(
+            a.peer.get_connection_status(),
+            ConnectionStatus::Disconnected
+        );
+    }
+}
+
+/// `get_max_packet_size` is Godot's number and a promise: a packet that size goes through
+/// from the server, from a client to the server, and from a client to another through the
+/// relay. It is the exact cap only for Godot 3; Godot 4's number leaves room.
+#[test]
+fn max_packet_size_fits_every_role_and_target() {
+    const BUFFER: usize = 3000;
+    for protocol in PROTOCOLS {
+        let mut both = config(protocol);
+        both.websocket.peer.outbound_buffer_size = BUFFER;
+        both.websocket.peer.inbound_buffer_size = BUFFER;
+        let mut server = server_with(both.clone());
+        let mut a = join(&mut server, both.clone());
+        let mut b = join(&mut server, both.clone());
+        let (ia, ib) = (a.id(), b.id());
+        settle(&mut [&mut server, &mut a, &mut b], &mut []);
+        let max = server.peer.get_max_packet_size();
+        let expected = match protocol {
+            MultiplayerProtocol::Godot3 => BUFFER - 10,
+            _ => BUFFER - 9,
+        };
+        assert_eq!(max, expected, "{protocol:?}");
+        assert_eq!(a.peer.get_max_packet_size(), max, "{protocol:?}");
+
+        let packet = vec![0x5A; max];
+        let relays = protocol != MultiplayerProtocol::Godot4Transport;
+        server.peer.send_bytes(&packet, ia).unwrap();
+        a.peer.send_bytes(&packet, 1).unwrap();
+        if relays {
+            a.peer.send_bytes(&packet, ib).unwrap();
+        }
+        wait_for("max-size packets delivered", || {
+            tick(&mut [&mut server, &mut a, &mut b]);
+            a.got(1, &packet) && server.got(ia, &packet) && (!relays || b.got(ia, &packet))
+        });
+        settle(&mut [&mut server, &mut a, &mut b], &mut []);
+
+        let bigger = vec![0x5A; max + 1];
+        let from_server = server.peer.send_bytes(&bigger, ia);
+        let from_client = a.peer.send_bytes(&bigger, 1);
+        match protocol {
+            MultiplayerProtocol::Godot3 => {
+                for result in [from_server, from_client] {
+                    assert!(
+                        matches!(result, Err(Error::MessageTooLarge { .. })),
+                        "{result:?}"
+                    );
+                }
+            }
+            _ => {
+                from_server.unwrap();
+                from_client.unwrap();
+                // The real cap is the buffer itself.
+                let too_big = vec![0x5A; BUFFER + 1];
+                assert!(matches!(
+                    server.peer.send_bytes(&too_big, ia),
+                    Err(Error::MessageTooLarge { .. })
+                ));
+            }
+        }
+        assert_eq!(server.peer.dropped_packets(), 0, "{protocol:?}");
+        assert_eq!(b.peer.dropped_packets(), 0, "{protocol:?}");
+    }
+}
+
+#[test]
+fn generate_unique_id_is_random_in_godots_range() {
+    let peer = WebSocketMultiplayerPeer::new();
+    let ids: Vec<i32> = (0..200).map(|_| peer.generate_unique_id()).collect();
+    assert!(ids.iter().all(|&id| id >= 2), "{ids:?}");
+    let distinct: std::collections::HashSet<i32> = ids.iter().copied().collect();
+    // 200 draws from 2^31 ids repeat one with probability 1e-5.
+    assert!(distinct.len() >= 199, "{ids:?}");
+}
+
 // ----- API -----
 
 #[test]
@@ -718,7 +866,8 @@ fn targets_settings_and_errors() {
         ),
         (1000, 2000, 7, Duration::from_secs(5))
     );
-    assert_eq!(idle.get_max_packet_size(), 2000 - 7);
+    // Godot 4's number (outbound_buffer_size - 9); Godot 3: the header and the RAW byte.
+    assert_eq!(idle.get_max_packet_size(), 2000 - 9);
     idle.config_mut().protocol = MultiplayerProtocol::Godot3;
     assert_eq!(idle.get_max_packet_size(), 2000 - 10);
     // Zero limits are refused before any I/O.
@@ -729,7 +878,7 @@ fn targets_settings_and_errors() {
     ));
 
     let mut server = server_with(MultiplayerConfig::default());
-    assert_eq!(server.peer.get_max_packet_size(), 65535 - 1);
+    assert_eq!(server.peer.get_max_packet_size(), 65535 - 9);
     assert!(matches!(
         server.peer.create_server(0, "127.0.0.1", None),
         Err(Error::AlreadyInUse)
@@ -1202,13 +1351,7 @@ fn clients_drop_malformed_and_forged_packets() {
             expected_drops,
             "{protocol:?}"
         );
-        assert_eq!(
-            client.events,
-            [
-                MultiplayerEvent::ConnectedToServer,
-                MultiplayerEvent::PeerConnected(1)
-            ]
-        );
+        assert_eq!(client.events, joined(protocol), "{protocol:?}");
         assert_eq!(client.packets.len(), 1);
     }
 }

@@ -247,9 +247,18 @@ fn godot3_clients_join_and_relay_through_a_wspeer_server() {
         assert!(id >= 2);
         assert!(server.events.contains(&MultiplayerEvent::PeerConnected(id)));
     }
-    // Join announcements: every bot learns the server and the two others.
+    // Join announcements: every bot learns the server and the two others. Godot 3.2.3
+    // reports the server as a peer before it reports the connection (wspeer's Godot 3
+    // clients keep that order).
     for (bot, &own) in bots.iter_mut().zip(&ids) {
         bot.expect("peer_connected 1", || server.tick());
+        let at = |line: &str| bot.seen.iter().position(|l| l.starts_with(line));
+        assert!(
+            at("peer_connected 1") < at("connected_to_server "),
+            "{}: {:#?}",
+            bot.name,
+            bot.seen
+        );
         for &other in ids.iter().filter(|&&id| id != own) {
             bot.expect(&format!("peer_connected {other}"), || server.tick());
         }
@@ -312,8 +321,14 @@ fn godot3_clients_join_and_relay_through_a_wspeer_server() {
             .contains(&MultiplayerEvent::PeerDisconnected(b))
     });
     // Godot 3.2.3 reports a server-side close as connection_failed (observed), not
-    // server_disconnected.
+    // server_disconnected, and reports no peer leaving: neither the server nor a.
     bots[1].expect("connection_failed", || server.tick());
+    assert!(!bots[1].saw("peer_disconnected 1"), "{:#?}", bots[1].seen);
+    assert!(
+        !bots[1].saw(&format!("peer_disconnected {a}")),
+        "{:#?}",
+        bots[1].seen
+    );
     assert_eq!(server.peer.peer_ids(), [a]);
     assert_eq!(server.peer.dropped_packets(), 0);
     for bot in &bots {
@@ -343,8 +358,8 @@ fn wspeer_clients_join_and_relay_through_a_godot3_server() {
         tick_each(&mut sides);
         sides.iter().all(|side| {
             side.events.starts_with(&[
-                MultiplayerEvent::ConnectedToServer,
                 MultiplayerEvent::PeerConnected(1),
+                MultiplayerEvent::ConnectedToServer,
             ]) && side.peer.peer_ids().len() == 3
         })
     });
@@ -422,6 +437,17 @@ fn wspeer_clients_join_and_relay_through_a_godot3_server() {
                 .events
                 .contains(&MultiplayerEvent::PeerDisconnected(ib))
     });
+    // As Godot 3's own client: the end of b's connection reports no peer leaving.
+    assert!(
+        !sides[1]
+            .events
+            .contains(&MultiplayerEvent::PeerDisconnected(1))
+            && !sides[1]
+                .events
+                .contains(&MultiplayerEvent::PeerDisconnected(ia)),
+        "{:?}",
+        sides[1].events
+    );
     let b_socket = sides[1].peer.get_peer(1).unwrap();
     assert_eq!(b_socket.get_close_code(), 4000);
     // Godot 3.2.3 sends the reason with its C string's terminating NUL (observed).

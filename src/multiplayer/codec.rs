@@ -87,8 +87,9 @@ pub(crate) trait Codec {
     /// The application's bytes inside a packet this side keeps.
     fn open<'a>(&self, framed: &'a [u8]) -> Result<&'a [u8], Why>;
 
-    /// Bytes the protocol adds to the largest packet a server (`server`) or a client sends.
-    fn overhead(&self, server: bool) -> usize;
+    /// Bytes `get_max_packet_size` keeps back from `outbound_buffer_size`: never less than
+    /// what the protocol adds to a packet, whatever the role and target.
+    fn reserved(&self) -> usize;
 
     /// Whether an empty packet can be sent (Godot's RAW packets carry at least one byte).
     fn sends_empty_packets(&self) -> bool;
@@ -104,6 +105,10 @@ impl MultiplayerProtocol {
         }
     }
 }
+
+/// Godot 4's `WebSocketMultiplayerPeer::PROTO_SIZE`: a header size left over from Godot 3,
+/// still subtracted by `get_max_packet_size` although Godot 4 adds no header.
+const GODOT4_PROTO_SIZE: usize = 9;
 
 /// Godot 4's transport greeting, shared by both Godot 4 codecs.
 fn godot4_greeting(id: i32) -> Vec<Vec<u8>> {
@@ -211,13 +216,10 @@ impl Codec for SceneCodec {
         }
     }
 
-    /// The RAW command byte, plus a client's relay header (it cannot know in advance whether
-    /// a packet will be wrapped).
-    fn overhead(&self, server: bool) -> usize {
-        match server {
-            true => 1,
-            false => scene::SYS_CMD_SIZE + 1,
-        }
+    /// Godot 4's `PROTO_SIZE`, which its `get_max_packet_size` subtracts: more than the
+    /// RAW command byte plus a client's relay header (7), the most this codec adds.
+    fn reserved(&self) -> usize {
+        GODOT4_PROTO_SIZE
     }
 
     fn sends_empty_packets(&self) -> bool {
@@ -274,8 +276,10 @@ impl Codec for TransportCodec {
         Ok(framed)
     }
 
-    fn overhead(&self, _server: bool) -> usize {
-        0
+    /// Godot 4's `PROTO_SIZE`, so both Godot 4 protocols report Godot's number; this codec
+    /// adds nothing.
+    fn reserved(&self) -> usize {
+        GODOT4_PROTO_SIZE
     }
 
     fn sends_empty_packets(&self) -> bool {
@@ -375,8 +379,10 @@ impl Codec for Godot3Codec {
         godot3::parse_raw(framed).map_err(|e| e.0.into())
     }
 
-    /// The header and the RAW command byte.
-    fn overhead(&self, _server: bool) -> usize {
+    /// The header and the RAW command byte. Godot 3 subtracts only the header (`PROTO_SIZE`)
+    /// because its packets already hold the MultiplayerAPI command byte; wspeer's hold the
+    /// application's bytes, so the RAW byte is kept back too.
+    fn reserved(&self) -> usize {
         godot3::HEADER_LEN + 1
     }
 
@@ -404,6 +410,32 @@ mod tests {
             assert_eq!(read.to, to_server, "{protocol:?}");
             assert_eq!(codec.open(read.framed), Ok(&b"hi"[..]), "{protocol:?}");
         }
+    }
+
+    #[test]
+    fn reserved_bytes_cover_what_every_role_adds() {
+        let data = [0xAB; 100];
+        for protocol in [Godot4, Godot4Transport, Godot3] {
+            let codec = protocol.codec();
+            let sizes = [
+                codec.server_packet(1234, &data).len(),
+                codec.server_packet(0, &data).len(),
+                codec.client_packet(1234, Addressing::Server, &data).len(),
+                codec.client_packet(1234, Addressing::To(5678), &data).len(),
+                codec
+                    .client_packet(1234, Addressing::To(-5678), &data)
+                    .len(),
+            ];
+            for size in sizes {
+                assert!(
+                    size - data.len() <= codec.reserved(),
+                    "{protocol:?}: {size}"
+                );
+            }
+        }
+        // Godot 4's number, for both Godot 4 protocols.
+        assert_eq!(Godot4.codec().reserved(), 9);
+        assert_eq!(Godot4Transport.codec().reserved(), 9);
     }
 
     #[test]

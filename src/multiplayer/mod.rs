@@ -42,13 +42,36 @@ pub enum TransferMode {
 }
 
 /// What happened to a multiplayer peer, drained in order after `poll()` (Godot's signals,
-/// as values).
+/// as values: those of `SceneMultiplayer` for the Godot 4 protocols, of `MultiplayerAPI` for
+/// [`MultiplayerProtocol::Godot3`](crate::MultiplayerProtocol::Godot3)).
+///
+/// On a client, in order:
+///
+/// - Joining, Godot 4 protocols: [`ConnectedToServer`](Self::ConnectedToServer), then
+///   [`PeerConnected(1)`](Self::PeerConnected) (`SceneMultiplayer::_admit_peer` emits
+///   `connected_to_server` before `peer_connected`), then `PeerConnected` for each client
+///   the server announces.
+/// - Joining, Godot 3: `PeerConnected(1)`, then `ConnectedToServer` (Godot 3's `SYS_ADD(1)`
+///   handler emits `peer_connected(1)` before `connection_succeeded`), then the other
+///   clients.
+/// - The connection to the server ends (closed by either side, lost, or
+///   [`disconnect_peer(1, false)`](MultiplayerPeer::disconnect_peer)), Godot 4 protocols:
+///   `PeerDisconnected(1)`, then [`ServerDisconnected`](Self::ServerDisconnected). Godot 3:
+///   `ServerDisconnected` alone. The other clients the server announced are forgotten
+///   without a `PeerDisconnected` each, as in Godot (`SceneMultiplayer::clear` and Godot 3
+///   drop them silently). Godot 3.2.3's `WebSocketClient` reports this end as
+///   `connection_failed`; wspeer says `ServerDisconnected` and keeps `ConnectionFailed`
+///   for connections that never succeeded.
+/// - The connection never succeeded: [`ConnectionFailed`](Self::ConnectionFailed) alone.
+/// - [`close`](MultiplayerPeer::close) and `disconnect_peer(1, true)`: nothing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum MultiplayerEvent {
     /// Peer `id` joined: on a server a client finished its handshake; on a client the server
     /// (id 1) accepted us or announced another client.
     PeerConnected(i32),
-    /// Peer `id` left.
+    /// Peer `id` left: on a server a client disconnected; on a client the server announced
+    /// that another client left, or (Godot 4 protocols) our connection to the server (id 1)
+    /// ended.
     PeerDisconnected(i32),
     /// Client only: the server accepted us and told us our id.
     ConnectedToServer,
@@ -80,6 +103,13 @@ pub trait MultiplayerPeer {
     /// Whether this peer is the server (its id is 1).
     fn is_server(&self) -> bool {
         self.get_unique_id() == TARGET_PEER_SERVER
+    }
+
+    /// A random id in 2..=2³¹−1, as Godot's `generate_unique_id`, for a custom server that
+    /// hands out client ids itself. Drawn from the OS random source; two calls can return
+    /// the same id (one in 2³¹), so check it against the ids in use.
+    fn generate_unique_id(&self) -> i32 {
+        crate::ids::random_peer_id()
     }
 
     /// Chooses who the next [`put_packet`](Self::put_packet) calls go to: `0` everyone,

@@ -12,7 +12,7 @@ use super::{
     ConnectionStatus, MultiplayerEvent, MultiplayerPeer, TARGET_PEER_BROADCAST, TARGET_PEER_SERVER,
     TransferMode,
 };
-use crate::config::ServerConfig;
+use crate::config::{ServerConfig, check_handshake_timeout};
 use crate::error::Error;
 use crate::peer::WebSocketPeer;
 use crate::proto::State;
@@ -90,12 +90,7 @@ impl MultiplayerConfig {
                 "max_inbound_bytes must be at least 1".into(),
             ));
         }
-        if self.websocket.handshake_timeout.is_zero() {
-            return Err(Error::InvalidConfig(
-                "handshake_timeout must be more than zero".into(),
-            ));
-        }
-        Ok(())
+        check_handshake_timeout(self.websocket.handshake_timeout)
     }
 
     /// Whether the server tells clients about each other.
@@ -345,6 +340,8 @@ struct Guest {
     peers: BTreeSet<i32>,
     /// `disconnect_peer(1, false)` was called: reported gone at the next poll.
     leaving: bool,
+    /// The protocol the connection started with: the order of its events depends on it.
+    protocol: MultiplayerProtocol,
 }
 
 impl Guest {
@@ -466,9 +463,19 @@ impl Guest {
     fn connected(&mut self, id: i32, inbox: &mut Inbox) {
         self.unique_id = id;
         self.phase = Phase::Connected;
-        // SceneMultiplayer's order: connected_to_server, then peer_connected(1).
-        inbox.event(MultiplayerEvent::ConnectedToServer);
-        inbox.event(MultiplayerEvent::PeerConnected(TARGET_PEER_SERVER));
+        let joined = MultiplayerEvent::PeerConnected(TARGET_PEER_SERVER);
+        let accepted = MultiplayerEvent::ConnectedToServer;
+        let order = match self.protocol {
+            // Godot 3's client emits peer_connected(1) first, then connection_succeeded.
+            MultiplayerProtocol::Godot3 => [joined, accepted],
+            // SceneMultiplayer::_admit_peer(1): connected_to_server, then peer_connected.
+            MultiplayerProtocol::Godot4 | MultiplayerProtocol::Godot4Transport => {
+                [accepted, joined]
+            }
+        };
+        for event in order {
+            inbox.event(event);
+        }
     }
 
     fn fail(&mut self, why: Error, inbox: &mut Inbox, error: &mut Option<Error>) {
@@ -482,10 +489,13 @@ impl Guest {
         match self.phase {
             Phase::Joining => inbox.event(MultiplayerEvent::ConnectionFailed),
             Phase::Connected => {
-                for &id in &self.peers {
-                    inbox.event(MultiplayerEvent::PeerDisconnected(id));
+                // Godot 4's transport reports peer_disconnected(1), which SceneMultiplayer
+                // passes on before its status turns to server_disconnected; Godot 3's
+                // client reports no peer at all. Either way the other clients are forgotten
+                // without an event each.
+                if self.protocol != MultiplayerProtocol::Godot3 {
+                    inbox.event(MultiplayerEvent::PeerDisconnected(TARGET_PEER_SERVER));
                 }
-                inbox.event(MultiplayerEvent::PeerDisconnected(TARGET_PEER_SERVER));
                 inbox.event(MultiplayerEvent::ServerDisconnected);
             }
             Phase::Ended => return,
@@ -673,6 +683,7 @@ impl WebSocketMultiplayerPeer {
             unique_id: 0,
             peers: BTreeSet::new(),
             leaving: false,
+            protocol: self.config.protocol,
         }));
         Ok(())
     }
@@ -767,14 +778,22 @@ impl WebSocketMultiplayerPeer {
         self.inbox.dropped
     }
 
-    /// The largest packet `put_packet` accepts: `outbound_buffer_size` minus the
-    /// protocol's header (Godot 4: 1 byte, 7 for a client's relayed packet; Godot 3:
-    /// 10 bytes). Godot's `get_max_packet_size`.
+    /// Godot's `get_max_packet_size`: a packet of this many bytes always fits, on a server
+    /// and on a client, to any target, while nothing else waits in the connection's
+    /// outbound buffer. It is a guarantee, not the exact cap: a larger packet goes through
+    /// as long as it fits, otherwise `put_packet` fails with the WebSocket error.
+    ///
+    /// Godot 4 protocols: `outbound_buffer_size − 9`, Godot 4's number (it still subtracts
+    /// Godot 3's 9-byte header size); wspeer adds at most 7 bytes (a RAW byte, and a
+    /// client's relay header). [`MultiplayerProtocol::Godot3`]: `outbound_buffer_size − 10`,
+    /// the 9-byte header and the RAW byte, which is also the exact cap. (Godot 3.2.3 reports
+    /// its buffer rounded up to a power of two KiB, minus 9; its packets include the
+    /// command byte.) With `outbound_buffer_size` 0 (no byte limit), nearly `usize::MAX`.
     pub fn get_max_packet_size(&self) -> usize {
-        let overhead = self.config.protocol.codec().overhead(self.is_server());
+        let reserved = self.config.protocol.codec().reserved();
         match self.config.websocket.peer.outbound_buffer_size {
-            0 => usize::MAX - overhead,
-            limit => limit.saturating_sub(overhead),
+            0 => usize::MAX - reserved,
+            limit => limit.saturating_sub(reserved),
         }
     }
 
@@ -809,11 +828,7 @@ impl WebSocketMultiplayerPeer {
     /// Godot's `handshake_timeout`: on a server, from TCP accept to an open WebSocket; on
     /// a client, from `create_client` to receiving the id. Must be more than zero.
     pub fn set_handshake_timeout(&mut self, timeout: Duration) -> Result<(), Error> {
-        if timeout.is_zero() {
-            return Err(Error::InvalidConfig(
-                "handshake_timeout must be more than zero".into(),
-            ));
-        }
+        check_handshake_timeout(timeout)?;
         self.config.websocket.handshake_timeout = timeout;
         Ok(())
     }
