@@ -89,6 +89,15 @@ pub enum Error {
     InvalidPacket(String),
     /// No peer with this id on this server.
     PeerNotFound(i32),
+    /// A value that cannot be encoded as a Godot Variant (a type the peer's Godot version
+    /// lacks, a size beyond the format), or a packet that is not a valid one (`get_var`).
+    Variant(crate::variant::VariantError),
+    /// An RPC that cannot be sent: the node or method is not declared with `rpc_config`,
+    /// the protocol has no RPC layer, or an argument cannot be encoded.
+    Rpc(String),
+    /// An authentication call out of turn: the peer is not authenticating, or this side
+    /// already completed.
+    Auth(String),
     /// A socket or OS error.
     Io(io::Error),
 }
@@ -165,6 +174,9 @@ impl fmt::Display for Error {
             Error::ConnectionLost(why) => write!(f, "connection lost: {why}"),
             Error::InvalidPacket(why) => write!(f, "invalid packet: {why}"),
             Error::PeerNotFound(id) => write!(f, "no peer with id {id}"),
+            Error::Variant(e) => write!(f, "Variant: {e}"),
+            Error::Rpc(why) => write!(f, "RPC not sent: {why}"),
+            Error::Auth(why) => write!(f, "authentication: {why}"),
             Error::Io(e) => write!(f, "I/O error: {e}"),
         }
     }
@@ -207,6 +219,7 @@ impl std::error::Error for Error {
         match self {
             Error::Tls(e) => Some(e),
             Error::Io(e) => Some(e),
+            Error::Variant(e) => Some(e),
             _ => None,
         }
     }
@@ -227,6 +240,12 @@ impl From<io::Error> for Error {
             Some(Err(other)) => Error::Io(io::Error::new(kind, other)),
             None => Error::Io(kind.into()),
         }
+    }
+}
+
+impl From<crate::variant::VariantError> for Error {
+    fn from(e: crate::variant::VariantError) -> Self {
+        Error::Variant(e)
     }
 }
 

@@ -61,18 +61,21 @@ mod server;
 mod stream;
 mod target;
 mod tls;
+pub mod variant;
 
 pub use config::{DEFAULT_BUFFER_SIZE, LookupFn, PeerConfig, Resolver, ServerConfig};
 pub use error::Error;
 pub use multiplayer::wire as multiplayer_wire;
 pub use multiplayer::{
     ConnectionStatus, MultiplayerConfig, MultiplayerEvent, MultiplayerPeer, MultiplayerProtocol,
-    TARGET_PEER_BROADCAST, TARGET_PEER_SERVER, TransferMode, WebSocketMultiplayerPeer,
+    RemoteCall, RemoteSet, RpcMode, RpcNode, TARGET_PEER_BROADCAST, TARGET_PEER_SERVER,
+    TransferMode, WebSocketMultiplayerPeer,
 };
 pub use peer::WebSocketPeer;
 pub use proto::{HandshakeRequest, Packet, State, WriteMode};
 pub use server::{ServerEvent, WebSocketServer};
 pub use tls::TlsOptions;
+pub use variant::Variant;
 
 /// The start of simulated time in unit tests: the protocol layer never reads the clock, so
 /// its tests take one instant here and move it forward by hand.

@@ -28,6 +28,9 @@ pub(crate) enum FromServer<'a> {
     AssignedId(i32),
     /// Godot 3's `SYS_ADD(1)`: the server accepted us.
     Accepted,
+    /// Godot 4's authentication packet `[07 00 payload]` (an empty payload: the server
+    /// completed its side).
+    Auth(&'a [u8]),
     /// Another client joined.
     PeerJoined(i32),
     /// Another client left.
@@ -74,6 +77,14 @@ pub(crate) trait Codec {
 
     /// Client `own_id`'s packet, addressed as `routing::client_send` chose.
     fn client_packet(&self, own_id: i32, to: Addressing, data: &[u8]) -> Vec<u8>;
+
+    /// The server's message carrying `packet`, a packet of the layer above the transport
+    /// (an RPC or path-cache packet, command byte included), for `target`.
+    fn server_message<'a>(&self, target: i32, packet: &'a [u8]) -> Cow<'a, [u8]>;
+
+    /// Client `own_id`'s message carrying `packet` (as in
+    /// [`server_message`](Self::server_message)), addressed as `routing::client_send` chose.
+    fn client_message<'a>(&self, own_id: i32, to: Addressing, packet: &'a [u8]) -> Cow<'a, [u8]>;
 
     /// Reads a message that arrived on the server's connection to client `from`.
     fn read_client<'a>(&self, from: i32, message: &'a [u8]) -> Result<FromClient<'a>, Why>;
@@ -149,13 +160,28 @@ impl Codec for SceneCodec {
         }
     }
 
+    fn server_message<'a>(&self, _target: i32, packet: &'a [u8]) -> Cow<'a, [u8]> {
+        Cow::Borrowed(packet)
+    }
+
+    fn client_message<'a>(&self, _own_id: i32, to: Addressing, packet: &'a [u8]) -> Cow<'a, [u8]> {
+        match to {
+            Addressing::Server => Cow::Borrowed(packet),
+            Addressing::To(target) => Cow::Owned(scene::relay(target, packet)),
+        }
+    }
+
     fn read_client<'a>(&self, _from: i32, message: &'a [u8]) -> Result<FromClient<'a>, Why> {
         match scene::parse(message) {
             Err(e) => Err(e.0.into()),
-            Ok(scene::Message::Raw(_)) => Ok(FromClient {
-                to: Addressing::Server,
-                framed: message,
-            }),
+            // RAW, RPC, path-cache, replication and authentication packets are for the
+            // server itself; the RPC layer reads them.
+            Ok(scene::Message::Raw(_) | scene::Message::Auth(_) | scene::Message::Other { .. }) => {
+                Ok(FromClient {
+                    to: Addressing::Server,
+                    framed: message,
+                })
+            }
             Ok(scene::Message::Relay { peer, inner }) => Ok(FromClient {
                 to: Addressing::To(peer),
                 framed: inner,
@@ -163,15 +189,6 @@ impl Codec for SceneCodec {
             Ok(scene::Message::AddPeer(_) | scene::Message::DelPeer(_)) => {
                 Err("only the server announces peers".into())
             }
-            Ok(scene::Message::Auth(_)) => {
-                Err("SceneMultiplayer authentication is not supported by wspeer's server".into())
-            }
-            Ok(scene::Message::Other { command }) => Err(format!(
-                "command {command} (an RPC, path cache or replication packet) is not decoded \
-                 by wspeer; clients can still send it to each other through the relay, or use \
-                 send_bytes"
-            )
-            .into()),
         }
     }
 
@@ -187,7 +204,7 @@ impl Codec for SceneCodec {
         }
         match scene::parse(message) {
             Err(e) => Err(Dropped::blaming_server(e.0)),
-            Ok(scene::Message::Raw(_)) => Ok(FromServer::Packet {
+            Ok(scene::Message::Raw(_) | scene::Message::Other { .. }) => Ok(FromServer::Packet {
                 from: Source::Server,
                 framed: message,
             }),
@@ -197,12 +214,7 @@ impl Codec for SceneCodec {
                 from: Source::Relayed(peer),
                 framed: inner,
             }),
-            Ok(scene::Message::Auth(_)) => Err(Dropped::blaming_server(
-                "SceneMultiplayer authentication is not supported",
-            )),
-            Ok(scene::Message::Other { command }) => Err(Dropped::blaming_server(format!(
-                "command {command} (RPC or replication) is not decoded by wspeer"
-            ))),
+            Ok(scene::Message::Auth(payload)) => Ok(FromServer::Auth(payload)),
         }
     }
 
@@ -251,6 +263,15 @@ impl Codec for TransportCodec {
         data.to_vec()
     }
 
+    /// The bare transport has no layer above it: the packet goes as it is.
+    fn server_message<'a>(&self, _target: i32, packet: &'a [u8]) -> Cow<'a, [u8]> {
+        Cow::Borrowed(packet)
+    }
+
+    fn client_message<'a>(&self, _own_id: i32, _to: Addressing, packet: &'a [u8]) -> Cow<'a, [u8]> {
+        Cow::Borrowed(packet)
+    }
+
     fn read_client<'a>(&self, _from: i32, message: &'a [u8]) -> Result<FromClient<'a>, Why> {
         Ok(FromClient {
             to: Addressing::Server,
@@ -289,6 +310,26 @@ impl Codec for TransportCodec {
 
 // ----- Godot 3 -----
 
+/// The header's `to` for a client's packet.
+fn godot3_target(to: Addressing) -> i32 {
+    match to {
+        Addressing::Server => TARGET_PEER_SERVER,
+        Addressing::To(target) => target,
+    }
+}
+
+/// A data message carrying a `MultiplayerAPI` packet.
+fn godot3_data(from: i32, to: i32, packet: &[u8]) -> Vec<u8> {
+    godot3::message(
+        godot3::Header {
+            kind: godot3::SYS_NONE,
+            from,
+            to,
+        },
+        packet,
+    )
+}
+
 /// [`MultiplayerProtocol::Godot3`]: the 9-byte header on every message, RAW packets inside.
 struct Godot3Codec;
 
@@ -313,11 +354,15 @@ impl Codec for Godot3Codec {
     }
 
     fn client_packet(&self, own_id: i32, to: Addressing, data: &[u8]) -> Vec<u8> {
-        let target = match to {
-            Addressing::Server => TARGET_PEER_SERVER,
-            Addressing::To(target) => target,
-        };
-        godot3::raw(own_id, target, data)
+        godot3::raw(own_id, godot3_target(to), data)
+    }
+
+    fn server_message<'a>(&self, target: i32, packet: &'a [u8]) -> Cow<'a, [u8]> {
+        Cow::Owned(godot3_data(TARGET_PEER_SERVER, target, packet))
+    }
+
+    fn client_message<'a>(&self, own_id: i32, to: Addressing, packet: &'a [u8]) -> Cow<'a, [u8]> {
+        Cow::Owned(godot3_data(own_id, godot3_target(to), packet))
     }
 
     /// Godot 3's checks ("Only server sends sys messages", "Someone is cheating").

@@ -3,9 +3,12 @@
 mod codec;
 mod peer;
 mod routing;
+pub mod rpc;
+mod scene;
 pub mod wire;
 
 pub use peer::{MultiplayerConfig, MultiplayerProtocol, WebSocketMultiplayerPeer};
+pub use scene::{RemoteCall, RemoteSet, RpcMode, RpcNode};
 
 use crate::error::Error;
 
@@ -64,7 +67,14 @@ pub enum TransferMode {
 ///   for connections that never succeeded.
 /// - The connection never succeeded: [`ConnectionFailed`](Self::ConnectionFailed) alone.
 /// - [`close`](MultiplayerPeer::close) and `disconnect_peer(1, true)`: nothing.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+///
+/// With [`MultiplayerConfig::authentication`](crate::MultiplayerConfig::authentication)
+/// (Godot 4's `auth_callback`), a new connection first reports
+/// [`PeerAuthenticating`](Self::PeerAuthenticating) (on a client, for the server), then
+/// [`AuthReceived`](Self::AuthReceived) for each payload the other side sends, and
+/// `PeerConnected` (a client: `ConnectedToServer` first) only once both sides called
+/// `complete_auth`, or [`PeerAuthenticationFailed`](Self::PeerAuthenticationFailed).
+#[derive(Clone, Debug, PartialEq)]
 pub enum MultiplayerEvent {
     /// Peer `id` joined: on a server a client finished its handshake; on a client the server
     /// (id 1) accepted us or announced another client.
@@ -81,6 +91,35 @@ pub enum MultiplayerEvent {
     ConnectionFailed,
     /// Client only: an established connection to the server ended.
     ServerDisconnected,
+    /// Peer `id` connected and must authenticate before anything else is accepted from it
+    /// (Godot's `peer_authenticating`): answer with
+    /// [`send_auth`](crate::WebSocketMultiplayerPeer::send_auth) and
+    /// [`complete_auth`](crate::WebSocketMultiplayerPeer::complete_auth).
+    PeerAuthenticating(i32),
+    /// Peer `id`, still authenticating, sent an authentication payload (what Godot passes to
+    /// `auth_callback`).
+    AuthReceived {
+        /// The peer.
+        id: i32,
+        /// Its payload (never empty).
+        data: Vec<u8>,
+    },
+    /// Peer `id` did not complete authentication within `auth_timeout`, or left before it
+    /// did (Godot's `peer_authentication_failed`); its connection is closed.
+    PeerAuthenticationFailed(i32),
+    /// An RPC arrived for a declared node (Godot 4 `@rpc`, Godot 3 `remote func`).
+    RemoteCall(Box<RemoteCall>),
+    /// A Godot 3 `rset` arrived for a declared node and property.
+    RemoteSet(Box<RemoteSet>),
+    /// A Godot 4 replication packet (`MultiplayerSpawner` spawn or despawn,
+    /// `MultiplayerSynchronizer` sync), whole, command byte included: wspeer does not
+    /// decode replication; see `multiplayer_wire::scene` for the command numbers.
+    Replication {
+        /// The sender (the original one, for a relayed packet).
+        from: i32,
+        /// The packet.
+        packet: Vec<u8>,
+    },
 }
 
 /// Godot 4's `MultiplayerPeer`: a packet transport between a server (id 1) and clients

@@ -1,13 +1,16 @@
 //! `WebSocketMultiplayerPeer`: the server and client sides of Godot's multiplayer
 //! transport, their peer lists, the shared inbound queue and the relay.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
+use super::RpcNode;
 use super::codec::{Codec, FromServer};
-use super::routing::{self, Deliver, Source};
+use super::routing::{self, Addressing, Deliver, Source};
+use super::scene::{Flavor, Received, Scene};
+use super::wire::scene as scene_wire;
 use super::{
     ConnectionStatus, MultiplayerEvent, MultiplayerPeer, TARGET_PEER_BROADCAST, TARGET_PEER_SERVER,
     TransferMode,
@@ -18,6 +21,7 @@ use crate::peer::WebSocketPeer;
 use crate::proto::State;
 use crate::server::{ServerEvent, WebSocketServer};
 use crate::tls::TlsOptions;
+use crate::variant::{self, Limits, Variant, VariantError};
 
 /// Which Godot multiplayer protocol a [`WebSocketMultiplayerPeer`] speaks. Both ends must
 /// use the same one.
@@ -64,6 +68,27 @@ pub struct MultiplayerConfig {
     /// Most payload bytes waiting in the shared queue; reading pauses once they are
     /// reached (the last packet read may overshoot by one message).
     pub max_inbound_bytes: usize,
+    /// Godot 4's `SceneMultiplayer` authentication (what setting `auth_callback` turns on),
+    /// on both sides; [`MultiplayerProtocol::Godot4`] only. A new connection is *pending*:
+    /// nothing but authentication packets is accepted from it, it is not announced, and
+    /// it is admitted ([`PeerConnected`](crate::MultiplayerEvent::PeerConnected)) once this
+    /// side called [`complete_auth`](WebSocketMultiplayerPeer::complete_auth) and the other
+    /// side completed too. Off by default, as in Godot; both ends must agree.
+    pub authentication: bool,
+    /// How long a peer may stay pending (`SceneMultiplayer.auth_timeout`, 3 s); then its
+    /// connection is closed and
+    /// [`PeerAuthenticationFailed`](crate::MultiplayerEvent::PeerAuthenticationFailed) is
+    /// reported. Zero: no limit.
+    pub auth_timeout: Duration,
+    /// The multiplayer root (`SceneMultiplayer.root_path`, `/root`): node paths travel
+    /// relative to it (`/root/Main` → `Main`).
+    pub root_path: String,
+    /// Most node paths one peer may ask this side to remember (`SIMPLIFY_PATH`); a peer
+    /// that sends more gets the rest refused (logged and counted) and keeps sending full
+    /// paths for those nodes. Godot has no such bound.
+    pub max_cached_paths_per_peer: usize,
+    /// Bounds on the Variants this side decodes (RPC arguments, `get_var`).
+    pub variant_limits: Limits,
 }
 
 impl Default for MultiplayerConfig {
@@ -74,6 +99,11 @@ impl Default for MultiplayerConfig {
             server_relay: true,
             max_inbound_packets: 4096,
             max_inbound_bytes: 4 * 1024 * 1024,
+            authentication: false,
+            auth_timeout: Duration::from_secs(3),
+            root_path: "/root".into(),
+            max_cached_paths_per_peer: 4096,
+            variant_limits: Limits::default(),
         }
     }
 }
@@ -90,7 +120,49 @@ impl MultiplayerConfig {
                 "max_inbound_bytes must be at least 1".into(),
             ));
         }
+        if self.authentication && self.protocol != MultiplayerProtocol::Godot4 {
+            return Err(Error::InvalidConfig(format!(
+                "authentication is part of Godot 4's SceneMultiplayer: it needs \
+                 MultiplayerProtocol::Godot4, not {:?}",
+                self.protocol
+            )));
+        }
+        if !self.root_path.starts_with('/') {
+            return Err(Error::InvalidConfig(format!(
+                "root_path must be an absolute node path, not {:?}",
+                self.root_path
+            )));
+        }
+        if self.max_cached_paths_per_peer == 0 {
+            return Err(Error::InvalidConfig(
+                "max_cached_paths_per_peer must be at least 1".into(),
+            ));
+        }
         check_handshake_timeout(self.websocket.handshake_timeout)
+    }
+
+    /// The RPC layer of this protocol, with `nodes` declared (none for the bare transport).
+    fn scene(&self, nodes: &[(String, RpcNode)]) -> Option<Scene> {
+        let flavor = match self.protocol {
+            MultiplayerProtocol::Godot4 => Flavor::Godot4,
+            MultiplayerProtocol::Godot3 => Flavor::Godot3,
+            MultiplayerProtocol::Godot4Transport => return None,
+        };
+        let mut scene = Scene::new(
+            flavor,
+            &self.root_path,
+            self.max_cached_paths_per_peer,
+            self.variant_limits,
+        );
+        for (path, node) in nodes {
+            scene.declare(path, node.clone());
+        }
+        Some(scene)
+    }
+
+    /// When a peer that starts pending must have completed authentication.
+    fn auth_deadline(&self) -> Option<Instant> {
+        (!self.auth_timeout.is_zero()).then(|| Instant::now() + self.auth_timeout)
     }
 
     /// Whether the server tells clients about each other.
@@ -150,6 +222,95 @@ fn send_to(server: &mut WebSocketServer, id: i32, bytes: &[u8]) -> Result<(), Er
         .put_packet(bytes)
 }
 
+/// The authentication state of a pending peer (Godot 4's `pending_peers`).
+struct Pending {
+    /// When it must have been admitted (`auth_timeout`).
+    deadline: Option<Instant>,
+    /// This side called `complete_auth`.
+    local: bool,
+    /// The other side's `[07 00]` arrived.
+    remote: bool,
+}
+
+impl Pending {
+    fn new(config: &MultiplayerConfig) -> Pending {
+        Pending {
+            deadline: config.auth_deadline(),
+            local: false,
+            remote: false,
+        }
+    }
+
+    fn expired(&self, now: Instant) -> bool {
+        self.deadline.is_some_and(|deadline| now >= deadline)
+    }
+}
+
+/// The payload of a Godot 4 authentication packet `[07 00 payload]`.
+fn auth_payload(packet: &[u8]) -> Option<&[u8]> {
+    match packet {
+        [scene_wire::CMD_SYS, scene_wire::SYS_AUTH, payload @ ..] => Some(payload),
+        _ => None,
+    }
+}
+
+/// An authentication packet: `[07 00] + payload` (an empty payload completes this side).
+fn auth_packet(payload: &[u8]) -> Vec<u8> {
+    let mut packet = vec![scene_wire::CMD_SYS, scene_wire::SYS_AUTH];
+    packet.extend_from_slice(payload);
+    packet
+}
+
+/// A packet this side keeps, from peer `from`: RAW bytes go to the queue, RPCs and
+/// replication packets become events, path-cache packets update `scene` (its replies wait
+/// in `scene.outgoing`). Without an RPC layer (the bare transport) the packet is queued.
+fn deliver(
+    from: i32,
+    framed: &[u8],
+    scene: Option<&mut Scene>,
+    codec: &dyn Codec,
+    inbox: &mut Inbox,
+) {
+    let Some(scene) = scene else {
+        match codec.open(framed) {
+            Ok(bytes) => inbox.push(from, bytes),
+            Err(why) => inbox.reject(from, why),
+        }
+        return;
+    };
+    if scene.flavor() == Flavor::Godot4 && auth_payload(framed).is_some() {
+        // SceneMultiplayer ignores authentication packets once a peer is admitted.
+        log::debug!("authentication packet from admitted peer {from} ignored");
+        return;
+    }
+    match scene.receive(from, framed) {
+        Ok(Received::Raw(bytes)) => inbox.push(from, bytes),
+        Ok(Received::Call(call)) => inbox.event(MultiplayerEvent::RemoteCall(Box::new(call))),
+        Ok(Received::Set(set)) => inbox.event(MultiplayerEvent::RemoteSet(Box::new(set))),
+        Ok(Received::Replication(packet)) => {
+            inbox.event(MultiplayerEvent::Replication { from, packet })
+        }
+        Ok(Received::Handled) => {}
+        Err(refused) => inbox.reject(from, refused),
+    }
+}
+
+/// Turns the RPC layer's refusal to send into the crate's error.
+fn call_error(e: super::scene::CallError) -> Error {
+    match e {
+        super::scene::CallError::Packet(super::rpc::RpcError::Argument { error, .. }) => {
+            Error::Variant(error)
+        }
+        other => Error::Rpc(other.to_string()),
+    }
+}
+
+fn no_rpc_layer() -> Error {
+    Error::Rpc(
+        "MultiplayerProtocol::Godot4Transport has no RPC layer (use Godot4 or Godot3)".into(),
+    )
+}
+
 /// The server role.
 struct Host {
     server: WebSocketServer,
@@ -159,6 +320,10 @@ struct Host {
     backlog: Vec<i32>,
     /// Peers closed by `disconnect_peer(id, false)`: reported gone at the next poll.
     leaving: Vec<i32>,
+    /// Clients that have their id but are still authenticating.
+    pending: BTreeMap<i32, Pending>,
+    /// The RPC layer (none for the bare transport).
+    scene: Option<Scene>,
 }
 
 impl Host {
@@ -170,17 +335,38 @@ impl Host {
         for id in std::mem::take(&mut self.leaving) {
             self.forget(id, inbox, config, true);
         }
+        let now = Instant::now();
+        let expired: Vec<i32> = self
+            .pending
+            .iter()
+            .filter(|(_, pending)| pending.expired(now))
+            .map(|(&id, _)| id)
+            .collect();
+        for id in expired {
+            log::info!("peer {id} did not complete authentication within auth_timeout");
+            self.pending.remove(&id);
+            let _ = self.server.disconnect_peer(id, 1000, "");
+            inbox.event(MultiplayerEvent::PeerAuthenticationFailed(id));
+        }
         for id in std::mem::take(&mut self.backlog) {
             self.pull(id, inbox, config);
         }
         while let Some(event) = self.server.pop_event() {
             match event {
-                ServerEvent::ClientConnected { id, .. } => self.admit(id, inbox, config),
+                ServerEvent::ClientConnected { id, .. } => self.greet(id, inbox, config),
+                ServerEvent::DataReceived { id } if self.pending.contains_key(&id) => {
+                    self.pull_auth(id, inbox, config)
+                }
                 ServerEvent::DataReceived { id } => self.pull(id, inbox, config),
                 // Godot drops a peer as soon as it is no longer open: a close request is
                 // the end. What it sent before still reaches the queue.
                 ServerEvent::ClientCloseRequest { id, .. }
                 | ServerEvent::ClientDisconnected { id, .. } => {
+                    if self.pending.remove(&id).is_some() {
+                        // SceneMultiplayer::_del_peer on a pending peer.
+                        inbox.event(MultiplayerEvent::PeerAuthenticationFailed(id));
+                        continue;
+                    }
                     self.pull(id, inbox, config);
                     self.forget(id, inbox, config, true);
                 }
@@ -188,8 +374,9 @@ impl Host {
         }
     }
 
-    /// Greets a client that finished its WebSocket handshake and announces it.
-    fn admit(&mut self, id: i32, inbox: &mut Inbox, config: &MultiplayerConfig) {
+    /// Sends a client that finished its WebSocket handshake its id, then admits it, or
+    /// with authentication on, leaves it pending.
+    fn greet(&mut self, id: i32, inbox: &mut Inbox, config: &MultiplayerConfig) {
         let codec = config.protocol.codec();
         for message in &codec.greeting(id) {
             if let Err(e) = send_to(&mut self.server, id, message) {
@@ -198,6 +385,92 @@ impl Host {
                 return;
             }
         }
+        if config.authentication {
+            self.pending.insert(id, Pending::new(config));
+            inbox.event(MultiplayerEvent::PeerAuthenticating(id));
+        } else {
+            self.admit(id, inbox, config);
+        }
+    }
+
+    /// Reads a pending client's packets: authentication only, until it is admitted.
+    fn pull_auth(&mut self, id: i32, inbox: &mut Inbox, config: &MultiplayerConfig) {
+        loop {
+            let Some(peer) = self.server.get_peer(id) else {
+                return;
+            };
+            let Some(packet) = peer.recv() else {
+                return;
+            };
+            match auth_payload(packet.data()) {
+                Some([]) => {
+                    if let Some(pending) = self.pending.get_mut(&id) {
+                        pending.remote = true;
+                        if pending.local {
+                            self.pending.remove(&id);
+                            self.admit(id, inbox, config);
+                            // What follows the admission is ordinary traffic.
+                            return self.pull(id, inbox, config);
+                        }
+                    }
+                }
+                Some(payload) => inbox.event(MultiplayerEvent::AuthReceived {
+                    id,
+                    data: payload.to_vec(),
+                }),
+                None => inbox.reject(id, "a packet before authentication completed"),
+            }
+        }
+    }
+
+    /// This side's authentication payload for pending client `id`.
+    fn send_auth(&mut self, id: i32, data: &[u8]) -> Result<(), Error> {
+        let pending = self
+            .pending
+            .get(&id)
+            .ok_or_else(|| Error::Auth(format!("peer {id} is not authenticating")))?;
+        if pending.local {
+            return Err(Error::Auth(format!(
+                "authentication with peer {id} was already completed on this side"
+            )));
+        }
+        if data.is_empty() {
+            return Err(Error::Auth(
+                "an empty payload would read as completion; use complete_auth".into(),
+            ));
+        }
+        send_to(&mut self.server, id, &auth_packet(data))
+    }
+
+    /// Completes this side of client `id`'s authentication; admits it if its side is done.
+    fn complete_auth(
+        &mut self,
+        id: i32,
+        inbox: &mut Inbox,
+        config: &MultiplayerConfig,
+    ) -> Result<(), Error> {
+        let pending = self
+            .pending
+            .get_mut(&id)
+            .ok_or_else(|| Error::Auth(format!("peer {id} is not authenticating")))?;
+        if pending.local {
+            return Err(Error::Auth(format!(
+                "authentication with peer {id} was already completed on this side"
+            )));
+        }
+        send_to(&mut self.server, id, &auth_packet(&[]))?;
+        pending.local = true;
+        if pending.remote {
+            self.pending.remove(&id);
+            self.admit(id, inbox, config);
+            self.pull(id, inbox, config);
+        }
+        Ok(())
+    }
+
+    /// Announces client `id` and reports it connected.
+    fn admit(&mut self, id: i32, inbox: &mut Inbox, config: &MultiplayerConfig) {
+        let codec = config.protocol.codec();
         if config.announces_peers() {
             let joined = codec.announcement(true, id);
             for &other in &self.peers {
@@ -219,6 +492,9 @@ impl Host {
     fn forget(&mut self, id: i32, inbox: &mut Inbox, config: &MultiplayerConfig, report: bool) {
         if !self.peers.remove(&id) {
             return;
+        }
+        if let Some(scene) = &mut self.scene {
+            scene.peer_left(id);
         }
         self.backlog.retain(|&p| p != id);
         let unread = self
@@ -295,9 +571,19 @@ impl Host {
             }
         }
         if route.keep {
-            match codec.open(packet.framed) {
-                Ok(bytes) => inbox.push(from, bytes),
-                Err(why) => inbox.reject(from, why),
+            deliver(from, packet.framed, self.scene.as_mut(), codec, inbox);
+            self.send_replies(config);
+        }
+    }
+
+    /// Sends what the RPC layer queued (path confirmations).
+    fn send_replies(&mut self, config: &MultiplayerConfig) {
+        let Some(scene) = &mut self.scene else {
+            return;
+        };
+        for (target, packet) in std::mem::take(&mut scene.outgoing) {
+            if let Err(e) = self.send_upper(target, &packet, config) {
+                log::warn!("cannot answer peer {target}: {e}");
             }
         }
     }
@@ -307,13 +593,50 @@ impl Host {
         let deliver =
             routing::server_send(target, &self.peers).map_err(|_| Error::PeerNotFound(target))?;
         let message = config.protocol.codec().server_packet(target, data);
+        self.send_message(deliver, &message)
+    }
+
+    /// A packet of the layer above the transport (RPC, path cache), to the target.
+    fn send_upper(
+        &mut self,
+        target: i32,
+        packet: &[u8],
+        config: &MultiplayerConfig,
+    ) -> Result<(), Error> {
+        let deliver =
+            routing::server_send(target, &self.peers).map_err(|_| Error::PeerNotFound(target))?;
+        let message = config.protocol.codec().server_message(target, packet);
+        self.send_message(deliver, &message)
+    }
+
+    /// An RPC from the server to `target` (an id, 0 for every client, `-id` for all but one).
+    fn rpc(
+        &mut self,
+        target: i32,
+        call: (&str, &str, &[Variant]),
+        config: &MultiplayerConfig,
+    ) -> Result<(), Error> {
+        let deliver =
+            routing::server_send(target, &self.peers).map_err(|_| Error::PeerNotFound(target))?;
+        let recipients: Vec<i32> = deliver.recipients(&self.peers).collect();
+        let scene = self.scene.as_mut().ok_or_else(no_rpc_layer)?;
+        let (node, method, args) = call;
+        let packets = scene
+            .call(target, &recipients, node, method, args)
+            .map_err(call_error)?;
+        send_all(packets, target, |to, packet| {
+            self.send_upper(to, packet, config)
+        })
+    }
+
+    fn send_message(&mut self, deliver: Deliver, message: &[u8]) -> Result<(), Error> {
         if let Deliver::One(id) = deliver {
-            return send_to(&mut self.server, id, &message);
+            return send_to(&mut self.server, id, message);
         }
         // As Godot: a broadcast goes to every peer that can take it; one full queue does
         // not stop the others.
         for id in deliver.recipients(&self.peers) {
-            if let Err(e) = send_to(&mut self.server, id, &message) {
+            if let Err(e) = send_to(&mut self.server, id, message) {
                 log::warn!("broadcast not delivered to peer {id}: {e}");
             }
         }
@@ -321,10 +644,30 @@ impl Host {
     }
 }
 
+/// Sends an RPC's packets: an error for a call to one peer is returned; for a broadcast,
+/// a peer that cannot take its packet is skipped (logged), as with `put_packet`.
+fn send_all(
+    packets: Vec<(i32, Vec<u8>)>,
+    target: i32,
+    mut send: impl FnMut(i32, &[u8]) -> Result<(), Error>,
+) -> Result<(), Error> {
+    for (to, packet) in packets {
+        if let Err(e) = send(to, &packet) {
+            if target > 0 {
+                return Err(e);
+            }
+            log::warn!("RPC not delivered to peer {to}: {e}");
+        }
+    }
+    Ok(())
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
     /// Connecting, or waiting for our id.
     Joining,
+    /// We have our id; the server is pending until both sides complete authentication.
+    Authenticating,
     Connected,
     /// The connection ended; the socket may still be finishing its close handshake.
     Ended,
@@ -342,6 +685,10 @@ struct Guest {
     leaving: bool,
     /// The protocol the connection started with: the order of its events depends on it.
     protocol: MultiplayerProtocol,
+    /// The server's authentication state while [`Phase::Authenticating`].
+    auth: Option<Pending>,
+    /// The RPC layer (none for the bare transport).
+    scene: Option<Scene>,
 }
 
 impl Guest {
@@ -364,6 +711,21 @@ impl Guest {
             if self.phase == Phase::Ended {
                 return;
             }
+        }
+        if self.phase == Phase::Authenticating
+            && self
+                .auth
+                .as_ref()
+                .is_some_and(|auth| auth.expired(Instant::now()))
+        {
+            return self.fail(
+                Error::Auth(format!(
+                    "not admitted by the server within auth_timeout ({:?})",
+                    config.auth_timeout
+                )),
+                inbox,
+                error,
+            );
         }
         if self.phase == Phase::Joining && Instant::now() >= self.deadline {
             let timeout = config.websocket.handshake_timeout;
@@ -403,8 +765,24 @@ impl Guest {
             Ok(message) => message,
             Err(dropped) => return inbox.reject(dropped.from, dropped.why),
         };
+        if self.phase == Phase::Authenticating {
+            return match message {
+                FromServer::Auth(payload) => self.receive_auth(payload, inbox),
+                // SceneMultiplayer drops everything from a peer not yet admitted.
+                _ => inbox.reject(SERVER, "a packet before authentication completed"),
+            };
+        }
         match message {
+            FromServer::Welcome(Ok(id)) if config.authentication => {
+                self.unique_id = id;
+                self.phase = Phase::Authenticating;
+                self.auth = Some(Pending::new(config));
+                inbox.event(MultiplayerEvent::PeerAuthenticating(SERVER));
+            }
             FromServer::Welcome(Ok(id)) => self.connected(id, inbox),
+            FromServer::Auth(_) => {
+                log::debug!("authentication packet from the server ignored: not authenticating")
+            }
             FromServer::Welcome(Err(e)) => self.fail(
                 Error::Handshake(format!("invalid peer id from the server: {e}")),
                 inbox,
@@ -423,7 +801,10 @@ impl Guest {
                 SERVER,
                 format_args!("system message {other:?} out of order"),
             ),
-            FromServer::Packet { from, framed } => self.receive(from, framed, codec, inbox),
+            FromServer::Packet { from, framed } => {
+                self.receive(from, framed, codec, inbox);
+                self.send_replies(config);
+            }
         }
     }
 
@@ -436,10 +817,127 @@ impl Guest {
         if !routing::client_accepts(from, &self.peers) {
             return inbox.reject(id, "data from a peer the server never announced");
         }
-        match codec.open(framed) {
-            Ok(bytes) => inbox.push(id, bytes),
-            Err(why) => inbox.reject(id, why),
+        deliver(id, framed, self.scene.as_mut(), codec, inbox);
+    }
+
+    /// The server's authentication packet while it is pending.
+    fn receive_auth(&mut self, payload: &[u8], inbox: &mut Inbox) {
+        let Some(auth) = &mut self.auth else {
+            return;
+        };
+        if !payload.is_empty() {
+            return inbox.event(MultiplayerEvent::AuthReceived {
+                id: TARGET_PEER_SERVER,
+                data: payload.to_vec(),
+            });
         }
+        auth.remote = true;
+        if auth.local {
+            self.connected(self.unique_id, inbox);
+        }
+    }
+
+    /// This side's authentication payload for the server.
+    fn send_auth(&mut self, id: i32, data: &[u8]) -> Result<(), Error> {
+        let auth = self.pending_server(id)?;
+        if auth.local {
+            return Err(Error::Auth(
+                "authentication with the server was already completed on this side".into(),
+            ));
+        }
+        if data.is_empty() {
+            return Err(Error::Auth(
+                "an empty payload would read as completion; use complete_auth".into(),
+            ));
+        }
+        self.socket.put_packet(&auth_packet(data))
+    }
+
+    /// Completes this side of the authentication; admits the server if its side is done.
+    fn complete_auth(&mut self, id: i32, inbox: &mut Inbox) -> Result<(), Error> {
+        let auth = self.pending_server(id)?;
+        if auth.local {
+            return Err(Error::Auth(
+                "authentication with the server was already completed on this side".into(),
+            ));
+        }
+        self.socket.put_packet(&auth_packet(&[]))?;
+        let auth = self.pending_server(id)?;
+        auth.local = true;
+        if auth.remote {
+            self.connected(self.unique_id, inbox);
+        }
+        Ok(())
+    }
+
+    fn pending_server(&mut self, id: i32) -> Result<&mut Pending, Error> {
+        match (&mut self.auth, self.phase) {
+            (Some(auth), Phase::Authenticating) if id == TARGET_PEER_SERVER => Ok(auth),
+            _ => Err(Error::Auth(format!("peer {id} is not authenticating"))),
+        }
+    }
+
+    /// Sends what the RPC layer queued (path confirmations).
+    fn send_replies(&mut self, config: &MultiplayerConfig) {
+        let Some(scene) = &mut self.scene else {
+            return;
+        };
+        for (target, packet) in std::mem::take(&mut scene.outgoing) {
+            if let Err(e) = self.send_upper(target, &packet, config) {
+                log::warn!("cannot answer peer {target}: {e}");
+            }
+        }
+    }
+
+    /// The peers `target` selects: the server and the announced clients.
+    fn recipients(&self, target: i32) -> Result<Vec<i32>, Error> {
+        let known = std::iter::once(TARGET_PEER_SERVER).chain(self.peers.iter().copied());
+        match target {
+            TARGET_PEER_BROADCAST => Ok(known.collect()),
+            id if id == TARGET_PEER_SERVER || self.peers.contains(&id) => Ok(vec![id]),
+            id if id > 0 => Err(Error::PeerNotFound(id)),
+            excluded => Ok(known.filter(|&id| id != -excluded).collect()),
+        }
+    }
+
+    /// An RPC to `target` (1 the server, a client id, 0 everyone, `-id` all but one).
+    fn rpc(
+        &mut self,
+        target: i32,
+        call: (&str, &str, &[Variant]),
+        config: &MultiplayerConfig,
+    ) -> Result<(), Error> {
+        if self.phase != Phase::Connected || self.leaving {
+            return Err(Error::NotOpen);
+        }
+        let recipients = self.recipients(target)?;
+        let scene = self.scene.as_mut().ok_or_else(no_rpc_layer)?;
+        let (node, method, args) = call;
+        let packets = scene
+            .call(target, &recipients, node, method, args)
+            .map_err(call_error)?;
+        send_all(packets, target, |to, packet| {
+            self.send_upper(to, packet, config)
+        })
+    }
+
+    /// A packet of the layer above the transport (RPC, path cache), to the target.
+    fn send_upper(
+        &mut self,
+        target: i32,
+        packet: &[u8],
+        config: &MultiplayerConfig,
+    ) -> Result<(), Error> {
+        if self.phase != Phase::Connected || self.leaving {
+            return Err(Error::NotOpen);
+        }
+        let to: Addressing = routing::client_send(config.protocol, target, &self.peers)
+            .map_err(|_| Error::PeerNotFound(target))?;
+        let message = config
+            .protocol
+            .codec()
+            .client_message(self.unique_id, to, packet);
+        self.socket.put_packet(&message)
     }
 
     fn add_peer(&mut self, id: i32, inbox: &mut Inbox) {
@@ -456,6 +954,9 @@ impl Guest {
 
     fn del_peer(&mut self, id: i32, inbox: &mut Inbox) {
         if self.peers.remove(&id) {
+            if let Some(scene) = &mut self.scene {
+                scene.peer_left(id);
+            }
             inbox.event(MultiplayerEvent::PeerDisconnected(id));
         }
     }
@@ -463,6 +964,7 @@ impl Guest {
     fn connected(&mut self, id: i32, inbox: &mut Inbox) {
         self.unique_id = id;
         self.phase = Phase::Connected;
+        self.auth = None;
         let joined = MultiplayerEvent::PeerConnected(TARGET_PEER_SERVER);
         let accepted = MultiplayerEvent::ConnectedToServer;
         let order = match self.protocol {
@@ -488,6 +990,12 @@ impl Guest {
     fn end(&mut self, inbox: &mut Inbox) {
         match self.phase {
             Phase::Joining => inbox.event(MultiplayerEvent::ConnectionFailed),
+            Phase::Authenticating => {
+                inbox.event(MultiplayerEvent::PeerAuthenticationFailed(
+                    TARGET_PEER_SERVER,
+                ));
+                inbox.event(MultiplayerEvent::ConnectionFailed);
+            }
             Phase::Connected => {
                 // Godot 4's transport reports peer_disconnected(1), which SceneMultiplayer
                 // passes on before its status turns to server_disconnected; Godot 3's
@@ -506,6 +1014,10 @@ impl Guest {
     /// Ends without events (Godot's forced disconnect).
     fn quiet_end(&mut self) {
         self.phase = Phase::Ended;
+        self.auth = None;
+        if let Some(scene) = &mut self.scene {
+            scene.reset();
+        }
         self.peers.clear();
         self.unique_id = 0;
         self.leaving = false;
@@ -577,6 +1089,8 @@ pub struct WebSocketMultiplayerPeer {
     transfer_channel: u8,
     refusing: bool,
     last_error: Option<Error>,
+    /// The RPC nodes declared with `rpc_config`, kept across connections.
+    rpc_nodes: Vec<(String, RpcNode)>,
 }
 
 impl Default for WebSocketMultiplayerPeer {
@@ -613,6 +1127,7 @@ impl WebSocketMultiplayerPeer {
             transfer_channel: 0,
             refusing: false,
             last_error: None,
+            rpc_nodes: Vec::new(),
         }
     }
 
@@ -662,6 +1177,8 @@ impl WebSocketMultiplayerPeer {
             peers: BTreeSet::new(),
             backlog: Vec::new(),
             leaving: Vec::new(),
+            pending: BTreeMap::new(),
+            scene: self.config.scene(&self.rpc_nodes),
         }));
         Ok(())
     }
@@ -684,8 +1201,122 @@ impl WebSocketMultiplayerPeer {
             peers: BTreeSet::new(),
             leaving: false,
             protocol: self.config.protocol,
+            auth: None,
+            scene: self.config.scene(&self.rpc_nodes),
         }));
         Ok(())
+    }
+
+    // ----- RPCs, Variants and authentication -----
+
+    /// Declares the RPC methods of the node at `path` (absolute, `/root/Main`, or relative
+    /// to the multiplayer root), replacing an earlier declaration of that node. Godot 4
+    /// numbers methods by their sorted names, so declare every `@rpc` method the Godot side
+    /// has on that node (see [`RpcNode`]). Calls to undeclared nodes or methods are refused
+    /// both ways. Takes effect at once, and is kept for later connections.
+    pub fn rpc_config(&mut self, path: &str, node: RpcNode) {
+        self.rpc_nodes.retain(|(p, _)| p != path);
+        self.rpc_nodes.push((path.to_string(), node.clone()));
+        let scene = match &mut self.role {
+            Role::Idle => None,
+            Role::Server(host) => host.scene.as_mut(),
+            Role::Client(guest) => guest.scene.as_mut(),
+        };
+        if let Some(scene) = scene {
+            scene.declare(path, node);
+        }
+    }
+
+    /// Calls `method` on the node at `path` of peer `peer` with `args` (Godot's
+    /// `node.rpc_id(peer, method, args…)`): `peer` is an id, `0` for every peer, or `-id`
+    /// for every peer but `id`. The first call for a node sends each peer its path-cache
+    /// entry (`SIMPLIFY_PATH`); until a peer confirms it, that peer's calls carry the full
+    /// path. Calls arrive as [`MultiplayerEvent::RemoteCall`] on the other side. Fails for
+    /// an undeclared node or method, an argument the protocol's Variant format cannot
+    /// hold, an unknown peer, or a full outbound buffer (for a single peer; a broadcast
+    /// skips, and logs, peers that cannot take it).
+    pub fn rpc_id(
+        &mut self,
+        peer: i32,
+        path: &str,
+        method: &str,
+        args: &[Variant],
+    ) -> Result<(), Error> {
+        let call = (path, method, args);
+        match &mut self.role {
+            Role::Idle => Err(Error::NotOpen),
+            Role::Server(host) => host.rpc(peer, call, &self.config),
+            Role::Client(guest) => guest.rpc(peer, call, &self.config),
+        }
+    }
+
+    /// Calls `method` on the node at `path` of every peer (Godot's `node.rpc(method, …)`).
+    pub fn rpc(&mut self, path: &str, method: &str, args: &[Variant]) -> Result<(), Error> {
+        self.rpc_id(TARGET_PEER_BROADCAST, path, method, args)
+    }
+
+    /// Sends an authentication payload to pending peer `id` (Godot's
+    /// `SceneMultiplayer.send_auth`; a client sends to the server, 1). Needs
+    /// [`MultiplayerConfig::authentication`]; fails once this side completed.
+    pub fn send_auth(&mut self, id: i32, data: &[u8]) -> Result<(), Error> {
+        match &mut self.role {
+            Role::Idle => Err(Error::NotOpen),
+            Role::Server(host) => host.send_auth(id, data),
+            Role::Client(guest) => guest.send_auth(id, data),
+        }
+    }
+
+    /// Completes this side of pending peer `id`'s authentication (Godot's
+    /// `SceneMultiplayer.complete_auth`). The peer is admitted, and reported with
+    /// [`MultiplayerEvent::PeerConnected`], once its side has completed too.
+    pub fn complete_auth(&mut self, id: i32) -> Result<(), Error> {
+        match &mut self.role {
+            Role::Idle => Err(Error::NotOpen),
+            Role::Server(host) => host.complete_auth(id, &mut self.inbox, &self.config),
+            Role::Client(guest) => guest.complete_auth(id, &mut self.inbox),
+        }
+    }
+
+    /// The peers still authenticating, in id order (Godot's `get_authenticating_peers`).
+    pub fn get_authenticating_peers(&self) -> Vec<i32> {
+        match &self.role {
+            Role::Server(host) => host.pending.keys().copied().collect(),
+            Role::Client(guest) if guest.phase == Phase::Authenticating => {
+                vec![TARGET_PEER_SERVER]
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// Sends `value` as one packet to the current target (Godot's `put_var`), in the
+    /// protocol's Variant format: Godot 3's for [`MultiplayerProtocol::Godot3`], Godot 4's
+    /// otherwise.
+    pub fn put_var(&mut self, value: &Variant) -> Result<(), Error> {
+        let bytes = match self.config.protocol {
+            MultiplayerProtocol::Godot3 => value.to_godot3_bytes()?,
+            _ => value.to_godot4_bytes()?,
+        };
+        self.put_packet(&bytes)
+    }
+
+    /// Takes the next packet and decodes it as one Variant (Godot's `get_var`): `None`
+    /// when no packet waits; the packet is consumed either way.
+    pub fn get_var(&mut self) -> Option<Result<Variant, VariantError>> {
+        let packet = self.get_packet()?;
+        let limits = &self.config.variant_limits;
+        let decoded = match self.config.protocol {
+            MultiplayerProtocol::Godot3 => variant::godot3::decode(&packet, limits),
+            _ => variant::godot4::decode(&packet, limits),
+        };
+        Some(
+            decoded.and_then(|(value, consumed)| match consumed == packet.len() {
+                true => Ok(value),
+                false => Err(VariantError::TrailingBytes {
+                    consumed,
+                    total: packet.len(),
+                }),
+            }),
+        )
     }
 
     /// Like [`poll`](MultiplayerPeer::poll), but a server with nothing to do sleeps in the
@@ -955,7 +1586,7 @@ impl MultiplayerPeer for WebSocketMultiplayerPeer {
             Role::Idle => ConnectionStatus::Disconnected,
             Role::Server(_) => ConnectionStatus::Connected,
             Role::Client(guest) => match guest.phase {
-                Phase::Joining => ConnectionStatus::Connecting,
+                Phase::Joining | Phase::Authenticating => ConnectionStatus::Connecting,
                 Phase::Connected => ConnectionStatus::Connected,
                 Phase::Ended => ConnectionStatus::Disconnected,
             },

@@ -6,6 +6,8 @@
 
 use std::fmt;
 
+pub use super::rpc;
+
 /// Why a packet could not be decoded; the packet is dropped (and logged) by its receiver.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MalformedPacket(pub &'static str);
