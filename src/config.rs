@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::Error;
+use crate::variant::{GodotVersion, Limits};
 
 /// Godot's `DEFAULT_BUFFER_SIZE`: the default for both buffer limits.
 pub const DEFAULT_BUFFER_SIZE: usize = 65535;
@@ -58,6 +59,11 @@ pub struct PeerConfig {
     /// Client only: how host names become addresses. `None` (the default) asks the OS
     /// resolver. Either way the lookup runs on a short-lived thread, never in `poll()`.
     pub resolver: Option<Resolver>,
+    /// The Variant format of `put_var` / `get_var`: Godot 4's (the default) or Godot 3's,
+    /// whichever the other side's Godot speaks.
+    pub variant_version: GodotVersion,
+    /// Bounds on the Variants `get_var` decodes (nesting depth).
+    pub variant_limits: Limits,
 }
 
 /// A host name lookup of your own (service discovery, a DNS cache, tests): given a host and
@@ -99,6 +105,8 @@ impl Default for PeerConfig {
             max_handshake_bytes: 8 * 1024,
             max_handshake_headers: 64,
             resolver: None,
+            variant_version: GodotVersion::Godot4,
+            variant_limits: Limits::default(),
         }
     }
 }

@@ -15,6 +15,7 @@ use crate::proto::{Connection, Event, HandshakeRequest, Packet, State, WriteMode
 use crate::stream::Transport;
 use crate::target::{Lookup, Target};
 use crate::tls::TlsOptions;
+use crate::variant::{Variant, VariantError};
 
 /// How far the socket under the connection has come.
 enum Link {
@@ -556,6 +557,14 @@ impl WebSocketPeer {
         self.send(data, WriteMode::Binary)
     }
 
+    /// Sends `value` as one binary message (Godot's `put_var`), in the format of
+    /// [`PeerConfig::variant_version`] (Godot 4's by default). Fails with
+    /// [`Error::Variant`] for a value that format cannot hold.
+    pub fn put_var(&mut self, value: &Variant) -> Result<(), Error> {
+        let bytes = value.to_bytes(self.config.variant_version)?;
+        self.put_packet(&bytes)
+    }
+
     fn open_connection(&mut self) -> Result<&mut Connection, Error> {
         self.connection.as_mut().ok_or(Error::NotOpen)
     }
@@ -609,6 +618,19 @@ impl WebSocketPeer {
     /// `get_packet`). [`was_string_packet`](Self::was_string_packet) then tells its type.
     pub fn get_packet(&mut self) -> Option<Vec<u8>> {
         self.recv().map(Packet::into_vec)
+    }
+
+    /// Takes the next packet and decodes it as one Variant (Godot's `get_var`), in the
+    /// format of [`PeerConfig::variant_version`] within `variant_limits`: `None` when no
+    /// packet waits; a packet that is not exactly one Variant is consumed and gives the
+    /// error.
+    pub fn get_var(&mut self) -> Option<Result<Variant, VariantError>> {
+        let packet = self.recv()?;
+        Some(Variant::from_bytes(
+            packet.data(),
+            self.config.variant_version,
+            &self.config.variant_limits,
+        ))
     }
 
     /// The next packet with its type, without copying the payload.

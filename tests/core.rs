@@ -1328,3 +1328,44 @@ fn poll_with_timeout_writes_held_sends_before_it_sleeps() {
     );
     let _conn = answering.join().unwrap();
 }
+
+#[test]
+fn put_var_and_get_var_carry_one_variant_per_message_in_either_godot_format() {
+    let mut server = server();
+    let mut godot3 = PeerConfig::default();
+    godot3.variant_version = variant::GodotVersion::Godot3;
+    for config in [PeerConfig::default(), godot3] {
+        let version = config.variant_version;
+        let (mut client, id) = connect_with(&mut server, "/", config, None);
+        let value = Variant::from((7, "hi", vec![1.5f32, 2.0]));
+        client.put_var(&value).unwrap();
+        let mut got = None;
+        run_until(&mut server, &mut [&mut client], &mut Vec::new(), "a var", |s, _, _| {
+            got = s.get_peer(id).and_then(|p| p.recv());
+            got.is_some()
+        });
+        // The bytes are Godot's put_var bytes in the client's format.
+        let packet = got.unwrap();
+        assert_eq!(packet.data(), value.to_bytes(version).unwrap());
+        assert!(!packet.is_text());
+        // And the other way, through get_var.
+        let peer = server.get_peer(id).unwrap();
+        peer.config_mut().variant_version = version;
+        peer.put_var(&value).unwrap();
+        peer.put_packet(&[0xff, 0, 0, 0]).unwrap(); // an unknown type id
+        let mut vars = Vec::new();
+        run_until(&mut server, &mut [&mut client], &mut Vec::new(), "two vars", |_, c, _| {
+            vars.extend(std::iter::from_fn(|| c[0].get_var()));
+            vars.len() == 2
+        });
+        assert_eq!(vars[0], Ok(value));
+        assert!(vars[1].is_err(), "{:?}", vars[1]);
+        assert_eq!(client.get_var(), None);
+    }
+    // A value Godot 3 cannot hold is refused before anything is sent.
+    let mut godot3 = PeerConfig::default();
+    godot3.variant_version = variant::GodotVersion::Godot3;
+    let (mut client, _) = connect_with(&mut server, "/", godot3, None);
+    let err = client.put_var(&Variant::StringName("n".into())).unwrap_err();
+    assert!(matches!(err, Error::Variant(_)), "{err}");
+}

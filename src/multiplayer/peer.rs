@@ -21,7 +21,7 @@ use crate::peer::WebSocketPeer;
 use crate::proto::State;
 use crate::server::{ServerEvent, WebSocketServer};
 use crate::tls::TlsOptions;
-use crate::variant::{self, Limits, Variant, VariantError};
+use crate::variant::{GodotVersion, Limits, Variant, VariantError};
 
 /// Which Godot multiplayer protocol a [`WebSocketMultiplayerPeer`] speaks. Both ends must
 /// use the same one.
@@ -43,6 +43,18 @@ pub enum MultiplayerProtocol {
     /// `SYS_DEL`, relay by the `to` field. Packets are Godot 3 RAW packets (`[04 ...]`,
     /// `send_bytes` / `network_peer_packet`).
     Godot3,
+}
+
+impl MultiplayerProtocol {
+    /// The Variant format of this protocol's Godot version.
+    fn variant_version(self) -> GodotVersion {
+        match self {
+            MultiplayerProtocol::Godot3 => GodotVersion::Godot3,
+            MultiplayerProtocol::Godot4 | MultiplayerProtocol::Godot4Transport => {
+                GodotVersion::Godot4
+            }
+        }
+    }
 }
 
 /// Settings of a [`WebSocketMultiplayerPeer`]. They apply at the next `create_server` /
@@ -1292,10 +1304,7 @@ impl WebSocketMultiplayerPeer {
     /// protocol's Variant format: Godot 3's for [`MultiplayerProtocol::Godot3`], Godot 4's
     /// otherwise.
     pub fn put_var(&mut self, value: &Variant) -> Result<(), Error> {
-        let bytes = match self.config.protocol {
-            MultiplayerProtocol::Godot3 => value.to_godot3_bytes()?,
-            _ => value.to_godot4_bytes()?,
-        };
+        let bytes = value.to_bytes(self.config.protocol.variant_version())?;
         self.put_packet(&bytes)
     }
 
@@ -1303,20 +1312,11 @@ impl WebSocketMultiplayerPeer {
     /// when no packet waits; the packet is consumed either way.
     pub fn get_var(&mut self) -> Option<Result<Variant, VariantError>> {
         let packet = self.get_packet()?;
-        let limits = &self.config.variant_limits;
-        let decoded = match self.config.protocol {
-            MultiplayerProtocol::Godot3 => variant::godot3::decode(&packet, limits),
-            _ => variant::godot4::decode(&packet, limits),
-        };
-        Some(
-            decoded.and_then(|(value, consumed)| match consumed == packet.len() {
-                true => Ok(value),
-                false => Err(VariantError::TrailingBytes {
-                    consumed,
-                    total: packet.len(),
-                }),
-            }),
-        )
+        Some(Variant::from_bytes(
+            &packet,
+            self.config.protocol.variant_version(),
+            &self.config.variant_limits,
+        ))
     }
 
     /// Like [`poll`](MultiplayerPeer::poll), but a server with nothing to do sleeps in the

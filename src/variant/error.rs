@@ -3,11 +3,12 @@
 use std::fmt;
 
 /// The Godot wire format an operation was about: some types and features exist in only one.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub enum GodotVersion {
     /// Godot 3.x (`var2bytes`, MultiplayerAPI).
     Godot3,
-    /// Godot 4.x (`var_to_bytes`, SceneMultiplayer).
+    /// Godot 4.x (`var_to_bytes`, SceneMultiplayer); the default.
+    #[default]
     Godot4,
 }
 

@@ -442,6 +442,28 @@ impl Variant {
     pub fn from_godot3_bytes(bytes: &[u8]) -> Result<Variant, VariantError> {
         whole(bytes, godot3::decode(bytes, &Limits::default())?)
     }
+
+    /// Encodes the value in `version`'s format.
+    pub fn to_bytes(&self, version: GodotVersion) -> Result<Vec<u8>, VariantError> {
+        match version {
+            GodotVersion::Godot3 => self.to_godot3_bytes(),
+            GodotVersion::Godot4 => self.to_godot4_bytes(),
+        }
+    }
+
+    /// Decodes a whole buffer in `version`'s format within `limits`; bytes left after the
+    /// value are an error.
+    pub fn from_bytes(
+        bytes: &[u8],
+        version: GodotVersion,
+        limits: &Limits,
+    ) -> Result<Variant, VariantError> {
+        let decoded = match version {
+            GodotVersion::Godot3 => godot3::decode(bytes, limits)?,
+            GodotVersion::Godot4 => godot4::decode(bytes, limits)?,
+        };
+        whole(bytes, decoded)
+    }
 }
 
 /// The Godot 4 type name for a Godot 4 type id.
