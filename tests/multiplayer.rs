@@ -1508,3 +1508,60 @@ fn server_handshake_timeout_drops_silent_connections() {
     assert!(started.elapsed() < Duration::from_secs(3));
     assert!(server.events.is_empty());
 }
+
+#[test]
+fn rpc_events_count_against_the_inbound_limits_and_nothing_is_lost() {
+    for protocol in [MultiplayerProtocol::Godot4, MultiplayerProtocol::Godot3] {
+        let node = RpcNode::new().method("hit", RpcMode::AnyPeer);
+        let mut server_config = config(protocol);
+        server_config.max_inbound_packets = 4;
+        let mut server = WebSocketMultiplayerPeer::with_config(server_config);
+        server.rpc_config("/root/Main", node.clone());
+        server.create_server(0, "127.0.0.1", None).unwrap();
+        let mut server = Node::new(server);
+        let mut client = join(&mut server, config(protocol));
+        client.peer.rpc_config("/root/Main", node);
+        for i in 0..20 {
+            client
+                .peer
+                .rpc_id(1, "/root/Main", "hit", &[Variant::from(i)])
+                .unwrap();
+        }
+        // Poll without draining the events: at most 4 calls are held at a time.
+        let mut held = Vec::new();
+        for _ in 0..200 {
+            client.tick();
+            server.peer.poll();
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        while let Some(event) = server.peer.pop_event() {
+            held.push(event);
+        }
+        let calls = |events: &[MultiplayerEvent]| {
+            events
+                .iter()
+                .filter(|e| matches!(e, MultiplayerEvent::RemoteCall(_)))
+                .count()
+        };
+        assert_eq!(calls(&held), 4, "{protocol:?}: {held:?}");
+        // Drained, the rest follow, in order, none dropped.
+        let mut all = held;
+        wait_for("every call", || {
+            server.peer.poll();
+            while let Some(event) = server.peer.pop_event() {
+                all.push(event);
+            }
+            client.tick();
+            calls(&all) == 20
+        });
+        let args: Vec<i64> = all
+            .iter()
+            .filter_map(|e| match e {
+                MultiplayerEvent::RemoteCall(call) => call.args[0].as_int(),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(args, (0..20).collect::<Vec<i64>>(), "{protocol:?}");
+        assert_eq!(server.peer.dropped_packets(), 0);
+    }
+}

@@ -183,18 +183,25 @@ impl MultiplayerConfig {
     }
 }
 
-/// Received packets and events, shared by both roles.
+/// Received packets and events, shared by both roles. Events that carry received data
+/// (RPCs, authentication payloads, replication) count against the same limits as packets,
+/// with the size of the packet they came in.
 #[derive(Default)]
 struct Inbox {
     packets: VecDeque<(i32, Vec<u8>)>,
+    /// Bytes of the queued packets and of the packets behind the queued events.
     bytes: usize,
-    events: VecDeque<MultiplayerEvent>,
+    /// Each event, with the size of the packet behind it for those that carry data.
+    events: VecDeque<(MultiplayerEvent, Option<usize>)>,
+    /// Queued events that carry received data.
+    data_events: usize,
     dropped: u64,
 }
 
 impl Inbox {
     fn has_room(&self, config: &MultiplayerConfig) -> bool {
-        self.packets.len() < config.max_inbound_packets && self.bytes < config.max_inbound_bytes
+        self.packets.len() + self.data_events < config.max_inbound_packets
+            && self.bytes < config.max_inbound_bytes
     }
 
     fn push(&mut self, from: i32, data: &[u8]) {
@@ -216,13 +223,30 @@ impl Inbox {
     }
 
     fn event(&mut self, event: MultiplayerEvent) {
-        self.events.push_back(event);
+        self.events.push_back((event, None));
+    }
+
+    /// An event carrying received data that came in a packet of `size` bytes.
+    fn data_event(&mut self, event: MultiplayerEvent, size: usize) {
+        self.bytes += size;
+        self.data_events += 1;
+        self.events.push_back((event, Some(size)));
+    }
+
+    fn pop_event(&mut self) -> Option<MultiplayerEvent> {
+        let (event, size) = self.events.pop_front()?;
+        if let Some(size) = size {
+            self.bytes -= size;
+            self.data_events -= 1;
+        }
+        Some(event)
     }
 
     fn clear(&mut self) {
         self.packets.clear();
         self.bytes = 0;
         self.events.clear();
+        self.data_events = 0;
     }
 }
 
@@ -295,12 +319,17 @@ fn deliver(
         log::debug!("authentication packet from admitted peer {from} ignored");
         return;
     }
+    let size = framed.len();
     match scene.receive(from, framed) {
         Ok(Received::Raw(bytes)) => inbox.push(from, bytes),
-        Ok(Received::Call(call)) => inbox.event(MultiplayerEvent::RemoteCall(Box::new(call))),
-        Ok(Received::Set(set)) => inbox.event(MultiplayerEvent::RemoteSet(Box::new(set))),
+        Ok(Received::Call(call)) => {
+            inbox.data_event(MultiplayerEvent::RemoteCall(Box::new(call)), size)
+        }
+        Ok(Received::Set(set)) => {
+            inbox.data_event(MultiplayerEvent::RemoteSet(Box::new(set)), size)
+        }
         Ok(Received::Replication(packet)) => {
-            inbox.event(MultiplayerEvent::Replication { from, packet })
+            inbox.data_event(MultiplayerEvent::Replication { from, packet }, size)
         }
         Ok(Received::Handled) => {}
         Err(refused) => inbox.reject(from, refused),
@@ -361,7 +390,10 @@ impl Host {
             inbox.event(MultiplayerEvent::PeerAuthenticationFailed(id));
         }
         for id in std::mem::take(&mut self.backlog) {
-            self.pull(id, inbox, config);
+            match self.pending.contains_key(&id) {
+                true => self.pull_auth(id, inbox, config),
+                false => self.pull(id, inbox, config),
+            }
         }
         while let Some(event) = self.server.pop_event() {
             match event {
@@ -411,6 +443,15 @@ impl Host {
             let Some(peer) = self.server.get_peer(id) else {
                 return;
             };
+            if peer.get_available_packet_count() == 0 {
+                return;
+            }
+            if !inbox.has_room(config) {
+                if !self.backlog.contains(&id) {
+                    self.backlog.push(id);
+                }
+                return;
+            }
             let Some(packet) = peer.recv() else {
                 return;
             };
@@ -426,10 +467,13 @@ impl Host {
                         }
                     }
                 }
-                Some(payload) => inbox.event(MultiplayerEvent::AuthReceived {
-                    id,
-                    data: payload.to_vec(),
-                }),
+                Some(payload) => inbox.data_event(
+                    MultiplayerEvent::AuthReceived {
+                        id,
+                        data: payload.to_vec(),
+                    },
+                    payload.len(),
+                ),
                 None => inbox.reject(id, "a packet before authentication completed"),
             }
         }
@@ -713,7 +757,7 @@ impl Guest {
             return self.end(inbox);
         }
         while self.socket.get_available_packet_count() > 0 {
-            if self.phase == Phase::Connected && !inbox.has_room(config) {
+            if self.phase != Phase::Joining && !inbox.has_room(config) {
                 break;
             }
             let Some(packet) = self.socket.recv() else {
@@ -838,10 +882,13 @@ impl Guest {
             return;
         };
         if !payload.is_empty() {
-            return inbox.event(MultiplayerEvent::AuthReceived {
-                id: TARGET_PEER_SERVER,
-                data: payload.to_vec(),
-            });
+            return inbox.data_event(
+                MultiplayerEvent::AuthReceived {
+                    id: TARGET_PEER_SERVER,
+                    data: payload.to_vec(),
+                },
+                payload.len(),
+            );
         }
         auth.remote = true;
         if auth.local {
@@ -1530,7 +1577,7 @@ impl MultiplayerPeer for WebSocketMultiplayerPeer {
     }
 
     fn pop_event(&mut self) -> Option<MultiplayerEvent> {
-        self.inbox.events.pop_front()
+        self.inbox.pop_event()
     }
 
     fn get_unique_id(&self) -> i32 {
@@ -1595,11 +1642,24 @@ impl MultiplayerPeer for WebSocketMultiplayerPeer {
 
     /// Closes the connection to `id` with code 1000. On a server, with relay on, the other
     /// clients are told it left in both cases (Godot skips that when forced, leaving them
-    /// with a peer that is gone). On a client, `id` must be 1 (the server).
+    /// with a peer that is gone); a peer still authenticating is reported with
+    /// [`PeerAuthenticationFailed`](MultiplayerEvent::PeerAuthenticationFailed) unless
+    /// forced. On a client, `id` must be 1 (the server).
     fn disconnect_peer(&mut self, id: i32, force: bool) -> Result<(), Error> {
         match &mut self.role {
             Role::Idle => Err(Error::NotOpen),
             Role::Server(host) => {
+                if host.pending.contains_key(&id) {
+                    // SceneMultiplayer reports a pending peer that goes as failed.
+                    host.server.disconnect_peer(id, 1000, "")?;
+                    host.pending.remove(&id);
+                    host.backlog.retain(|&p| p != id);
+                    if !force {
+                        self.inbox
+                            .event(MultiplayerEvent::PeerAuthenticationFailed(id));
+                    }
+                    return Ok(());
+                }
                 if !host.peers.contains(&id) {
                     return Err(Error::PeerNotFound(id));
                 }
