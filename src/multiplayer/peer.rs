@@ -73,12 +73,14 @@ pub struct MultiplayerConfig {
     /// a broadcast). No effect with [`MultiplayerProtocol::Godot4Transport`], which never
     /// relays.
     pub server_relay: bool,
-    /// Most received packets waiting in the shared queue for `get_packet`. When it is
-    /// full, reading from the connections pauses (their own queues fill, then TCP pushes
-    /// back on the senders); nothing is dropped.
+    /// Most received packets waiting in the shared queue for `get_packet`, counting the
+    /// queued events that carry received data (RPCs, authentication payloads,
+    /// replication). When it is full, reading from the connections pauses (their own
+    /// queues fill, then TCP pushes back on the senders); nothing is dropped.
     pub max_inbound_packets: usize,
-    /// Most payload bytes waiting in the shared queue; reading pauses once they are
-    /// reached (the last packet read may overshoot by one message).
+    /// Most payload bytes waiting in the shared queue, with the packets behind those
+    /// events; reading pauses once they are reached (the last packet read may overshoot
+    /// by one message).
     pub max_inbound_bytes: usize,
     /// Godot 4's `SceneMultiplayer` authentication (what setting `auth_callback` turns on),
     /// on both sides; [`MultiplayerProtocol::Godot4`] only. A new connection is *pending*:

@@ -1312,7 +1312,7 @@ fn run() -> Result<(), String> {
     if want("heartbeat") && hb_peers > 0 {
         eprintln!(
             "heartbeat cost: 2 servers × {hb_peers} peers, {hb_interval_ms} ms heartbeat, \
-             60 frames/s, {hb_blocks} × 2 blocks of {hb_block_secs} s ..."
+             60 frames/s, {hb_blocks} × 3 blocks of {hb_block_secs} s ..."
         );
         let mut args = vec![
             "--mode".to_string(),
