@@ -439,7 +439,7 @@ fn targets_issue11(results: &Results) -> Vec<Target> {
             &format!("heartbeat ping/pong round{what}{setting}"),
             &format!(
                 "≤ 1.0× {echo} (extra frame time per round completed, heartbeat on against \
-                 off, over extra frame time per message echoed; one value per block pair)"
+                 off, over extra frame time per message echoed; one value per set of blocks)"
             ),
             heartbeat_blocks(results)
                 .iter()
