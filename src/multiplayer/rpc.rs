@@ -204,7 +204,8 @@ pub mod godot4 {
     /// A `REMOTE_CALL` of `method` on `target` with `args`, in the smallest form Godot
     /// would send: a cached target in the smallest of u8/u16/u32, a full path behind a
     /// u32 `0x80000000 | offset`; the method id in a u8 when it fits; no argument count
-    /// when there are no arguments or exactly one `PackedByteArray` (sent raw).
+    /// when there are no arguments or exactly one non-empty `PackedByteArray` (sent raw;
+    /// Godot sends an empty one raw too, which then arrives as no argument).
     pub fn remote_call(
         target: NodeTarget<'_>,
         method: u16,
@@ -243,7 +244,9 @@ pub mod godot4 {
         }
         match args {
             [] => meta |= BYTE_ONLY_OR_NO_ARGS,
-            [Variant::PackedByteArray(bytes)] => {
+            // An empty array in this form would read as no arguments at all (Godot sends it
+            // so); with a count it arrives as the one empty array it is.
+            [Variant::PackedByteArray(bytes)] if !bytes.is_empty() => {
                 meta |= BYTE_ONLY_OR_NO_ARGS;
                 packet.extend_from_slice(bytes);
             }
@@ -893,6 +896,16 @@ mod tests {
                 "{packet}"
             );
         }
+    }
+
+    #[test]
+    fn godot4_one_empty_byte_array_keeps_its_argument() {
+        use godot4::*;
+        let args = vec![Variant::PackedByteArray(Vec::new())];
+        let packet = remote_call(NodeTarget::Cached(1), 2, &args).unwrap();
+        assert_eq!(packet, hex("00 01 02 01 1d000000 00000000"));
+        let call = parse_remote_call(&packet, &Limits::default()).unwrap();
+        assert_eq!(call.args, args);
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! The remote-call and path-cache parsers of both Godot versions on arbitrary bytes: no
-//! panic, and every packet that decodes re-encodes to a packet that decodes the same.
+//! panic, and every packet that decodes re-encodes to a packet that decodes the same
+//! (except arguments with texts that start with a byte order mark, which Godot's decoder
+//! drops).
 //!
 //! Godot is the other oracle: on start, every remote call, property set and path-cache
 //! packet the real Godot 3.2 engine sent (`seeds/multiplayer_packets/godot3-captured_*`,
@@ -69,6 +71,11 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(again.target, call.target);
         assert_eq!(again.method, call.method);
         assert_eq!(again.args.len(), call.args.len());
+        if !call.args.iter().any(wspeer_fuzz::has_text_with_bom) {
+            let bytes_again = godot4::remote_call(again.target, again.method, &again.args)
+                .expect("re-encodes");
+            assert_eq!(bytes_again, bytes);
+        }
     }
     if let Ok(simplify) = godot4::parse_simplify_path(data) {
         let bytes = godot4::simplify_path(simplify.checksum, simplify.id, simplify.path);
@@ -76,7 +83,14 @@ fuzz_target!(|data: &[u8]| {
     }
     let _ = godot4::parse_confirm_path(data);
     if let Ok(packet) = godot3::parse(data, &limits) {
-        if let Some(bytes) = godot3_bytes(&packet) {
+        let bom = match &packet {
+            godot3::Packet::RemoteCall { args, .. } => {
+                args.iter().any(wspeer_fuzz::has_text_with_bom)
+            }
+            godot3::Packet::RemoteSet { value, .. } => wspeer_fuzz::has_text_with_bom(value),
+            _ => false,
+        };
+        if let (false, Some(bytes)) = (bom, godot3_bytes(&packet)) {
             let again = godot3::parse(&bytes, &limits).expect("re-encoding decodes");
             assert_eq!(godot3_bytes(&again), Some(bytes));
         }

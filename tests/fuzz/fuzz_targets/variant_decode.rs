@@ -1,6 +1,7 @@
 //! The Variant decoders (Godot 4 plain and compressed, Godot 3) on arbitrary bytes: no
 //! panic, no allocation the input cannot justify (libFuzzer's `-rss_limit_mb` catches
-//! those), and every value that decodes re-encodes to bytes that decode to the same value.
+//! those), and every value that decodes re-encodes to bytes that decode to the same value
+//! (except texts that start with a byte order mark, which Godot's decoder drops).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -14,6 +15,9 @@ fn check(name: &str, data: &[u8], limits: &Limits, decode: Decode, encode: Encod
     let Ok((value, used)) = decode(data, limits) else {
         return;
     };
+    if wspeer_fuzz::has_text_with_bom(&value) {
+        return;
+    }
     assert!(used <= data.len(), "{name}: consumed {used} of {}", data.len());
     let mut bytes = Vec::new();
     // Some decoded values cannot be written back in the same form (an object's full form
