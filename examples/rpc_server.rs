@@ -19,8 +19,8 @@
 //! ```
 //!
 //! Prints `Listening on ws://ADDR`, `Peer <id> connected` / `Peer <id> disconnected`, and
-//! for each call `RPC echo from <id>: <args>` (the arguments as GDScript's `str()` prints
-//! them, separated by `, `). Ctrl-C stops it.
+//! for each call `RPC echo from <id>: <args>` (the arguments as Godot 4's `str()` prints
+//! them, also with `--godot3`, separated by `, `). Ctrl-C stops it.
 
 use std::process::ExitCode;
 use std::sync::Arc;
