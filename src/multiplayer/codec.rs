@@ -221,9 +221,7 @@ impl Codec for SceneCodec {
     fn open<'a>(&self, framed: &'a [u8]) -> Result<&'a [u8], Why> {
         match scene::parse(framed) {
             Ok(scene::Message::Raw(payload)) => Ok(payload),
-            Ok(_) => {
-                Err("not a RAW packet (RPCs and replication are not decoded by wspeer)".into())
-            }
+            Ok(_) => Err("not a RAW packet (remote calls are read by the RPC layer)".into()),
             Err(e) => Err(e.0.into()),
         }
     }

@@ -56,20 +56,21 @@ pub mod godot4 {
 }
 
 /// Godot 4's `SceneMultiplayer` packets (the default `MultiplayerAPI`): a command byte, then
-/// its payload. wspeer speaks the peer announcements, the relay and RAW packets; it relays
-/// every other command unchanged.
+/// its payload. This module has the system packets (announcements, relay, authentication)
+/// and RAW; remote calls and the path cache are in [`rpc`].
 pub mod scene {
     use super::{MalformedPacket, read_i32};
 
     /// The command is in the low 3 bits of the first byte; RPCs use the others as flags.
     pub const CMD_MASK: u8 = 7;
-    /// `NETWORK_COMMAND_REMOTE_CALL`: an RPC (not decoded by wspeer).
+    /// `NETWORK_COMMAND_REMOTE_CALL`: an RPC (see [`rpc::godot4`](super::rpc::godot4)).
     pub const CMD_REMOTE_CALL: u8 = 0;
     /// `NETWORK_COMMAND_RAW`: user bytes (`send_bytes` → `peer_packet`).
     pub const CMD_RAW: u8 = 3;
     /// `NETWORK_COMMAND_SYS`: a system command, `[07 <sys> <i32 peer> ...]`.
     pub const CMD_SYS: u8 = 7;
-    /// `SYS_COMMAND_AUTH`: authentication exchange (not supported by wspeer).
+    /// `SYS_COMMAND_AUTH`: authentication, `[07 00 payload]` (an empty payload: "my side
+    /// completed").
     pub const SYS_AUTH: u8 = 0;
     /// `SYS_COMMAND_ADD_PEER`: the server announces a peer, `[07 01 id]`.
     pub const SYS_ADD_PEER: u8 = 1;
@@ -99,7 +100,8 @@ pub mod scene {
         },
         /// An authentication message `[07 00 ...]`.
         Auth(&'a [u8]),
-        /// Any other command (RPC, path cache, spawn, despawn, sync), left undecoded.
+        /// Any other command (RPC, path cache, spawn, despawn, sync), decoded elsewhere
+        /// ([`rpc`](super::rpc)) or not at all (replication).
         Other {
             /// The command (low 3 bits of the first byte).
             command: u8,
@@ -174,8 +176,9 @@ pub mod scene {
 
 /// Godot 3's `WebSocketMultiplayerPeer` (`gd_mp_api = true`): every message is a 9-byte
 /// header (`u8 type`, `i32 from`, `i32 to`) and a payload. System messages carry one `i32`
-/// peer id; data messages carry a Godot 3 `MultiplayerAPI` packet, of which wspeer speaks
-/// RAW (`[04 ...]`, `send_bytes` → `network_peer_packet`).
+/// peer id; data messages carry a Godot 3 `MultiplayerAPI` packet: RAW (`[04 ...]`,
+/// `send_bytes` → `network_peer_packet`) here, remote calls and the path cache in
+/// [`rpc::godot3`](super::rpc::godot3).
 pub mod godot3 {
     use super::{MalformedPacket, read_i32};
 
@@ -262,7 +265,7 @@ pub mod godot3 {
             [CMD_RAW] => Err(MalformedPacket("RAW packet without payload")),
             [] => Err(MalformedPacket("data message without payload")),
             _ => Err(MalformedPacket(
-                "not a RAW packet (RPCs and property sets are not decoded by wspeer)",
+                "not a RAW packet (remote calls and property sets are read by rpc::godot3)",
             )),
         }
     }
