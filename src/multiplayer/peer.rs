@@ -492,6 +492,12 @@ impl Host {
                 "authentication with peer {id} was already completed on this side"
             )));
         }
+        if pending.remote {
+            // As Godot's send_auth: the other side takes no more payloads.
+            return Err(Error::Auth(format!(
+                "peer {id} already completed its side of the authentication"
+            )));
+        }
         if data.is_empty() {
             return Err(Error::Auth(
                 "an empty payload would read as completion; use complete_auth".into(),
@@ -906,6 +912,12 @@ impl Guest {
                 "authentication with the server was already completed on this side".into(),
             ));
         }
+        if auth.remote {
+            // As Godot's send_auth: the other side takes no more payloads.
+            return Err(Error::Auth(
+                "the server already completed its side of the authentication".into(),
+            ));
+        }
         if data.is_empty() {
             return Err(Error::Auth(
                 "an empty payload would read as completion; use complete_auth".into(),
@@ -1318,7 +1330,8 @@ impl WebSocketMultiplayerPeer {
 
     /// Sends an authentication payload to pending peer `id` (Godot's
     /// `SceneMultiplayer.send_auth`; a client sends to the server, 1). Needs
-    /// [`MultiplayerConfig::authentication`]; fails once this side completed.
+    /// [`MultiplayerConfig::authentication`]; fails once either side completed (as Godot:
+    /// the other side's `complete_auth` ends its payloads too).
     pub fn send_auth(&mut self, id: i32, data: &[u8]) -> Result<(), Error> {
         match &mut self.role {
             Role::Idle => Err(Error::NotOpen),

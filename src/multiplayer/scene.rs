@@ -613,3 +613,464 @@ impl fmt::Display for CallError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The layer alone, as a state machine: packets go in by hand and the packets and
+    //! events it produces are checked byte for byte (reference `godot-rpc.md` §4.4, §4.5,
+    //! §6), without sockets or time.
+
+    use super::*;
+
+    const MAIN: &str = "/root/Main";
+    /// `md5("net" + "echo" + "never" + "secret")`, computed outside wspeer.
+    const MAIN_MD5: &str = "d92daeba95add4876cec9925973a16d9";
+
+    /// Godot 4 ids: `echo` 0, `never` 1, `secret` 2, node-level `net` 0x8000.
+    fn main_node() -> RpcNode {
+        RpcNode::new()
+            .method("secret", RpcMode::Authority)
+            .method("echo", RpcMode::AnyPeer)
+            .method("never", RpcMode::Disabled)
+            .node_method("net", RpcMode::AnyPeer)
+    }
+
+    fn scene(flavor: Flavor, max_paths: usize) -> Scene {
+        let mut scene = Scene::new(flavor, "/root", max_paths, Limits::default());
+        scene.declare(MAIN, main_node());
+        scene
+    }
+
+    fn cat(parts: &[&[u8]]) -> Vec<u8> {
+        parts.concat()
+    }
+
+    fn seven() -> Vec<Variant> {
+        vec![Variant::Int(7)]
+    }
+
+    /// `01 md5 00 <u32 id> "Main" 00`.
+    fn simplify4(checksum: &str, id: u32, path: &str) -> Vec<u8> {
+        cat(&[
+            &[0x01],
+            checksum.as_bytes(),
+            &[0],
+            &id.to_le_bytes(),
+            path.as_bytes(),
+            &[0],
+        ])
+    }
+
+    /// `echo(7)` on `Main` with the full path: the path at offset 9.
+    fn full_echo4() -> Vec<u8> {
+        cat(&[
+            &[0x20, 0x09, 0x00, 0x00, 0x80, 0x00, 0x01, 0x02, 0x07],
+            b"Main\0",
+        ])
+    }
+
+    /// `echo(7)` on cache id 1.
+    const CACHED_ECHO4: [u8; 6] = [0x00, 0x01, 0x00, 0x01, 0x02, 0x07];
+
+    fn call4(target: NodeTarget<'_>, method: u16, args: &[Variant]) -> Vec<u8> {
+        rpc::godot4::remote_call(target, method, args).unwrap()
+    }
+
+    fn call3(target: NodeTarget<'_>, method: &str, args: &[Variant]) -> Vec<u8> {
+        rpc::godot3::remote_call(target, method, args).unwrap()
+    }
+
+    fn is_rule(result: Result<Received<'_>, Refused>) -> bool {
+        matches!(result, Err(Refused::Rule(_)))
+    }
+
+    fn called(from: i32, node: &str, method: &str, args: Vec<Variant>) -> Received<'static> {
+        Received::Call(RemoteCall {
+            from,
+            node: node.into(),
+            method: method.into(),
+            args,
+        })
+    }
+
+    #[test]
+    fn the_path_travels_until_the_peer_confirms_then_the_cache_id() {
+        let mut s = scene(Flavor::Godot4, 16);
+        let echo = |s: &mut Scene, target: i32, recipients: &[i32]| {
+            s.call(target, recipients, MAIN, "echo", &seven()).unwrap()
+        };
+        // First call: SIMPLIFY_PATH, then the full path.
+        assert_eq!(
+            echo(&mut s, 5, &[5]),
+            [(5, simplify4(MAIN_MD5, 1, "Main")), (5, full_echo4())]
+        );
+        // Not confirmed yet: the path again, no second SIMPLIFY_PATH.
+        assert_eq!(echo(&mut s, 5, &[5]), [(5, full_echo4())]);
+        assert_eq!(
+            s.receive(5, &[0x02, 0x01, 0x01, 0x00, 0x00, 0x00]),
+            Ok(Received::Handled)
+        );
+        assert_eq!(echo(&mut s, 5, &[5]), [(5, CACHED_ECHO4.to_vec())]);
+        // A broadcast while peer 6 has not confirmed: one packet each, peer 6 first gets
+        // the same cache id.
+        assert_eq!(
+            echo(&mut s, 0, &[5, 6]),
+            [
+                (6, simplify4(MAIN_MD5, 1, "Main")),
+                (5, CACHED_ECHO4.to_vec()),
+                (6, full_echo4()),
+            ]
+        );
+        s.receive(6, &[0x02, 0x01, 0x01, 0x00, 0x00, 0x00]).unwrap();
+        // Everyone confirmed: one packet for the whole target.
+        assert_eq!(echo(&mut s, 0, &[5, 6]), [(0, CACHED_ECHO4.to_vec())]);
+        assert_eq!(echo(&mut s, -5, &[6]), [(-5, CACHED_ECHO4.to_vec())]);
+        // Nobody to reach: nothing but the (empty) broadcast.
+        assert_eq!(echo(&mut s, 0, &[]), [(0, CACHED_ECHO4.to_vec())]);
+        // A second node gets the next id; node-level methods have a u16 id.
+        s.declare(
+            "/root/Hud",
+            RpcNode::new().node_method("show", RpcMode::AnyPeer),
+        );
+        let hud = s.call(5, &[5], "/root/Hud", "show", &[]).unwrap();
+        assert_eq!(hud[0].1[34..38], 2u32.to_le_bytes());
+        assert_eq!(
+            hud[1],
+            (
+                5,
+                cat(&[&[0xe0, 0x07, 0x00, 0x00, 0x80, 0x00, 0x80], b"Hud\0"])
+            )
+        );
+        assert!(s.outgoing.is_empty());
+    }
+
+    #[test]
+    fn godot3_paths_travel_by_name_until_confirmed() {
+        let mut s = scene(Flavor::Godot3, 16);
+        let simplify = cat(&[&[0x02], &1u32.to_le_bytes(), b"Main\0"]);
+        let full = cat(&[
+            &[0x00, 0x13, 0x00, 0x00, 0x80],
+            b"echo\0",
+            &[0x01, 0x02, 0, 0, 0, 0x07, 0, 0, 0],
+            b"Main\0",
+        ]);
+        let cached = cat(&[
+            &[0x00],
+            &1u32.to_le_bytes(),
+            b"echo\0",
+            &[0x01, 0x02, 0, 0, 0, 0x07, 0, 0, 0],
+        ]);
+        let packets = s.call(5, &[5], MAIN, "echo", &seven()).unwrap();
+        assert_eq!(packets, [(5, simplify), (5, full)]);
+        // CONFIRM_PATH names the path.
+        assert!(is_rule(s.receive(6, b"\x03Main\0")));
+        assert_eq!(s.receive(5, b"\x03Main\0"), Ok(Received::Handled));
+        assert_eq!(
+            s.call(5, &[5], MAIN, "echo", &seven()).unwrap(),
+            [(5, cached)]
+        );
+        assert!(is_rule(s.receive(5, b"\x03Nowhere\0")));
+        // Received: SIMPLIFY_PATH is answered with CONFIRM_PATH; cached calls resolve;
+        // REMOTE_SET goes through the same mode check.
+        assert_eq!(
+            s.receive(7, &cat(&[&[0x02], &4u32.to_le_bytes(), b"Main\0"])),
+            Ok(Received::Handled)
+        );
+        assert_eq!(s.outgoing, [(7, b"\x03Main\0".to_vec())]);
+        assert_eq!(
+            s.receive(7, &call3(NodeTarget::Cached(4), "net", &seven())),
+            Ok(called(7, MAIN, "net", seven()))
+        );
+        let set = |property: &str| {
+            rpc::godot3::remote_set(NodeTarget::Cached(4), property, &Variant::Int(3)).unwrap()
+        };
+        assert_eq!(
+            s.receive(7, &set("echo")),
+            Ok(Received::Set(RemoteSet {
+                from: 7,
+                node: MAIN.into(),
+                property: "echo".into(),
+                value: Variant::Int(3),
+            }))
+        );
+        assert!(is_rule(s.receive(7, &set("hp"))));
+        assert!(is_rule(s.receive(7, &set("never"))));
+        assert_eq!(s.receive(7, &[0x04, 0xaa]), Ok(Received::Raw(&[0xaa])));
+        assert!(matches!(s.receive(7, &[0x04]), Err(Refused::Packet(_))));
+    }
+
+    #[test]
+    fn confirmations_must_answer_a_simplify_sent_to_that_peer() {
+        let mut s = scene(Flavor::Godot4, 16);
+        let confirm = |id: u32| cat(&[&[0x02, 0x01], &id.to_le_bytes()]);
+        assert!(is_rule(s.receive(5, &confirm(1))));
+        s.call(5, &[5], MAIN, "echo", &seven()).unwrap();
+        assert!(is_rule(s.receive(6, &confirm(1))), "never sent to 6");
+        assert!(is_rule(s.receive(5, &confirm(2))), "no such id");
+        assert!(matches!(
+            s.receive(5, &[0x02, 0x01]),
+            Err(Refused::Packet(_))
+        ));
+        assert_eq!(
+            s.call(5, &[5], MAIN, "echo", &seven()).unwrap(),
+            [(5, full_echo4())]
+        );
+        // Godot 4.0–4.2's form, by path; and an invalid checksum still confirms.
+        assert_eq!(s.receive(5, b"\x02\x01Main\0"), Ok(Received::Handled));
+        assert_eq!(
+            s.call(5, &[5], MAIN, "echo", &seven()).unwrap(),
+            [(5, CACHED_ECHO4.to_vec())]
+        );
+        s.call(6, &[6], MAIN, "echo", &seven()).unwrap();
+        assert_eq!(
+            s.receive(6, &[0x02, 0x00, 0x01, 0x00, 0x00, 0x00]),
+            Ok(Received::Handled)
+        );
+        assert_eq!(
+            s.call(6, &[6], MAIN, "echo", &seven()).unwrap(),
+            [(6, CACHED_ECHO4.to_vec())]
+        );
+    }
+
+    #[test]
+    fn received_calls_follow_the_modes() {
+        for flavor in [Flavor::Godot4, Flavor::Godot3] {
+            let mut s = scene(flavor, 16);
+            s.declare(
+                "/root/Owned",
+                RpcNode::new()
+                    .method("secret", RpcMode::Authority)
+                    .authority(5),
+            );
+            let call = |path: &str, method: &str| match flavor {
+                Flavor::Godot4 => {
+                    // Owned's only method is 0; Main's ids are those of `main_node`.
+                    let id = match path {
+                        "Owned" => 0,
+                        _ => main_node().table().id_of(method).unwrap_or(3),
+                    };
+                    call4(NodeTarget::Path(path), id, &seven())
+                }
+                Flavor::Godot3 => call3(NodeTarget::Path(path), method, &seven()),
+            };
+            let ok = |from: i32, node: &str, method: &str| Ok(called(from, node, method, seven()));
+            assert_eq!(s.receive(5, &call("Main", "echo")), ok(5, MAIN, "echo"));
+            assert_eq!(s.receive(5, &call("Main", "net")), ok(5, MAIN, "net"));
+            assert!(is_rule(s.receive(5, &call("Main", "secret"))));
+            assert_eq!(s.receive(1, &call("Main", "secret")), ok(1, MAIN, "secret"));
+            assert!(is_rule(s.receive(1, &call("Main", "never"))));
+            assert!(is_rule(s.receive(5, &call("Main", "never"))));
+            assert_eq!(
+                s.receive(5, &call("Owned", "secret")),
+                ok(5, "/root/Owned", "secret")
+            );
+            assert!(is_rule(s.receive(1, &call("Owned", "secret"))));
+            assert!(is_rule(s.receive(5, &call("Main", "undeclared"))));
+            assert!(is_rule(s.receive(5, &call("Other", "echo"))));
+            // A cache id nobody gave.
+            let cached = match flavor {
+                Flavor::Godot4 => call4(NodeTarget::Cached(9), 0, &seven()),
+                Flavor::Godot3 => call3(NodeTarget::Cached(9), "echo", &seven()),
+            };
+            assert!(is_rule(s.receive(5, &cached)));
+        }
+        // Godot 4 ids beyond either table.
+        let mut s = scene(Flavor::Godot4, 16);
+        for id in [3, 0xff, 0x100, 0x7fff, 0x8001, 0xffff] {
+            let packet = call4(NodeTarget::Path("Main"), id, &seven());
+            assert!(is_rule(s.receive(5, &packet)), "{id:#x}");
+        }
+    }
+
+    #[test]
+    fn the_received_path_cache_is_bounded_per_peer_and_ids_are_unique() {
+        for flavor in [Flavor::Godot4, Flavor::Godot3] {
+            let mut s = scene(flavor, 2);
+            let simplify = |id: u32, path: &str| match flavor {
+                Flavor::Godot4 => simplify4(MAIN_MD5, id, path),
+                Flavor::Godot3 => cat(&[&[0x02], &id.to_le_bytes(), path.as_bytes(), &[0]]),
+            };
+            let cached = |id: u32| match flavor {
+                Flavor::Godot4 => call4(NodeTarget::Cached(id), 0, &seven()),
+                Flavor::Godot3 => call3(NodeTarget::Cached(id), "echo", &seven()),
+            };
+            assert_eq!(s.receive(5, &simplify(1, "Main")), Ok(Received::Handled));
+            assert!(is_rule(s.receive(5, &simplify(1, "Main"))), "id reused");
+            // An undeclared path is kept (and counted) but not confirmed.
+            assert_eq!(s.receive(5, &simplify(2, "Other")), Ok(Received::Handled));
+            assert!(
+                is_rule(s.receive(5, &simplify(3, "Main"))),
+                "over the bound"
+            );
+            // Each peer has its own ids and its own bound.
+            assert_eq!(s.receive(6, &simplify(1, "Main")), Ok(Received::Handled));
+            assert_eq!(s.outgoing.len(), 2, "{flavor:?}: {:?}", s.outgoing);
+            assert_eq!(
+                s.outgoing.iter().map(|(to, _)| *to).collect::<Vec<_>>(),
+                [5, 6]
+            );
+            assert_eq!(
+                s.receive(5, &cached(1)),
+                Ok(called(5, MAIN, "echo", seven()))
+            );
+            assert!(is_rule(s.receive(5, &cached(2))), "undeclared node");
+            assert!(is_rule(s.receive(5, &cached(3))), "refused id");
+            // A departed peer's entries and budget are gone.
+            s.peer_left(5);
+            assert!(is_rule(s.receive(5, &cached(1))));
+            assert_eq!(s.receive(5, &simplify(3, "Main")), Ok(Received::Handled));
+            assert_eq!(
+                s.receive(5, &cached(3)),
+                Ok(called(5, MAIN, "echo", seven()))
+            );
+            assert_eq!(
+                s.receive(6, &cached(1)),
+                Ok(called(6, MAIN, "echo", seven()))
+            );
+        }
+    }
+
+    #[test]
+    fn a_checksum_mismatch_is_confirmed_as_invalid() {
+        let mut s = scene(Flavor::Godot4, 16);
+        let wrong = "0123456789abcdef0123456789abcdef";
+        assert_eq!(
+            s.receive(5, &simplify4(wrong, 7, "Main")),
+            Ok(Received::Handled)
+        );
+        assert_eq!(s.outgoing, [(5, vec![0x02, 0x00, 0x07, 0x00, 0x00, 0x00])]);
+        s.outgoing.clear();
+        assert_eq!(
+            s.receive(5, &simplify4(MAIN_MD5, 8, "Main")),
+            Ok(Received::Handled)
+        );
+        assert_eq!(s.outgoing, [(5, vec![0x02, 0x01, 0x08, 0x00, 0x00, 0x00])]);
+        // Both entries resolve.
+        for id in [7, 8] {
+            let packet = call4(NodeTarget::Cached(id), 0, &seven());
+            assert_eq!(s.receive(5, &packet), Ok(called(5, MAIN, "echo", seven())));
+        }
+    }
+
+    #[test]
+    fn a_departed_peer_is_simplified_again_and_reset_restarts_the_ids() {
+        let mut s = scene(Flavor::Godot4, 16);
+        s.declare("/root/Hud", RpcNode::new().method("echo", RpcMode::AnyPeer));
+        s.call(5, &[5], "/root/Hud", "echo", &seven()).unwrap(); // Hud: id 1
+        s.call(5, &[5], MAIN, "echo", &seven()).unwrap(); // Main: id 2
+        s.receive(5, &[0x02, 0x01, 0x02, 0x00, 0x00, 0x00]).unwrap();
+        assert_eq!(
+            s.call(5, &[5], MAIN, "echo", &seven()).unwrap(),
+            [(5, vec![0x00, 0x02, 0x00, 0x01, 0x02, 0x07])]
+        );
+        // Peer 5 leaves (and an id can come back): the same cache id, simplified again.
+        s.peer_left(5);
+        let again = s.call(5, &[5], MAIN, "echo", &seven()).unwrap();
+        assert_eq!(again[0], (5, simplify4(MAIN_MD5, 2, "Main")));
+        assert_eq!(again[1].1[0], 0x20);
+        // A new connection: ids start at 1 again, the declarations stay.
+        s.outgoing.push((5, vec![1]));
+        s.reset();
+        assert!(s.outgoing.is_empty());
+        assert_eq!(
+            s.call(5, &[5], MAIN, "echo", &seven()).unwrap(),
+            [(5, simplify4(MAIN_MD5, 1, "Main")), (5, full_echo4())]
+        );
+    }
+
+    #[test]
+    fn paths_are_relative_to_the_root() {
+        let mut s = Scene::new(Flavor::Godot4, "/root/Game/", 16, Limits::default());
+        s.declare(
+            "/root/Game",
+            RpcNode::new().method("start", RpcMode::AnyPeer),
+        );
+        s.declare(
+            "Level/Player",
+            RpcNode::new().method("hit", RpcMode::AnyPeer),
+        );
+        let root = s.call(5, &[5], "/root/Game", "start", &[]).unwrap();
+        assert_eq!(root[0].1[34..], *b"\x01\x00\x00\x00.\0");
+        assert_eq!(
+            root[1].1,
+            cat(&[&[0xa0, 0x06, 0x00, 0x00, 0x80, 0x00], b".\0"])
+        );
+        // Declared relative, called absolute (and the other way round).
+        let player = s
+            .call(5, &[5], "/root/Game/Level/Player", "hit", &[])
+            .unwrap();
+        assert!(player[0].1.ends_with(b"Level/Player\0"));
+        assert!(s.call(5, &[5], "Level/Player", "hit", &[]).is_ok());
+        assert!(matches!(
+            s.call(5, &[5], "/root/Game/Level", "hit", &[]),
+            Err(CallError::UnknownNode(_))
+        ));
+        // Received calls name the absolute path.
+        assert_eq!(
+            s.receive(5, &call4(NodeTarget::Path("."), 0, &[])),
+            Ok(called(5, "/root/Game", "start", vec![]))
+        );
+        assert_eq!(
+            s.receive(5, &call4(NodeTarget::Path("Level/Player"), 0, &[])),
+            Ok(called(5, "/root/Game/Level/Player", "hit", vec![]))
+        );
+    }
+
+    #[test]
+    fn a_call_that_cannot_be_built_changes_nothing() {
+        let mut s = scene(Flavor::Godot3, 16);
+        s.declare("/root/Hud", RpcNode::new().method("echo", RpcMode::AnyPeer));
+        assert!(matches!(
+            s.call(5, &[5], "/root/Nope", "echo", &[]),
+            Err(CallError::UnknownNode(_))
+        ));
+        assert!(matches!(
+            s.call(5, &[5], MAIN, "nope", &[]),
+            Err(CallError::UnknownMethod(..))
+        ));
+        // A Godot 4 type in Godot 3, and too many arguments.
+        let vector2i = Variant::Vector2i(crate::variant::Vector2i { x: 1, y: 2 });
+        assert!(matches!(
+            s.call(5, &[5], "/root/Hud", "echo", &[vector2i]),
+            Err(CallError::Packet(RpcError::Argument { index: 0, .. }))
+        ));
+        assert!(matches!(
+            s.call(5, &[5], MAIN, "echo", &vec![Variant::Nil; 256]),
+            Err(CallError::Packet(RpcError::TooManyArguments(256)))
+        ));
+        // The first call that works still simplifies, with id 1: the failed call to Hud
+        // took no id.
+        let packets = s.call(5, &[5], MAIN, "echo", &[]).unwrap();
+        assert_eq!(
+            packets[0],
+            (5, cat(&[&[0x02], &1u32.to_le_bytes(), b"Main\0"]))
+        );
+        assert_eq!(packets.len(), 2);
+    }
+
+    #[test]
+    fn raw_replication_and_stray_system_packets() {
+        let mut s = scene(Flavor::Godot4, 16);
+        assert_eq!(s.receive(5, &[0x03, 0x68, 0x69]), Ok(Received::Raw(b"hi")));
+        assert!(is_rule(s.receive(5, &[0x03])));
+        assert!(is_rule(s.receive(5, &[])));
+        for packet in [
+            &[0x04, 0x00, 0x02, 0x00, 0x00, 0x00][..],
+            &[0x05, 0x01, 0x00, 0x00, 0x00],
+            &[0x06, 0x05, 0x00],
+            &[0x16, 0x01],
+        ] {
+            assert_eq!(
+                s.receive(5, packet),
+                Ok(Received::Replication(packet.to_vec()))
+            );
+        }
+        assert!(is_rule(s.receive(5, &[0x07, 0x01, 0x02, 0x00, 0x00, 0x00])));
+        assert!(matches!(
+            s.receive(5, &[0x01, 0x02]),
+            Err(Refused::Packet(_))
+        ));
+        assert!(matches!(s.receive(5, &[0x00]), Err(Refused::Packet(_))));
+        assert!(s.outgoing.is_empty());
+    }
+}
