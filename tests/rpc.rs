@@ -738,7 +738,7 @@ fn authentication_timeout_fails_the_peer_on_both_sides() {
     wait_for("the server gives up", || {
         tick(&mut [&mut server, &mut client]);
         server.has(&MultiplayerEvent::PeerAuthenticationFailed(id))
-            && client.has(&MultiplayerEvent::ConnectionFailed)
+            && client.has(&MultiplayerEvent::ServerDisconnected)
     });
     let elapsed = started.elapsed();
     assert!(elapsed >= Duration::from_millis(300), "{elapsed:?}");
@@ -756,7 +756,7 @@ fn authentication_timeout_fails_the_peer_on_both_sides() {
         [
             MultiplayerEvent::PeerAuthenticating(1),
             MultiplayerEvent::PeerAuthenticationFailed(1),
-            MultiplayerEvent::ConnectionFailed,
+            MultiplayerEvent::ServerDisconnected,
         ]
     );
     assert!(server.peer.get_authenticating_peers().is_empty());
@@ -773,7 +773,7 @@ fn authentication_timeout_fails_the_peer_on_both_sides() {
     let id = client.id();
     wait_for("the client gives up", || {
         tick(&mut [&mut server, &mut client]);
-        client.has(&MultiplayerEvent::ConnectionFailed)
+        client.has(&MultiplayerEvent::ServerDisconnected)
             && server.has(&MultiplayerEvent::PeerAuthenticationFailed(id))
     });
     assert!(started.elapsed() >= Duration::from_millis(300));
@@ -782,7 +782,7 @@ fn authentication_timeout_fails_the_peer_on_both_sides() {
         [
             MultiplayerEvent::PeerAuthenticating(1),
             MultiplayerEvent::PeerAuthenticationFailed(1),
-            MultiplayerEvent::ConnectionFailed,
+            MultiplayerEvent::ServerDisconnected,
         ]
     );
     assert!(matches!(client.peer.get_last_error(), Some(Error::Auth(_))));
@@ -938,21 +938,22 @@ fn a_pending_peer_that_leaves_fails_authentication_without_a_disconnect() {
     assert!(client.events == [MultiplayerEvent::PeerAuthenticating(1)]);
 
     // A pending client that leaves with `disconnect_peer(1, false)` reports the failed
-    // authentication and the failed connection (what `Guest::end` does while pending).
+    // authentication and the end of its connection, as SceneMultiplayer does when the
+    // transport of a pending server ends.
     let mut client = pending_client(&mut server, auth_config(TIMEOUT));
     let id = client.id();
     client.peer.disconnect_peer(1, false).unwrap();
     wait_for("both sides", || {
         tick(&mut [&mut server, &mut client, &mut witness]);
         server.has(&MultiplayerEvent::PeerAuthenticationFailed(id))
-            && client.has(&MultiplayerEvent::ConnectionFailed)
+            && client.has(&MultiplayerEvent::ServerDisconnected)
     });
     assert_eq!(
         client.events,
         [
             MultiplayerEvent::PeerAuthenticating(1),
             MultiplayerEvent::PeerAuthenticationFailed(1),
-            MultiplayerEvent::ConnectionFailed,
+            MultiplayerEvent::ServerDisconnected,
         ]
     );
     assert!(!server.has(&MultiplayerEvent::PeerDisconnected(id)));

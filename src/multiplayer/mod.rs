@@ -73,7 +73,8 @@ pub enum TransferMode {
 /// [`PeerAuthenticating`](Self::PeerAuthenticating) (on a client, for the server), then
 /// [`AuthReceived`](Self::AuthReceived) for each payload the other side sends, and
 /// `PeerConnected` (a client: `ConnectedToServer` first) only once both sides called
-/// `complete_auth`, or [`PeerAuthenticationFailed`](Self::PeerAuthenticationFailed).
+/// `complete_auth`, or [`PeerAuthenticationFailed`](Self::PeerAuthenticationFailed) (a client
+/// then gets [`ServerDisconnected`](Self::ServerDisconnected): its connection was open).
 #[derive(Clone, Debug, PartialEq)]
 pub enum MultiplayerEvent {
     /// Peer `id` joined: on a server a client finished its handshake; on a client the server

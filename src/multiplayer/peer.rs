@@ -1063,11 +1063,13 @@ impl Guest {
     fn end(&mut self, inbox: &mut Inbox) {
         match self.phase {
             Phase::Joining => inbox.event(MultiplayerEvent::ConnectionFailed),
+            // As SceneMultiplayer: the pending server fails authentication, and since the
+            // transport was connected, the end is a disconnection.
             Phase::Authenticating => {
                 inbox.event(MultiplayerEvent::PeerAuthenticationFailed(
                     TARGET_PEER_SERVER,
                 ));
-                inbox.event(MultiplayerEvent::ConnectionFailed);
+                inbox.event(MultiplayerEvent::ServerDisconnected);
             }
             Phase::Connected => {
                 // Godot 4's transport reports peer_disconnected(1), which SceneMultiplayer

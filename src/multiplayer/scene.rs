@@ -238,23 +238,33 @@ impl Scene {
     /// The path relative to the multiplayer root (`/root/Main` → `Main`, `/root` → `.`),
     /// as Godot puts it on the wire; a relative path is kept as it is.
     fn relative(&self, path: &str) -> String {
-        if path == self.root {
-            return ".".to_string();
+        if !path.starts_with('/') {
+            return path.to_string();
         }
-        match path
-            .strip_prefix(&self.root)
-            .and_then(|p| p.strip_prefix('/'))
-        {
-            Some(rest) => rest.to_string(),
-            None => path.trim_start_matches('/').to_string(),
+        // Godot's `rel_path_to`: up from the root to the common ancestor, then down.
+        let root = node_names(&self.root);
+        let target = node_names(path);
+        let common = root.iter().zip(&target).take_while(|(a, b)| a == b).count();
+        let mut parts = vec![".."; root.len() - common];
+        parts.extend(&target[common..]);
+        match parts.is_empty() {
+            true => ".".to_string(),
+            false => parts.join("/"),
         }
     }
 
     fn absolute(&self, relative: &str) -> String {
-        match relative {
-            "." => self.root.clone(),
-            _ => format!("{}/{relative}", self.root),
+        let mut parts = node_names(&self.root);
+        for name in relative.split('/') {
+            match name {
+                "" | "." => {}
+                ".." => {
+                    parts.pop();
+                }
+                name => parts.push(name),
+            }
         }
+        format!("/{}", parts.join("/"))
     }
 
     /// The packet family.
@@ -584,6 +594,11 @@ impl Scene {
         self.received.insert((from, id), path.to_string());
         Ok(())
     }
+}
+
+/// The names of a node path (`/root/Main` → `root`, `Main`).
+fn node_names(path: &str) -> Vec<&str> {
+    path.split('/').filter(|name| !name.is_empty()).collect()
 }
 
 /// Why an RPC could not be sent.
@@ -1001,6 +1016,19 @@ mod tests {
             .unwrap();
         assert!(player[0].1.ends_with(b"Level/Player\0"));
         assert!(s.call(5, &[5], "Level/Player", "hit", &[]).is_ok());
+        // A node outside the root travels as Godot's `rel_path_to` writes it, and calls
+        // to it are reported with its absolute path.
+        s.declare(
+            "/root/Lobby",
+            RpcNode::new().method("join", RpcMode::AnyPeer),
+        );
+        let lobby = s.call(5, &[5], "/root/Lobby", "join", &[]).unwrap();
+        assert!(lobby[0].1.ends_with(b"../Lobby\0"), "{:?}", lobby[0].1);
+        let call = [&[0xa0, 0x06, 0x00, 0x00, 0x80, 0x00][..], b"../Lobby\0"].concat();
+        match s.receive(7, &call) {
+            Ok(Received::Call(call)) => assert_eq!(call.node, "/root/Lobby"),
+            other => panic!("{other:?}"),
+        }
         assert!(matches!(
             s.call(5, &[5], "/root/Game/Level", "hit", &[]),
             Err(CallError::UnknownNode(_))
