@@ -50,7 +50,8 @@ impl RpcNode {
         RpcNode::default()
     }
 
-    /// Adds a script method (`@rpc func name`) and who may call it here.
+    /// Adds a script method (`@rpc func name`) and who may call it here. For Godot 3 this
+    /// also declares a property other peers may `rset` (`remote var name`).
     pub fn method(mut self, name: &str, mode: RpcMode) -> RpcNode {
         self.script.retain(|(n, _)| n != name);
         self.script.push((name.to_string(), mode));
