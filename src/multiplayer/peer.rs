@@ -18,7 +18,7 @@ use super::{
 use crate::config::{ServerConfig, check_handshake_timeout};
 use crate::error::Error;
 use crate::peer::WebSocketPeer;
-use crate::proto::State;
+use crate::proto::{Packet, State};
 use crate::server::{ServerEvent, WebSocketServer};
 use crate::tls::TlsOptions;
 use crate::variant::{GodotVersion, Limits, Variant, VariantError};
@@ -441,22 +441,7 @@ impl Host {
 
     /// Reads a pending client's packets: authentication only, until it is admitted.
     fn pull_auth(&mut self, id: i32, inbox: &mut Inbox, config: &MultiplayerConfig) {
-        loop {
-            let Some(peer) = self.server.get_peer(id) else {
-                return;
-            };
-            if peer.get_available_packet_count() == 0 {
-                return;
-            }
-            if !inbox.has_room(config) {
-                if !self.backlog.contains(&id) {
-                    self.backlog.push(id);
-                }
-                return;
-            }
-            let Some(packet) = peer.recv() else {
-                return;
-            };
+        while let Some(packet) = self.next_packet(id, inbox, config) {
             match auth_payload(packet.data()) {
                 Some([]) => {
                     if let Some(pending) = self.pending.get_mut(&id) {
@@ -587,24 +572,30 @@ impl Host {
         if !self.peers.contains(&id) {
             return;
         }
-        loop {
-            let Some(peer) = self.server.get_peer(id) else {
-                return;
-            };
-            if peer.get_available_packet_count() == 0 {
-                return;
-            }
-            if !inbox.has_room(config) {
-                if !self.backlog.contains(&id) {
-                    self.backlog.push(id);
-                }
-                return;
-            }
-            let Some(packet) = peer.recv() else {
-                return;
-            };
+        while let Some(packet) = self.next_packet(id, inbox, config) {
             self.handle(id, packet.data(), inbox, config);
         }
+    }
+
+    /// Client `id`'s next packet, if the shared queue has room for what it may bring;
+    /// without room the client waits in the backlog, its packets in its own queue.
+    fn next_packet(
+        &mut self,
+        id: i32,
+        inbox: &Inbox,
+        config: &MultiplayerConfig,
+    ) -> Option<Packet> {
+        let peer = self.server.get_peer(id)?;
+        if peer.get_available_packet_count() == 0 {
+            return None;
+        }
+        if !inbox.has_room(config) {
+            if !self.backlog.contains(&id) {
+                self.backlog.push(id);
+            }
+            return None;
+        }
+        peer.recv()
     }
 
     /// One message from client `from`: relayed to the clients its destination selects,
