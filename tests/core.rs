@@ -1340,10 +1340,16 @@ fn put_var_and_get_var_carry_one_variant_per_message_in_either_godot_format() {
         let value = Variant::from((7, "hi", vec![1.5f32, 2.0]));
         client.put_var(&value).unwrap();
         let mut got = None;
-        run_until(&mut server, &mut [&mut client], &mut Vec::new(), "a var", |s, _, _| {
-            got = s.get_peer(id).and_then(|p| p.recv());
-            got.is_some()
-        });
+        run_until(
+            &mut server,
+            &mut [&mut client],
+            &mut Vec::new(),
+            "a var",
+            |s, _, _| {
+                got = s.get_peer(id).and_then(|p| p.recv());
+                got.is_some()
+            },
+        );
         // The bytes are Godot's put_var bytes in the client's format.
         let packet = got.unwrap();
         assert_eq!(packet.data(), value.to_bytes(version).unwrap());
@@ -1354,10 +1360,16 @@ fn put_var_and_get_var_carry_one_variant_per_message_in_either_godot_format() {
         peer.put_var(&value).unwrap();
         peer.put_packet(&[0xff, 0, 0, 0]).unwrap(); // an unknown type id
         let mut vars = Vec::new();
-        run_until(&mut server, &mut [&mut client], &mut Vec::new(), "two vars", |_, c, _| {
-            vars.extend(std::iter::from_fn(|| c[0].get_var()));
-            vars.len() == 2
-        });
+        run_until(
+            &mut server,
+            &mut [&mut client],
+            &mut Vec::new(),
+            "two vars",
+            |_, c, _| {
+                vars.extend(std::iter::from_fn(|| c[0].get_var()));
+                vars.len() == 2
+            },
+        );
         assert_eq!(vars[0], Ok(value));
         assert!(vars[1].is_err(), "{:?}", vars[1]);
         assert_eq!(client.get_var(), None);
@@ -1366,6 +1378,8 @@ fn put_var_and_get_var_carry_one_variant_per_message_in_either_godot_format() {
     let mut godot3 = PeerConfig::default();
     godot3.variant_version = variant::GodotVersion::Godot3;
     let (mut client, _) = connect_with(&mut server, "/", godot3, None);
-    let err = client.put_var(&Variant::StringName("n".into())).unwrap_err();
+    let err = client
+        .put_var(&Variant::StringName("n".into()))
+        .unwrap_err();
     assert!(matches!(err, Error::Variant(_)), "{err}");
 }

@@ -439,6 +439,11 @@ impl Host {
         }
     }
 
+    /// Whether client `id` is connected, admitted or still authenticating.
+    fn knows(&self, id: i32) -> bool {
+        self.peers.contains(&id) || self.pending.contains_key(&id)
+    }
+
     /// Reads a pending client's packets: authentication only, until it is admitted.
     fn pull_auth(&mut self, id: i32, inbox: &mut Inbox, config: &MultiplayerConfig) {
         while let Some(packet) = self.next_packet(id, inbox, config) {
@@ -1389,13 +1394,14 @@ impl WebSocketMultiplayerPeer {
         }
     }
 
-    /// The WebSocket connection to peer `id`: on a server a connected client, on a client
+    /// The WebSocket connection to peer `id`: on a server a connected client (or one still
+    /// authenticating, so its address can decide), on a client
     /// the server (id 1, kept after the connection ends so its close code and reason stay
     /// readable). For its settings, address and close details; reading packets from it
     /// directly bypasses the multiplayer protocol.
     pub fn get_peer(&mut self, id: i32) -> Option<&mut WebSocketPeer> {
         match &mut self.role {
-            Role::Server(host) if host.peers.contains(&id) => host.server.get_peer(id),
+            Role::Server(host) if host.knows(id) => host.server.get_peer(id),
             Role::Client(guest) if id == TARGET_PEER_SERVER => Some(&mut guest.socket),
             _ => None,
         }
@@ -1404,7 +1410,7 @@ impl WebSocketMultiplayerPeer {
     /// The IP address of peer `id` (on a client, the server's, id 1).
     pub fn get_peer_address(&self, id: i32) -> Option<IpAddr> {
         match &self.role {
-            Role::Server(host) if host.peers.contains(&id) => host.server.get_peer_address(id),
+            Role::Server(host) if host.knows(id) => host.server.get_peer_address(id),
             Role::Client(guest) if id == TARGET_PEER_SERVER => guest.socket.get_connected_host(),
             _ => None,
         }
@@ -1413,7 +1419,7 @@ impl WebSocketMultiplayerPeer {
     /// The TCP port of peer `id` (on a client, the server's, id 1).
     pub fn get_peer_port(&self, id: i32) -> Option<u16> {
         match &self.role {
-            Role::Server(host) if host.peers.contains(&id) => host.server.get_peer_port(id),
+            Role::Server(host) if host.knows(id) => host.server.get_peer_port(id),
             Role::Client(guest) if id == TARGET_PEER_SERVER => guest
                 .socket
                 .get_connected_host()
