@@ -7,88 +7,23 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{TIMEOUT, pki_for};
+use common::multiplayer::{
+    Node, cat, config, listening, next_message, tick, wait_for, wait_joined,
+};
+use common::pki_for;
 use wspeer::multiplayer_wire::{godot3, godot4, scene};
 use wspeer::*;
 
-// ----- harness -----
-
-/// A multiplayer peer with everything it reported so far.
-struct Node {
-    peer: WebSocketMultiplayerPeer,
-    events: Vec<MultiplayerEvent>,
-    packets: Vec<(i32, Vec<u8>)>,
-    /// Whether `tick` drains the packet queue (off to test the queue limits).
-    read: bool,
-}
-
-impl Node {
-    fn new(peer: WebSocketMultiplayerPeer) -> Node {
-        Node {
-            peer,
-            events: Vec::new(),
-            packets: Vec::new(),
-            read: true,
-        }
-    }
-
-    fn id(&self) -> i32 {
-        self.peer.get_unique_id()
-    }
-
-    fn tick(&mut self) {
-        self.peer.poll();
-        while let Some(event) = self.peer.pop_event() {
-            self.events.push(event);
-        }
-        while self.read {
-            let Some(packet) = self.peer.recv() else {
-                break;
-            };
-            self.packets.push(packet);
-        }
-    }
-
-    fn got(&self, from: i32, data: &[u8]) -> bool {
-        self.packets.iter().any(|(f, d)| *f == from && d == data)
-    }
-
-    fn url(&self) -> String {
-        format!(
-            "ws://{}/",
-            self.peer.local_addr().expect("a listening server")
-        )
-    }
-}
-
-fn config(protocol: MultiplayerProtocol) -> MultiplayerConfig {
-    let mut config = MultiplayerConfig::default();
-    config.protocol = protocol;
-    config
-}
+// ----- harness (the shared part is in common::multiplayer) -----
 
 fn server_with(config: MultiplayerConfig) -> Node {
-    let mut peer = WebSocketMultiplayerPeer::with_config(config);
-    peer.create_server(0, "127.0.0.1", None)
-        .expect("create_server");
-    assert_eq!(peer.get_connection_status(), ConnectionStatus::Connected);
-    assert_eq!(peer.get_unique_id(), 1);
-    Node::new(peer)
-}
-
-fn tick(nodes: &mut [&mut Node]) {
-    for node in nodes.iter_mut() {
-        node.tick();
-    }
-}
-
-/// Calls `step` (which polls and checks) until it returns true or TIMEOUT passes.
-fn wait_for(what: &str, mut step: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !step() {
-        assert!(start.elapsed() < TIMEOUT, "timed out waiting for: {what}");
-        std::thread::sleep(Duration::from_micros(300));
-    }
+    let server = listening(WebSocketMultiplayerPeer::with_config(config));
+    assert_eq!(
+        server.peer.get_connection_status(),
+        ConnectionStatus::Connected
+    );
+    assert_eq!(server.id(), 1);
+    server
 }
 
 /// Shows that nothing more arrives, without sleeping: a marker goes from every connected
@@ -153,13 +88,7 @@ fn join(server: &mut Node, config: MultiplayerConfig) -> Node {
         client.peer.get_connection_status(),
         ConnectionStatus::Connecting
     );
-    wait_for("client connected", || {
-        tick(&mut [server, &mut client]);
-        client.events.contains(&MultiplayerEvent::ConnectedToServer)
-            && server
-                .events
-                .contains(&MultiplayerEvent::PeerConnected(client.id()))
-    });
+    wait_joined(server, &mut client);
     client
 }
 
@@ -175,24 +104,8 @@ fn raw_client(server: &mut Node) -> WebSocketPeer {
     raw
 }
 
-/// The next message `raw` receives.
-fn next_message(raw: &mut WebSocketPeer, nodes: &mut [&mut Node]) -> Vec<u8> {
-    let mut message = None;
-    wait_for("a message", || {
-        tick(nodes);
-        raw.poll();
-        message = raw.get_packet();
-        message.is_some()
-    });
-    message.unwrap()
-}
-
 fn le(id: i32) -> [u8; 4] {
     id.to_le_bytes()
-}
-
-fn cat(parts: &[&[u8]]) -> Vec<u8> {
-    parts.concat()
 }
 
 /// A client's first events, in the order its Godot reports them: SceneMultiplayer's

@@ -9,157 +9,24 @@
 //! Needs `godot3-server` (`apt-get install -y godot3-server`, or tests/interop/setup.sh);
 //! without it every test here fails, saying so.
 
-#![allow(clippy::field_reassign_with_default)]
-
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{KillOnDrop, TIMEOUT, TempDir, example_bin};
+use common::godot::{Godot, free_port, godot3_config};
+use common::{KillOnDrop, TIMEOUT, example_bin, line_channel};
 use wspeer::*;
 
-const ENGINE: &str = "godot3-server";
-
-fn bots_dir() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/multiplayer")
-}
-
-/// A running Godot bot with its stdout lines arriving on a channel.
-struct Godot {
-    name: String,
-    lines: mpsc::Receiver<String>,
-    seen: Vec<String>,
-    stderr: Arc<Mutex<Vec<String>>>,
-    child: KillOnDrop,
-    _home: TempDir,
-}
-
+// The bot of this file (the runner is common::godot::Godot).
 impl Godot {
-    /// Starts `godot3-server --path tests/multiplayer -s <script> <args>`, with its user
-    /// data in a fresh directory and a locale Godot knows.
-    fn start(name: &str, script: &str, args: &[&str]) -> Godot {
-        let home = TempDir::new("mp-godot");
-        let mut child = Command::new(ENGINE)
-            .arg("--path")
-            .arg(bots_dir())
-            .args(["-s", script])
-            .args(args)
-            .env("LANG", "en_US.UTF-8")
-            .env("HOME", &home.0)
-            .env("XDG_DATA_HOME", &home.0)
-            .env("XDG_CONFIG_HOME", &home.0)
-            .env("XDG_CACHE_HOME", &home.0)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot run {ENGINE} ({e}): the Godot 3 tests need the engine; install it \
-                     with `apt-get update && apt-get install -y godot3-server` (or run \
-                     tests/interop/setup.sh)"
-                )
-            });
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let stderr = Arc::new(Mutex::new(Vec::new()));
-        let sink = stderr.clone();
-        let err = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(err).lines().map_while(Result::ok) {
-                sink.lock().unwrap().push(line);
-            }
-        });
-        Godot {
-            name: name.to_string(),
-            lines,
-            seen: Vec::new(),
-            stderr,
-            child: KillOnDrop(child),
-            _home: home,
-        }
-    }
-
+    /// `g3_client.gd` joining `url` with the sub-protocol `ludus`.
     fn client(name: &str, url: &str) -> Godot {
         Godot::start(
             name,
             "g3_client.gd",
             &["--url", url, "--protocol", "ludus", "--limit", "40"],
         )
-    }
-
-    fn drain(&mut self) {
-        while let Ok(line) = self.lines.try_recv() {
-            self.seen.push(line);
-        }
-    }
-
-    fn saw(&mut self, line: &str) -> bool {
-        self.drain();
-        self.seen.iter().any(|l| l == line)
-    }
-
-    /// Waits for a line starting with `prefix`, calling `tick` meanwhile (to drive the
-    /// wspeer side); returns the rest of the line.
-    fn expect(&mut self, prefix: &str, mut tick: impl FnMut()) -> String {
-        let start = Instant::now();
-        let mut checked = 0;
-        loop {
-            self.drain();
-            if let Some(line) = self.seen[checked..].iter().find(|l| l.starts_with(prefix)) {
-                return line[prefix.len()..].to_string();
-            }
-            checked = self.seen.len();
-            tick();
-            if start.elapsed() > TIMEOUT {
-                panic!(
-                    "{}: no line starting with {prefix:?}; stdout: {:#?}\nstderr: {:#?}",
-                    self.name,
-                    self.seen,
-                    self.stderr.lock().unwrap()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(1));
-        }
-    }
-
-    /// Fails if Godot logged a multiplayer protocol error (a packet it could not take).
-    fn assert_no_protocol_errors(&self) {
-        let stderr = self.stderr.lock().unwrap();
-        let bad: Vec<&String> = stderr
-            .iter()
-            .filter(|l| {
-                l.contains("multiplayer")
-                    || l.contains("_process_")
-                    || l.contains("Invalid")
-                    || l.contains("cheating")
-            })
-            .collect();
-        assert!(bad.is_empty(), "{} logged errors: {stderr:#?}", self.name);
-    }
-
-    /// Waits for the process to exit; returns its exit code.
-    fn wait_exit(&mut self, mut tick: impl FnMut()) -> Option<i32> {
-        let start = Instant::now();
-        loop {
-            if let Some(status) = self.child.0.try_wait().unwrap() {
-                return status.code();
-            }
-            tick();
-            assert!(start.elapsed() < TIMEOUT, "{} did not exit", self.name);
-            std::thread::sleep(Duration::from_millis(2));
-        }
     }
 }
 
@@ -195,13 +62,6 @@ impl Side {
     }
 }
 
-fn godot3_config() -> MultiplayerConfig {
-    let mut config = MultiplayerConfig::default();
-    config.protocol = MultiplayerProtocol::Godot3;
-    config.websocket.peer.supported_protocols = vec!["ludus".into()];
-    config
-}
-
 fn tick_each(sides: &mut [Side]) {
     for side in sides.iter_mut() {
         side.tick();
@@ -214,14 +74,6 @@ fn wait_for(what: &str, mut step: impl FnMut() -> bool) {
         assert!(start.elapsed() < TIMEOUT, "timed out waiting for: {what}");
         std::thread::sleep(Duration::from_millis(1));
     }
-}
-
-/// A port that was free a moment ago: Godot 3.2.3 cannot report the port it got for 0.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind 127.0.0.1:0")
-        .port()
 }
 
 #[test]
@@ -475,16 +327,8 @@ fn mp_server_example_relays_between_godot3_clients() {
         .stderr(Stdio::inherit())
         .spawn()
         .expect("start mp_server");
-    let stdout = server.stdout.take().unwrap();
+    let server_lines = line_channel(server.stdout.take().unwrap());
     let server = KillOnDrop(server);
-    let (tx, server_lines) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
     let mut server_log = Vec::new();
     let mut server_line = |needle: &str, tick: &mut dyn FnMut()| -> String {
         let start = Instant::now();

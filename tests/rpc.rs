@@ -2,13 +2,14 @@
 //! process on 127.0.0.1: wspeer peers calling each other, and plain WebSocket peers that
 //! write and check the bytes of `godot-rpc.md` §4 (Godot 4) and §6 (Godot 3) by hand.
 
-#![allow(clippy::field_reassign_with_default)]
-
 mod common;
 
 use std::time::{Duration, Instant};
 
 use common::TIMEOUT;
+use common::multiplayer::{
+    Node, cat, config, listening, next_message, tick, wait_for, wait_joined,
+};
 use wspeer::multiplayer_wire::rpc::RpcTable;
 use wspeer::multiplayer_wire::{godot3, godot4, scene};
 use wspeer::variant::{
@@ -47,55 +48,9 @@ fn echo_node() -> RpcNode {
     RpcNode::new().method("echo", RpcMode::AnyPeer)
 }
 
-// ----- harness -----
-
-/// A multiplayer peer with everything it reported so far.
-struct Node {
-    peer: WebSocketMultiplayerPeer,
-    events: Vec<MultiplayerEvent>,
-    packets: Vec<(i32, Vec<u8>)>,
-    /// Whether `tick` drains the packet queue (off for `get_var`).
-    read: bool,
-}
+// ----- harness (the shared part is in common::multiplayer) -----
 
 impl Node {
-    fn new(peer: WebSocketMultiplayerPeer) -> Node {
-        Node {
-            peer,
-            events: Vec::new(),
-            packets: Vec::new(),
-            read: true,
-        }
-    }
-
-    fn id(&self) -> i32 {
-        self.peer.get_unique_id()
-    }
-
-    fn tick(&mut self) {
-        self.peer.poll();
-        while let Some(event) = self.peer.pop_event() {
-            self.events.push(event);
-        }
-        while self.read {
-            let Some(packet) = self.peer.recv() else {
-                break;
-            };
-            self.packets.push(packet);
-        }
-    }
-
-    fn got(&self, from: i32, data: &[u8]) -> bool {
-        self.packets.iter().any(|(f, d)| *f == from && d == data)
-    }
-
-    fn url(&self) -> String {
-        format!(
-            "ws://{}/",
-            self.peer.local_addr().expect("a listening server")
-        )
-    }
-
     /// The RPCs received so far, in order.
     fn calls(&self) -> Vec<&RemoteCall> {
         self.events
@@ -112,16 +67,6 @@ impl Node {
             .iter()
             .any(|c| c.from == from && c.node == node && c.method == method && c.args == args)
     }
-
-    fn has(&self, event: &MultiplayerEvent) -> bool {
-        self.events.contains(event)
-    }
-}
-
-fn config(protocol: MultiplayerProtocol) -> MultiplayerConfig {
-    let mut config = MultiplayerConfig::default();
-    config.protocol = protocol;
-    config
 }
 
 fn auth_config(auth_timeout: Duration) -> MultiplayerConfig {
@@ -139,10 +84,7 @@ fn peer_with(config: MultiplayerConfig) -> WebSocketMultiplayerPeer {
 }
 
 fn server_with(config: MultiplayerConfig) -> Node {
-    let mut peer = peer_with(config);
-    peer.create_server(0, "127.0.0.1", None)
-        .expect("create_server");
-    Node::new(peer)
+    listening(peer_with(config))
 }
 
 /// A client of `server` that started connecting.
@@ -151,21 +93,6 @@ fn client_of(server: &Node, config: MultiplayerConfig) -> Node {
     peer.create_client(&server.url(), None)
         .expect("create_client");
     Node::new(peer)
-}
-
-fn tick(nodes: &mut [&mut Node]) {
-    for node in nodes.iter_mut() {
-        node.tick();
-    }
-}
-
-/// Calls `step` (which polls and checks) until it returns true or TIMEOUT passes.
-fn wait_for(what: &str, mut step: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !step() {
-        assert!(start.elapsed() < TIMEOUT, "timed out waiting for: {what}");
-        std::thread::sleep(Duration::from_micros(300));
-    }
 }
 
 /// Polls for `how_long`: only where no later message can show that something did not
@@ -181,11 +108,7 @@ fn quiet(nodes: &mut [&mut Node], how_long: Duration) {
 /// A client (no authentication) of `server`, polled until both sides report it.
 fn join(server: &mut Node, config: MultiplayerConfig) -> Node {
     let mut client = client_of(server, config);
-    wait_for("client connected", || {
-        tick(&mut [server, &mut client]);
-        client.has(&MultiplayerEvent::ConnectedToServer)
-            && server.has(&MultiplayerEvent::PeerConnected(client.id()))
-    });
+    wait_joined(server, &mut client);
     client
 }
 
@@ -210,22 +133,6 @@ fn admit(server: &mut Node, client: &mut Node) {
         client.has(&MultiplayerEvent::ConnectedToServer)
             && server.has(&MultiplayerEvent::PeerConnected(id))
     });
-}
-
-/// The next message `ws` receives.
-fn next_message(ws: &mut WebSocketPeer, nodes: &mut [&mut Node]) -> Vec<u8> {
-    let mut message = None;
-    wait_for("a message", || {
-        tick(nodes);
-        ws.poll();
-        message = ws.get_packet();
-        message.is_some()
-    });
-    message.unwrap()
-}
-
-fn cat(parts: &[&[u8]]) -> Vec<u8> {
-    parts.concat()
 }
 
 /// `text` and its NUL.
@@ -445,6 +352,11 @@ fn authentication_admits_only_after_both_sides_complete_in_either_order() {
         assert_eq!(client.peer.get_authenticating_peers(), [1]);
         assert!(server.peer.peer_ids().is_empty());
         assert!(client.peer.peer_ids().is_empty());
+        // Its address can decide the authentication.
+        let local = std::net::IpAddr::from([127, 0, 0, 1]);
+        assert_eq!(server.peer.get_peer_address(id), Some(local));
+        assert!(server.peer.get_peer_port(id).is_some());
+        assert!(server.peer.get_peer(id).is_some());
         assert_eq!(
             client.peer.get_connection_status(),
             ConnectionStatus::Connecting

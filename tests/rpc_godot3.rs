@@ -16,23 +16,19 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{KillOnDrop, TIMEOUT, TempDir, example_bin};
+use common::godot::{Godot, free_port, godot3_config};
+use common::{KillOnDrop, TIMEOUT, example_bin, line_channel};
 use wspeer::variant::{Color, Dictionary, Vector2};
 use wspeer::*;
 
-const ENGINE: &str = "godot3-server";
 const MAIN: &str = "/root/Main";
-
-fn bots_dir() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/multiplayer")
-}
 
 /// The argument sets of `Main.arg_sets()` in `g3_rpc_main.gd`, by name.
 fn arg_sets() -> Vec<(&'static str, Vec<Variant>)> {
@@ -103,91 +99,8 @@ fn echo_node() -> RpcNode {
         .method("rv", RpcMode::AnyPeer)
 }
 
-fn godot3_config() -> MultiplayerConfig {
-    let mut config = MultiplayerConfig {
-        protocol: MultiplayerProtocol::Godot3,
-        ..MultiplayerConfig::default()
-    };
-    config.websocket.peer.supported_protocols = vec!["ludus".into()];
-    config
-}
-
-/// A port that was free a moment ago: Godot 3.2.3 cannot report the port it got for 0.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind 127.0.0.1:0")
-        .port()
-}
-
-/// Lines of a child's output arriving on a channel.
-fn line_channel(stream: impl Read + Send + 'static) -> mpsc::Receiver<String> {
-    let (tx, lines) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stream).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    lines
-}
-
-/// A running Godot bot with its stdout lines arriving on a channel.
-struct Godot {
-    name: String,
-    lines: mpsc::Receiver<String>,
-    seen: Vec<String>,
-    stderr: Arc<Mutex<Vec<String>>>,
-    child: KillOnDrop,
-    _home: TempDir,
-}
-
+// The bots of this file (the runner is common::godot::Godot).
 impl Godot {
-    /// Starts `godot3-server --path tests/multiplayer -s <script> <args>`, with its user
-    /// data in a fresh directory and a locale Godot knows.
-    fn start(name: &str, script: &str, args: &[&str]) -> Godot {
-        let home = TempDir::new("rpc-godot3");
-        let mut child = Command::new(ENGINE)
-            .arg("--path")
-            .arg(bots_dir())
-            .args(["-s", script])
-            .args(args)
-            .env("LANG", "en_US.UTF-8")
-            .env("HOME", &home.0)
-            .env("XDG_DATA_HOME", &home.0)
-            .env("XDG_CONFIG_HOME", &home.0)
-            .env("XDG_CACHE_HOME", &home.0)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot run {ENGINE} ({e}): the Godot 3 tests need the engine; install it \
-                     with `apt-get update && apt-get install -y godot3-server` (or run \
-                     tests/interop/setup.sh)"
-                )
-            });
-        let lines = line_channel(child.stdout.take().unwrap());
-        let stderr = Arc::new(Mutex::new(Vec::new()));
-        let sink = stderr.clone();
-        let err = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(err).lines().map_while(Result::ok) {
-                sink.lock().unwrap().push(line);
-            }
-        });
-        Godot {
-            name: name.to_string(),
-            lines,
-            seen: Vec::new(),
-            stderr,
-            child: KillOnDrop(child),
-            _home: home,
-        }
-    }
-
     /// `g3_rpc_client.gd` joining `url` with the sub-protocol `ludus`, playing `mode`.
     fn client(name: &str, url: &str, mode: &str) -> Godot {
         Godot::start(
@@ -204,48 +117,6 @@ impl Godot {
                 "40",
             ],
         )
-    }
-
-    fn drain(&mut self) {
-        while let Ok(line) = self.lines.try_recv() {
-            self.seen.push(line);
-        }
-    }
-
-    fn report(&self) -> String {
-        format!(
-            "{} stdout: {:#?}\nstderr: {:#?}",
-            self.name,
-            self.seen,
-            self.stderr.lock().unwrap()
-        )
-    }
-
-    /// Waits for a line starting with `prefix`, calling `tick` meanwhile (to drive the
-    /// wspeer side); returns the rest of the line.
-    fn expect(&mut self, prefix: &str, mut tick: impl FnMut()) -> String {
-        let start = Instant::now();
-        loop {
-            self.drain();
-            if let Some(line) = self.seen.iter().find(|l| l.starts_with(prefix)) {
-                return line[prefix.len()..].to_string();
-            }
-            tick();
-            if start.elapsed() > TIMEOUT {
-                panic!("no line starting with {prefix:?}; {}", self.report());
-            }
-            std::thread::sleep(Duration::from_millis(1));
-        }
-    }
-
-    /// The lines seen so far that start with `prefix`, without it.
-    fn lines_after(&mut self, prefix: &str) -> Vec<String> {
-        self.drain();
-        self.seen
-            .iter()
-            .filter_map(|l| l.strip_prefix(prefix))
-            .map(str::to_string)
-            .collect()
     }
 
     /// Checks the bot's table of argument sets (its `SET <name> <hex>` lines) against
@@ -267,37 +138,6 @@ impl Godot {
             "{}: g3_rpc_main.gd and arg_sets() do not list the same sets",
             self.report()
         );
-    }
-
-    /// Fails if Godot logged a multiplayer or script error (a packet or call it could not
-    /// take).
-    fn assert_no_errors(&self) {
-        let stderr = self.stderr.lock().unwrap();
-        let bad: Vec<&String> = stderr
-            .iter()
-            .filter(|l| {
-                l.contains("multiplayer")
-                    || l.contains("_process_")
-                    || l.contains("Invalid")
-                    || l.contains("cheating")
-                    || l.contains("SCRIPT ERROR")
-                    || l.contains("RPC")
-            })
-            .collect();
-        assert!(bad.is_empty(), "{} logged errors: {stderr:#?}", self.name);
-    }
-
-    /// Waits for the process to exit; returns its exit code.
-    fn wait_exit(&mut self, mut tick: impl FnMut()) -> Option<i32> {
-        let start = Instant::now();
-        loop {
-            if let Some(status) = self.child.0.try_wait().unwrap() {
-                return status.code();
-            }
-            tick();
-            assert!(start.elapsed() < TIMEOUT, "{} did not exit", self.name);
-            std::thread::sleep(Duration::from_millis(2));
-        }
     }
 }
 

@@ -7,12 +7,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{KillOnDrop, TIMEOUT, example_bin};
+use common::{KillOnDrop, TIMEOUT, example_bin, line_channel};
 use wspeer::*;
 
 const MAIN: &str = "/root/Main";
@@ -32,16 +31,8 @@ fn emulated_client(url: &str, extra: &[&str]) -> (KillOnDrop, mpsc::Receiver<Str
         .stderr(Stdio::inherit())
         .spawn()
         .expect("python3 runs (tests/interop/setup.sh installs websockets)");
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    (KillOnDrop(child), rx)
+    let lines = line_channel(child.stdout.take().unwrap());
+    (KillOnDrop(child), lines)
 }
 
 fn echo_node() -> RpcNode {
@@ -125,15 +116,7 @@ fn rpc_server_example_answers_an_emulated_godot4_client() {
             .spawn()
             .expect("cargo build --examples first (tests/run.sh does)"),
     );
-    let stdout = server.0.stdout.take().unwrap();
-    let (tx, server_lines) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let server_lines = line_channel(server.0.stdout.take().unwrap());
     let listening = server_lines.recv_timeout(TIMEOUT).unwrap();
     assert_eq!(listening, format!("Listening on ws://127.0.0.1:{port}"));
     let (mut client, lines) = emulated_client(&format!("ws://127.0.0.1:{port}/"), &["--no-auth"]);

@@ -15,17 +15,14 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::io::Read;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{KillOnDrop, TempDir};
+use common::TempDir;
+use common::godot::{ENGINE, Godot};
 use wspeer::variant::{
     Aabb, Array, Basis, Color, ContainerType, Dictionary, NodePath, Plane, Quaternion, Rect2,
     Transform2D, Transform3D, Variant, Vector2, Vector3,
 };
-
-const ENGINE: &str = "godot3-server";
 
 /// One engine run: it takes well under a second; only a hung engine gets near this.
 const RUN_LIMIT: Duration = Duration::from_secs(30);
@@ -296,61 +293,16 @@ impl Run {
     }
 }
 
-/// Runs `godot3-server --path tests/multiplayer -s g3_variants.gd <args>` to completion,
-/// with its user data in a fresh directory and a locale Godot knows; kills it after
-/// [`RUN_LIMIT`].
+/// Runs `godot3-server --path tests/multiplayer -s g3_variants.gd <args>` to completion
+/// (see [`Godot::start`]); kills it after [`RUN_LIMIT`].
 fn run_bot(args: &[&str]) -> Run {
-    let home = TempDir::new("g3-variants-home");
-    let bots = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/multiplayer");
-    let mut child = Command::new(ENGINE)
-        .arg("--path")
-        .arg(&bots)
-        .args(["-s", "g3_variants.gd"])
-        .args(args)
-        .args(["--limit", "20"])
-        .env("LANG", "en_US.UTF-8")
-        .env("HOME", &home.0)
-        .env("XDG_DATA_HOME", &home.0)
-        .env("XDG_CONFIG_HOME", &home.0)
-        .env("XDG_CACHE_HOME", &home.0)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!(
-                "cannot run {ENGINE} ({e}): the Godot 3 Variant tests need the engine; install \
-                 it with `apt-get update && apt-get install -y godot3-server` (or run \
-                 tests/interop/setup.sh)"
-            )
-        });
-    let read_all = |mut pipe: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut bytes = Vec::new();
-            let _ = pipe.read_to_end(&mut bytes);
-            String::from_utf8_lossy(&bytes).into_owned()
-        })
-    };
-    let stdout = read_all(Box::new(child.stdout.take().unwrap()));
-    let stderr = read_all(Box::new(child.stderr.take().unwrap()));
-    let mut child = KillOnDrop(child);
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.0.try_wait().expect("wait for godot3-server") {
-            break Some(status);
-        }
-        if start.elapsed() > RUN_LIMIT {
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    if status.is_none() {
-        let _ = child.0.kill();
-        let _ = child.0.wait();
-    }
+    let mut bot_args = args.to_vec();
+    bot_args.extend(["--limit", "20"]);
+    let mut bot = Godot::start("g3_variants.gd", "g3_variants.gd", &bot_args);
+    let status = bot.finish(RUN_LIMIT);
     let run = Run {
-        stdout: stdout.join().unwrap().lines().map(str::to_string).collect(),
-        stderr: stderr.join().unwrap(),
+        stdout: std::mem::take(&mut bot.seen),
+        stderr: bot.stderr_text(),
         code: status.and_then(|s| s.code()),
     };
     assert!(

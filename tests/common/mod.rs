@@ -1,6 +1,11 @@
 //! Shared test harness: a server and clients on loopback, polled together like a game loop.
 #![allow(dead_code)]
 
+pub mod godot;
+pub mod multiplayer;
+
+use std::io::{BufRead, BufReader, Read};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use wspeer::{
@@ -207,6 +212,43 @@ pub fn example_bin(name: &str) -> std::path::PathBuf {
         source.display()
     );
     path
+}
+
+/// Reads `stream` (a child's stdout or stderr) on a thread, handing each line to `each`
+/// (without its `\n` or `\r\n`) until the end of the stream or until `each` returns false.
+/// Bytes that are not UTF-8 arrive replaced (U+FFFD), not as the end of the stream.
+pub fn read_lines(
+    stream: impl Read + Send + 'static,
+    mut each: impl FnMut(String) -> bool + Send + 'static,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut reader = BufReader::new(stream);
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            match reader.read_until(b'\n', &mut line) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+            if line.last() == Some(&b'\n') {
+                line.pop();
+                if line.last() == Some(&b'\r') {
+                    line.pop();
+                }
+            }
+            if !each(String::from_utf8_lossy(&line).into_owned()) {
+                break;
+            }
+        }
+    })
+}
+
+/// The lines of `stream` (a child's stdout) arriving on a channel, which disconnects at
+/// the end of the stream.
+pub fn line_channel(stream: impl Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, lines) = mpsc::channel();
+    read_lines(stream, move |line| tx.send(line).is_ok());
+    lines
 }
 
 /// A child process killed when dropped, so a failing test leaves nothing running.
