@@ -470,17 +470,9 @@ pub mod godot4 {
             return malformed("not a CONFIRM_PATH");
         }
         let valid = packet[1] != 0;
-        if packet.len() == 6 && packet[5] != 0 {
-            let id = read_u32(packet, 2).unwrap_or_default();
-            return Ok(ConfirmPath {
-                valid,
-                confirmed: Confirmed::Id(id),
-            });
-        }
-        if packet.len() == 6 {
-            // Ambiguous: `[02 v xx xx xx 00]` is a 3-character path, or an id below 2²⁴.
-            // An id is what a 4.3+ peer sends, and ids count up from 1.
-            let id = read_u32(packet, 2).unwrap_or_default();
+        // Six bytes are an id, whatever they hold: `[02 v xx xx xx 00]` could also be a
+        // three-character path, but an id is what a 4.3+ peer sends.
+        if let (6, Some(id)) = (packet.len(), read_u32(packet, 2)) {
             return Ok(ConfirmPath {
                 valid,
                 confirmed: Confirmed::Id(id),
