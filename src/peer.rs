@@ -405,7 +405,7 @@ impl WebSocketPeer {
         };
         match std::mem::replace(&mut self.link, Link::None) {
             Link::None => {}
-            Link::Resolving(lookup) => match lookup.try_result() {
+            Link::Resolving(mut lookup) => match lookup.try_result() {
                 None => self.link = Link::Resolving(lookup),
                 Some(Err(e)) => connection.handle_transport_error(now, e),
                 Some(Ok(addrs)) => self.link = self.connect_next(addrs.into(), None, registry),
@@ -640,7 +640,9 @@ impl WebSocketPeer {
         Some(packet)
     }
 
-    /// Drains the packet queue as an iterator (`for p in peer.packets() { ... }`).
+    /// The queued packets in order (`for p in peer.packets() { ... }`). Each is taken off
+    /// the queue only when the iterator yields it: packets a loop does not reach stay
+    /// queued.
     pub fn packets(&mut self) -> impl Iterator<Item = Packet> + '_ {
         std::iter::from_fn(move || self.recv())
     }
@@ -718,6 +720,14 @@ impl WebSocketPeer {
     /// `Host` header + the request path (Godot's `get_requested_url`).
     pub fn get_requested_url(&self) -> &str {
         &self.requested_url
+    }
+
+    /// Whether this connection's TLS handshake resumed an earlier session (a reconnect
+    /// with the same [`TlsOptions`], or the default options, skips the certificate
+    /// exchange). False for `ws://`, before the handshake and once the connection is
+    /// closed. Beyond Godot.
+    pub fn is_tls_session_resumed(&self) -> bool {
+        matches!(&self.link, Link::Streaming(transport) if transport.tls_resumed())
     }
 
     /// The negotiated sub-protocol, or `""` (Godot's `get_selected_protocol`).

@@ -95,6 +95,13 @@ fn read_error(e: io::Error, connection: &Connection) -> Error {
 }
 
 impl Transport {
+    /// Whether the TLS handshake resumed an earlier session (false without TLS).
+    pub(crate) fn tls_resumed(&self) -> bool {
+        self.tls
+            .as_ref()
+            .is_some_and(|tls| tls.handshake_kind() == Some(rustls::HandshakeKind::Resumed))
+    }
+
     pub(crate) fn new(tcp: TcpStream, tls: Option<rustls::Connection>) -> Self {
         Transport {
             tcp,

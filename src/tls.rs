@@ -1,7 +1,7 @@
 //! `TlsOptions`: the rustls configurations for wss:// clients and servers.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
@@ -60,10 +60,22 @@ fn parse_certs(pem: &[u8], what: &str) -> Result<Vec<CertificateDer<'static>>, E
 
 impl TlsOptions {
     /// Client options that trust the Mozilla root store (webpki-roots) and verify the
-    /// server's host name, like Godot's `TLSOptions.client()`.
+    /// server's host name, like Godot's `TLSOptions.client()`. Every call shares one
+    /// rustls configuration, built once per process, and so its session cache: a reconnect
+    /// resumes the TLS session (see [`WebSocketPeer::is_tls_session_resumed`]); it is also
+    /// what `connect_to_url` uses for `wss://` without options.
+    ///
+    /// [`WebSocketPeer::is_tls_session_resumed`]: crate::WebSocketPeer::is_tls_session_resumed
     pub fn client() -> Result<Self, Error> {
+        static DEFAULT: OnceLock<Arc<ClientConfig>> = OnceLock::new();
+        if let Some(config) = DEFAULT.get() {
+            return Ok(Self::from_client_config(config.clone()));
+        }
         let roots: RootCertStore = webpki_roots::TLS_SERVER_ROOTS.iter().cloned().collect();
-        Ok(Self::from_client_config(Arc::new(client_config(roots)?)))
+        let config = Arc::new(client_config(roots)?);
+        Ok(Self::from_client_config(
+            DEFAULT.get_or_init(|| config).clone(),
+        ))
     }
 
     /// Client options that trust only the given PEM certificate(s) (a CA or a self-signed
@@ -292,5 +304,24 @@ impl ServerCertVerifier for AcceptAnyCertificate {
         self.provider
             .signature_verification_algorithms
             .supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client_config_of(options: &TlsOptions) -> Arc<ClientConfig> {
+        match &options.kind {
+            Kind::Client { config, .. } => config.clone(),
+            Kind::Server { .. } => panic!("not client options"),
+        }
+    }
+
+    #[test]
+    fn default_client_options_share_one_config_and_its_session_cache() {
+        let a = client_config_of(&TlsOptions::client().unwrap());
+        let b = client_config_of(&TlsOptions::client().unwrap());
+        assert!(Arc::ptr_eq(&a, &b));
     }
 }

@@ -592,3 +592,33 @@ fn option_kind_misuse_and_bad_pem() {
         "common name override on server options",
     );
 }
+
+#[test]
+fn a_reconnect_with_the_same_options_resumes_the_tls_session() {
+    let pki = pki_for(&["127.0.0.1"]);
+    let mut server = tls_server_with(ServerConfig::default(), &pki);
+    let options = pki.client_options();
+    let mut resumed = Vec::new();
+    for _ in 0..2 {
+        let (mut client, id) = connect_with(
+            &mut server,
+            "/",
+            PeerConfig::default(),
+            Some(options.clone()),
+        );
+        // A message both ways, so the client has read the server's session ticket.
+        exchange(&mut server, &mut client, id, "ticket?");
+        resumed.push((
+            client.is_tls_session_resumed(),
+            server.get_peer(id).unwrap().is_tls_session_resumed(),
+        ));
+        client.close(1000, "").unwrap();
+        run_until_closed(&mut server, &mut client, id);
+        assert!(!client.is_tls_session_resumed());
+    }
+    assert_eq!(resumed, [(false, false), (true, true)]);
+    // Different options are a different session cache: a full handshake again.
+    let other = pki.client_options();
+    let (client, _) = connect_with(&mut server, "/", PeerConfig::default(), Some(other));
+    assert!(!client.is_tls_session_resumed());
+}
