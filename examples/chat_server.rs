@@ -14,13 +14,15 @@
 //!
 //! Like Godot's demo (`websocket/WebSocketServer.gd`), it owns the TCP listener and hands
 //! each WebSocket connection to a `WebSocketPeer` with `accept_stream`; that is what lets
-//! it look at a request first and answer plain HTTP itself. Ctrl-C closes every client
-//! with 1001 and exits.
+//! it look at a request first (parsed with `httparse`) and answer plain HTTP itself. Like
+//! everything else in the frame loop, the page is served without ever waiting: each frame
+//! reads and writes what the socket takes at once, so a slow browser never stalls the
+//! chat. Ctrl-C closes every client with 1001 and exits.
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::io::{self, BufRead, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -34,12 +36,17 @@ const PAGE: &str = include_str!("chat.html");
 /// Time a connection has to send its request (HTTP or WebSocket) and finish the
 /// handshake; Godot's demo uses 3 s too.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(3);
-/// Connections still sending their request; more are closed at once.
+/// Connections still sending their request or being answered a page; more are closed at
+/// once.
 const MAX_PENDING: usize = 64;
 /// Connections taken from the listener per frame.
 const ACCEPTS_PER_FRAME: usize = 16;
 /// The longest request head looked at; a longer one is refused.
 const MAX_REQUEST_HEAD: usize = 8192;
+/// The most header lines a request may have; more are refused.
+const MAX_REQUEST_HEADERS: usize = 64;
+/// Time to answer a plain HTTP request and see the browser close; a slower one is dropped.
+const PAGE_TIMEOUT: Duration = Duration::from_secs(5);
 const USAGE: &str = "usage: chat_server [--port 8000] [--bind 127.0.0.1] [--cert FILE --key FILE]";
 
 struct Options {
@@ -77,7 +84,9 @@ fn parse_args() -> Result<Options, String> {
     Ok(options)
 }
 
-/// A TCP connection whose first bytes decide between the page and the chat.
+/// A TCP connection whose first bytes decide between the page and the chat. They are only
+/// peeked at (non-blocking) until the request head is complete: a WebSocket request must
+/// stay in the socket for `accept_stream`, which reads it itself.
 struct Pending {
     stream: TcpStream,
     addr: SocketAddr,
@@ -95,7 +104,7 @@ enum Request {
     /// Not all of the head has arrived yet.
     Incomplete,
     WebSocket,
-    /// A plain HTTP request for `path`; `head_len` bytes are its head.
+    /// A plain HTTP `GET` of `path`; `head_len` bytes are its head.
     Http {
         path: String,
         head_len: usize,
@@ -103,61 +112,133 @@ enum Request {
     Invalid,
 }
 
+/// What the first bytes of a connection are: an upgrade to WebSocket, a `GET` for the page,
+/// or nothing this server answers.
 fn classify(head: &[u8]) -> Request {
-    let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") else {
-        return if head.len() >= MAX_REQUEST_HEAD {
-            Request::Invalid
-        } else {
-            Request::Incomplete
-        };
+    let mut headers = [httparse::EMPTY_HEADER; MAX_REQUEST_HEADERS];
+    let mut request = httparse::Request::new(&mut headers);
+    let head_len = match request.parse(head) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) if head.len() < MAX_REQUEST_HEAD => {
+            return Request::Incomplete;
+        }
+        Ok(httparse::Status::Partial) | Err(_) => return Request::Invalid,
     };
-    let text = String::from_utf8_lossy(&head[..end]).to_ascii_lowercase();
-    let mut lines = text.lines();
-    let request_line = lines.next().unwrap_or("");
-    let upgrade = lines.any(|line| {
-        line.split_once(':').is_some_and(|(name, value)| {
-            name.trim() == "upgrade" && value.trim().eq_ignore_ascii_case("websocket")
-        })
+    let upgrade = request.headers.iter().any(|header| {
+        header.name.eq_ignore_ascii_case("upgrade")
+            && String::from_utf8_lossy(header.value)
+                .split(',')
+                .any(|token| token.trim().eq_ignore_ascii_case("websocket"))
     });
-    if upgrade {
-        return Request::WebSocket;
-    }
-    let mut parts = request_line.split_whitespace();
-    match (parts.next(), parts.next()) {
-        (Some("get"), Some(target)) => Request::Http {
+    match (upgrade, request.method, request.path) {
+        (true, _, _) => Request::WebSocket,
+        (false, Some("GET"), Some(target)) => Request::Http {
             path: target.split('?').next().unwrap_or("/").to_string(),
-            head_len: end + 4,
+            head_len,
         },
         _ => Request::Invalid,
     }
 }
 
-/// Answers a plain HTTP request: the chat page at `/` and `/chat.html`, 404 elsewhere.
-fn serve_page(mut stream: TcpStream, path: &str, head_len: usize) -> io::Result<()> {
-    stream.set_nonblocking(false)?;
-    stream.set_read_timeout(Some(Duration::from_secs(1)))?;
-    stream.set_write_timeout(Some(Duration::from_secs(2)))?;
-    // Read the request we only peeked at: closing a socket with unread input makes the
-    // kernel reset the connection, which can destroy the response in flight.
-    let mut head = vec![0u8; head_len];
-    stream.read_exact(&mut head)?;
-    let (status, body) = match path {
-        "/" | "/chat.html" => ("200 OK", PAGE),
-        _ => ("404 Not Found", "not found\n"),
+/// The answer to a plain HTTP request: the chat page at `/` and `/chat.html`, 404 elsewhere.
+fn page_response(path: &str) -> Vec<u8> {
+    let (status, content_type, body) = match path {
+        "/" | "/chat.html" => ("200 OK", "text/html; charset=utf-8", PAGE),
+        _ => ("404 Not Found", "text/plain; charset=utf-8", "not found\n"),
     };
-    let content_type = if body == PAGE {
-        "text/html; charset=utf-8"
-    } else {
-        "text/plain; charset=utf-8"
-    };
-    write!(
-        stream,
+    format!(
         "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
          Cache-Control: no-store\r\nConnection: close\r\n\r\n{body}",
         body.len()
-    )?;
-    stream.flush()?;
-    stream.shutdown(std::net::Shutdown::Write)
+    )
+    .into_bytes()
+}
+
+/// A plain HTTP request being answered, advanced once per frame with non-blocking reads and
+/// writes, like the chat's own sockets.
+struct PageReply {
+    stream: TcpStream,
+    addr: SocketAddr,
+    path: String,
+    /// Bytes of the request head still to read: it was only peeked at, and closing a socket
+    /// with unread input makes the kernel reset the connection, which can destroy the
+    /// response in flight.
+    unread: usize,
+    response: Vec<u8>,
+    written: usize,
+    /// The response is out and our side is shut; now the browser closes its side.
+    shut: bool,
+    /// The browser has closed its side.
+    eof: bool,
+    deadline: Instant,
+}
+
+impl PageReply {
+    fn new(stream: TcpStream, addr: SocketAddr, path: String, head_len: usize) -> Self {
+        PageReply {
+            stream,
+            addr,
+            response: page_response(&path),
+            path,
+            unread: head_len,
+            written: 0,
+            shut: false,
+            eof: false,
+            deadline: Instant::now() + PAGE_TIMEOUT,
+        }
+    }
+
+    /// Moves the answer on as far as the socket allows without waiting. `Ok(true)`: done,
+    /// drop the connection.
+    fn advance(&mut self, scratch: &mut [u8]) -> io::Result<bool> {
+        // Read what is left of the request, then (once the response is out) whatever comes
+        // until the browser closes; a few reads per frame at most.
+        for _ in 0..8 {
+            if self.eof || (self.unread == 0 && !self.shut) {
+                break;
+            }
+            let want = if self.unread > 0 {
+                self.unread.min(scratch.len())
+            } else {
+                scratch.len()
+            };
+            match self.stream.read(&mut scratch[..want]) {
+                Ok(0) => self.eof = true,
+                Ok(n) => self.unread = self.unread.saturating_sub(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) if self.shut => return Ok(true), // answered; a reset now is harmless
+                Err(e) => return Err(e),
+            }
+        }
+        while self.written < self.response.len() {
+            match self.stream.write(&self.response[self.written..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => self.written += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if self.written == self.response.len() && self.unread == 0 && !self.shut {
+            self.stream.shutdown(Shutdown::Write)?;
+            self.shut = true;
+        }
+        if self.shut && self.eof {
+            return Ok(true);
+        }
+        if Instant::now() >= self.deadline {
+            return if self.shut {
+                Ok(true) // answered; the browser just keeps the connection open
+            } else {
+                Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("not answered within {PAGE_TIMEOUT:?}"),
+                ))
+            };
+        }
+        Ok(false)
+    }
 }
 
 /// An id in 2..2^31-1 no current member has, from the OS-seeded std hasher keys.
@@ -230,13 +311,17 @@ fn run(options: Options) -> Result<(), String> {
     let typed = stdin_lines();
 
     let mut pending: Vec<Pending> = Vec::new();
+    let mut pages: Vec<PageReply> = Vec::new();
     let mut members: Vec<Member> = Vec::new();
+    let mut scratch = vec![0u8; MAX_REQUEST_HEAD];
     let mut stopping_since: Option<Instant> = None;
     loop {
         // New connections.
         for _ in 0..ACCEPTS_PER_FRAME {
             match listener.accept() {
-                Ok((stream, addr)) if pending.len() < MAX_PENDING && stopping_since.is_none() => {
+                Ok((stream, addr))
+                    if pending.len() + pages.len() < MAX_PENDING && stopping_since.is_none() =>
+                {
                     let _ = stream.set_nonblocking(true);
                     pending.push(Pending {
                         stream,
@@ -259,10 +344,9 @@ fn run(options: Options) -> Result<(), String> {
             let kind = if tls.is_some() {
                 Request::WebSocket // encrypted: nothing to look at, and no page over TLS
             } else {
-                let mut head = vec![0u8; MAX_REQUEST_HEAD];
-                match request.stream.peek(&mut head) {
+                match request.stream.peek(&mut scratch) {
                     Ok(0) => Request::Invalid,
-                    Ok(n) => classify(&head[..n]),
+                    Ok(n) => classify(&scratch[..n]),
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => Request::Incomplete,
                     Err(_) => Request::Invalid,
                 }
@@ -273,9 +357,7 @@ fn run(options: Options) -> Result<(), String> {
                 }
                 Request::Incomplete | Request::Invalid => {}
                 Request::Http { path, head_len } => {
-                    if let Err(e) = serve_page(request.stream, &path, head_len) {
-                        eprintln!("Cannot serve {path} to {}: {e}", request.addr);
-                    }
+                    pages.push(PageReply::new(request.stream, request.addr, path, head_len));
                 }
                 Request::WebSocket => {
                     let mut socket = WebSocketPeer::new();
@@ -293,6 +375,15 @@ fn run(options: Options) -> Result<(), String> {
             }
         }
         pending = still_pending;
+
+        // Pages being served.
+        pages.retain_mut(|page| match page.advance(&mut scratch) {
+            Ok(done) => !done,
+            Err(e) => {
+                eprintln!("Cannot serve {} to {}: {e}", page.path, page.addr);
+                false
+            }
+        });
 
         // The chat.
         let mut index = 0;

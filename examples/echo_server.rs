@@ -146,13 +146,12 @@ pub fn handle_events(
                 stalled.remove(&id);
                 println!("Client {id} disconnected, clean: {was_clean}");
             }
-            ServerEvent::DataReceived { id } => {
-                if !stalled.contains_key(&id) {
-                    if let Some(peer) = server.get_peer(id) {
-                        pump(id, peer, stalled, quiet);
-                    }
+            ServerEvent::DataReceived { id } if !stalled.contains_key(&id) => {
+                if let Some(peer) = server.get_peer(id) {
+                    pump(id, peer, stalled, quiet);
                 }
             }
+            _ => {}
         }
     }
     let waiting: Vec<i32> = stalled.keys().copied().collect();

@@ -51,10 +51,13 @@ pub struct PeerConfig {
     /// several messages per peer per frame (a headless server's loop polls again at once,
     /// so nothing waits).
     pub batch_writes: bool,
-    /// Server side: the largest upgrade request head accepted, in bytes; a larger one is
-    /// answered `431` and closed.
+    /// The largest HTTP head of the upgrade accepted, in bytes, on both sides. A server
+    /// answers a larger request with `431` and closes; a client fails a larger `101`
+    /// response with `Error::Handshake` (close code -1).
     pub max_handshake_bytes: usize,
-    /// Server side: the most header lines an upgrade request may have (`431` beyond).
+    /// The most header lines in the upgrade's HTTP head, on both sides: a server answers a
+    /// request with more with `431`; a client fails such a `101` response with
+    /// `Error::Handshake`.
     pub max_handshake_headers: usize,
     /// Client only: how host names become addresses. `None` (the default) asks the OS
     /// resolver. Either way the lookup runs on a short-lived thread, never in `poll()`.

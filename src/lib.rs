@@ -83,3 +83,25 @@ pub use variant::Variant;
 pub(crate) fn test_epoch() -> std::time::Instant {
     std::time::Instant::now()
 }
+
+/// Every Rust block of the README and of `docs/` runs as a doc test (`cargo test --doc`), as
+/// written: one item per Markdown file (`docs/embedding.md` is `proto::Connection`'s own
+/// documentation). `tests/doc_snippets.rs` checks that no file is missing here.
+#[cfg(doctest)]
+#[allow(dead_code)]
+mod doc_snippets {
+    #[doc = include_str!("../README.md")]
+    struct Readme;
+    #[doc = include_str!("../docs/architecture.md")]
+    struct Architecture;
+    #[doc = include_str!("../docs/godot.md")]
+    struct Godot;
+    #[doc = include_str!("../docs/interop.md")]
+    struct Interop;
+    #[doc = include_str!("../docs/multiplayer.md")]
+    struct Multiplayer;
+    #[doc = include_str!("../docs/performance.md")]
+    struct Performance;
+    #[doc = include_str!("../docs/security.md")]
+    struct Security;
+}

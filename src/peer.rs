@@ -405,7 +405,7 @@ impl WebSocketPeer {
         };
         match std::mem::replace(&mut self.link, Link::None) {
             Link::None => {}
-            Link::Resolving(lookup) => match lookup.try_result() {
+            Link::Resolving(mut lookup) => match lookup.try_result() {
                 None => self.link = Link::Resolving(lookup),
                 Some(Err(e)) => connection.handle_transport_error(now, e),
                 Some(Ok(addrs)) => self.link = self.connect_next(addrs.into(), None, registry),

@@ -21,6 +21,7 @@ use crate::tls::TlsOptions;
 /// What happened on a [`WebSocketServer`], drained in order after `poll()` (Godot's
 /// signals, as values).
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ServerEvent {
     /// A client finished its handshake (`client_connected(id, protocol)`); `protocol` is the
     /// selected sub-protocol or `""`.
@@ -575,9 +576,11 @@ impl WebSocketServer {
         self.queue.pop_front()
     }
 
-    /// Drains the events in order (`for e in server.events() { ... }`).
+    /// The events in order (`for e in server.events() { ... }`). Each is taken off the
+    /// queue only when the iterator yields it: events a loop does not reach (it broke
+    /// early, or the iterator was dropped) stay queued for the next call.
     pub fn events(&mut self) -> impl Iterator<Item = ServerEvent> + '_ {
-        self.queue.drain(..)
+        std::iter::from_fn(move || self.pop_event())
     }
 
     // ----- peers -----

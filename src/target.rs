@@ -3,7 +3,7 @@
 
 use std::io;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
-use std::sync::mpsc;
+use std::sync::{Mutex, PoisonError, mpsc};
 use std::thread;
 
 use tungstenite::http::Uri;
@@ -81,7 +81,9 @@ impl Target {
 /// non-blocking interface, and `poll()` must not wait for it. The thread does no socket I/O
 /// and ends with the lookup; an abandoned lookup finishes and its answer is dropped.
 pub(crate) struct Lookup {
-    answer: mpsc::Receiver<io::Result<Vec<SocketAddr>>>,
+    /// In a `Mutex` only so that the peer holding it is `Sync` (an `mpsc::Receiver` is
+    /// not); it is only ever reached through `&mut self`, so it is never locked.
+    answer: Mutex<mpsc::Receiver<io::Result<Vec<SocketAddr>>>>,
 }
 
 impl Lookup {
@@ -101,12 +103,18 @@ impl Lookup {
                 let _ = tx.send(result);
             })
             .map_err(|e| Error::Resolve(format!("could not start the lookup thread: {e}")))?;
-        Ok(Lookup { answer })
+        Ok(Lookup {
+            answer: Mutex::new(answer),
+        })
     }
 
     /// `None` while the lookup is still running.
-    pub(crate) fn try_result(&self) -> Option<Result<Vec<SocketAddr>, Error>> {
-        match self.answer.try_recv() {
+    pub(crate) fn try_result(&mut self) -> Option<Result<Vec<SocketAddr>, Error>> {
+        let answer = self
+            .answer
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner);
+        match answer.try_recv() {
             Ok(Ok(addrs)) if addrs.is_empty() => {
                 Some(Err(Error::Resolve("the name has no addresses".into())))
             }

@@ -307,6 +307,61 @@ fn unrequested_extension_in_101_is_a_handshake_error() {
     );
 }
 
+/// A `101` response larger than `PeerConfig::max_handshake_bytes` (8 KiB) or with more header
+/// lines than `max_handshake_headers` (64) fails the connection before it opens, with an
+/// `Error::Handshake` naming the setting, also when the whole head arrives complete in one
+/// write. The limits apply to the client as they do to a server's request; raised, the same
+/// responses open.
+#[test]
+fn oversized_101_response_is_a_handshake_error_naming_the_limit() {
+    let many_headers: String = (0..64).map(|i| format!("X-Extra-{i}: v\r\n")).collect();
+    let big_header = format!("X-Big: {}\r\n", "b".repeat(9000));
+    let cases = [
+        (
+            many_headers,
+            "the server's answer has more than 64 headers (PeerConfig::max_handshake_headers)",
+        ),
+        (
+            big_header,
+            "the server's answer head is larger than 8192 bytes (PeerConfig::max_handshake_bytes)",
+        ),
+    ];
+    for (extra, why) in cases.clone() {
+        let run = run_client(PeerConfig::default(), "/", move |mut conn, request| {
+            let mut response = RawConn::response_101(&request);
+            response.truncate(response.len() - 2);
+            response.extend_from_slice(extra.as_bytes());
+            response.extend_from_slice(b"\r\n");
+            conn.send(&response); // one write: the head may arrive complete
+            // The client must give up and close its side, sending no frame.
+            let _ = conn.expect_end("after an oversized 101");
+        });
+        assert!(run.packets.is_empty(), "{why}: {:?}", run.packets);
+        assert_eq!(run.peer.get_close_code(), -1, "{why}");
+        match run.peer.get_last_error() {
+            Some(Error::Handshake(message)) => assert_eq!(message, why),
+            other => panic!("expected Error::Handshake({why:?}), got {other:?}"),
+        }
+    }
+    // Within raised limits the same answers are accepted.
+    for (extra, _) in cases {
+        let config = PeerConfig {
+            max_handshake_bytes: 16 * 1024,
+            max_handshake_headers: 128,
+            ..PeerConfig::default()
+        };
+        let run = run_client(config, "/", move |mut conn, request| {
+            let mut response = RawConn::response_101(&request);
+            response.truncate(response.len() - 2);
+            response.extend_from_slice(extra.as_bytes());
+            response.extend_from_slice(b"\r\n");
+            conn.send(&response);
+            server_closes(&mut conn, "close");
+        });
+        assert_clean_close(&run, 1000, "bye");
+    }
+}
+
 /// RFC 6455 §4.1 (client step 3: fail only if `Connection` "doesn't contain a token that
 /// is an ASCII case-insensitive match for the value Upgrade") with RFC 9110 §7.6.1
 /// (`Connection` is a comma-separated list of options): a 101 answering

@@ -185,6 +185,7 @@ fn serve(
                     }
                     records.lock().unwrap().push(record);
                 }
+                _ => {}
             }
         }
     }

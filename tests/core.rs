@@ -1383,3 +1383,49 @@ fn put_var_and_get_var_carry_one_variant_per_message_in_either_godot_format() {
         .unwrap_err();
     assert!(matches!(err, Error::Variant(_)), "{err}");
 }
+
+#[test]
+fn breaking_out_of_events_or_packets_keeps_the_rest_queued() {
+    let mut server = server();
+    let (mut client, id) = connect(&mut server);
+    // Polls until `count` messages wait in the server's queue for peer `id`, leaving the
+    // server's events where they are.
+    let queued = |server: &mut WebSocketServer, client: &mut WebSocketPeer, count: usize| {
+        let start = Instant::now();
+        while server.get_peer(id).unwrap().get_available_packet_count() < count {
+            assert!(start.elapsed() < TIMEOUT, "{count} messages never arrived");
+            server.poll();
+            client.poll();
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    };
+    for text in ["one", "two", "three"] {
+        client.send_text(text).unwrap();
+    }
+    queued(&mut server, &mut client, 3);
+    // A loop that stops at the first message leaves the others for the next loop.
+    let mut seen = Vec::new();
+    for event in server.events() {
+        let stop = matches!(event, ServerEvent::DataReceived { .. });
+        seen.push(event);
+        if stop {
+            break;
+        }
+    }
+    assert_eq!(seen, [ServerEvent::DataReceived { id }]);
+    let rest: Vec<ServerEvent> = server.events().collect();
+    assert_eq!(rest, vec![ServerEvent::DataReceived { id }; 2]);
+    assert_eq!(server.pop_event(), None);
+    // An iterator dropped before it is advanced takes nothing.
+    client.send_text("four").unwrap();
+    queued(&mut server, &mut client, 4);
+    drop(server.events());
+    assert_eq!(server.pop_event(), Some(ServerEvent::DataReceived { id }));
+    // The same for a peer's packets.
+    let peer = server.get_peer(id).unwrap();
+    let first = peer.packets().next().map(Packet::into_vec);
+    assert_eq!(first.as_deref(), Some(&b"one"[..]));
+    assert_eq!(peer.get_available_packet_count(), 3);
+    let rest: Vec<Vec<u8>> = peer.packets().map(Packet::into_vec).collect();
+    assert_eq!(rest, [&b"two"[..], b"three", b"four"]);
+}

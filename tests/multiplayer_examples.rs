@@ -536,6 +536,80 @@ fn chat_page_joins_from_headless_chromium() {
     stop_chromium(&mut browser);
 }
 
+/// Plain HTTP on the chat's port is answered inside the frame loop without waiting on
+/// anyone: a browser that trickles its request over many frames gets the page, one that
+/// never reads its answer holds nothing up, and the chat goes on meanwhile. A request head
+/// is parsed as HTTP (query strings ignored, header names in any case); what is not a `GET`
+/// or an upgrade is closed without an answer.
+#[test]
+fn chat_page_is_served_while_the_chat_goes_on() {
+    let mut server = Running::example("chat_server", &["--port", "0"]);
+    let url = server.listening_url();
+    let addr = url.trim_start_matches("ws://").to_string();
+    let mut ann = chat_member(&url);
+    let ann_id = bracket_id(&server.expect("] connected", || {}));
+    let mut bob = chat_member(&url);
+    assert!(next_line(&mut ann, || {}).ends_with("] connected"));
+
+    let connect = || {
+        let http = std::net::TcpStream::connect(&addr).unwrap();
+        http.set_read_timeout(Some(TIMEOUT)).unwrap();
+        http
+    };
+    let read_all = |mut http: std::net::TcpStream| {
+        let mut response = Vec::new();
+        http.read_to_end(&mut response).unwrap();
+        String::from_utf8(response).unwrap()
+    };
+    // A request that takes a second to arrive, a byte at a time.
+    let mut slow = connect();
+    let trickle = std::thread::spawn(move || {
+        let request = "GET /?autoconnect=1 HTTP/1.1\r\nhost: x\r\nuser-agent: slow\r\n\r\n";
+        let pause = Duration::from_secs(1) / request.len() as u32;
+        for byte in request.as_bytes() {
+            slow.write_all(std::slice::from_ref(byte)).unwrap();
+            std::thread::sleep(pause);
+        }
+        slow
+    });
+    // A request whose answer is left unread until the end.
+    let mut idle = connect();
+    write!(idle, "GET /chat.html HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
+
+    // The chat keeps its pace while both are in flight.
+    while !trickle.is_finished() {
+        let sent = Instant::now();
+        ann.send_text("still here").unwrap();
+        assert_eq!(
+            next_line(&mut bob, || {}),
+            format!("[{ann_id}] Says: still here")
+        );
+        let round_trip = sent.elapsed();
+        assert!(round_trip < Duration::from_secs(1), "{round_trip:?}");
+    }
+    for response in [read_all(trickle.join().unwrap()), read_all(idle)] {
+        let (head, body) = response.split_once("\r\n\r\n").expect("a whole response");
+        assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
+        assert!(
+            head.contains(&format!("Content-Length: {}", body.len())),
+            "{head}"
+        );
+        assert!(body.contains("new WebSocket(url, PROTOCOL)"));
+    }
+
+    // Neither a GET nor an upgrade: closed without an answer.
+    for request in ["POST / HTTP/1.1\r\nHost: x\r\n\r\n", "hello\r\n\r\n"] {
+        let mut http = connect();
+        http.write_all(request.as_bytes()).unwrap();
+        let mut response = Vec::new();
+        let _ = http.read_to_end(&mut response);
+        assert!(response.is_empty(), "{request:?}: {response:?}");
+    }
+    // The chat is still there.
+    bob.send_text("bye").unwrap();
+    assert!(next_line(&mut ann, || {}).ends_with("] Says: bye"));
+}
+
 // ----- the dice game -----
 
 #[test]

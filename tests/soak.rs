@@ -143,6 +143,7 @@ fn churn(server: &mut WebSocketServer, url: &str, first: u64, last: u64, books: 
                     }
                 }
                 ServerEvent::ClientCloseRequest { .. } => {}
+                _ => {}
             }
         }
         let mut i = 0;

@@ -76,6 +76,7 @@ pub enum TransferMode {
 /// `complete_auth`, or [`PeerAuthenticationFailed`](Self::PeerAuthenticationFailed) (a client
 /// then gets [`ServerDisconnected`](Self::ServerDisconnected): its connection was open).
 #[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub enum MultiplayerEvent {
     /// Peer `id` joined: on a server a client finished its handshake; on a client the server
     /// (id 1) accepted us or announced another client.

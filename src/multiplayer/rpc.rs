@@ -15,6 +15,7 @@ use crate::variant::{Limits, Variant, VariantError};
 /// Why an RPC or path-cache packet could not be built or read (a packet that cannot be read
 /// is dropped and logged).
 #[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub enum RpcError {
     /// The packet's layout is wrong (too short, bad offsets, an invalid size code...).
     Malformed(&'static str),

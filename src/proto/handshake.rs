@@ -309,14 +309,23 @@ pub(crate) fn parse_answer(
     }
     let mut headers = vec![httparse::EMPTY_HEADER; max_headers];
     let mut parsed = httparse::Response::new(&mut headers);
+    let too_large = || {
+        Answer::Failed(format!(
+            "the server's answer head is larger than {max_bytes} bytes \
+             (PeerConfig::max_handshake_bytes)"
+        ))
+    };
     let head_len = match parsed.parse(buf) {
+        Ok(httparse::Status::Complete(len)) if len > max_bytes => return too_large(),
         Ok(httparse::Status::Complete(len)) => len,
-        Ok(httparse::Status::Partial) if buf.len() > max_bytes => {
+        Ok(httparse::Status::Partial) if buf.len() > max_bytes => return too_large(),
+        Ok(httparse::Status::Partial) => return Answer::Incomplete,
+        Err(httparse::Error::TooManyHeaders) => {
             return Answer::Failed(format!(
-                "the answer's head is larger than {max_bytes} bytes"
+                "the server's answer has more than {max_headers} headers \
+                 (PeerConfig::max_handshake_headers)"
             ));
         }
-        Ok(httparse::Status::Partial) => return Answer::Incomplete,
         Err(e) => return Answer::Failed(format!("the server's answer is not valid HTTP: {e}")),
     };
     let answer = HandshakeRequest {

@@ -795,7 +795,21 @@ fn client_refuses_an_answer_head_over_max_handshake_bytes() {
                 "b".repeat(300)
             )
         },
-        "the answer's head is larger than 256 bytes",
+        "the server's answer head is larger than 256 bytes (PeerConfig::max_handshake_bytes)",
+    );
+}
+
+#[test]
+fn client_refuses_a_complete_answer_head_over_max_handshake_bytes() {
+    let config = PeerConfig {
+        max_handshake_bytes: 256,
+        ..PeerConfig::default()
+    };
+    // The whole head in one read: complete, valid, and still too large.
+    assert_client_refuses(
+        &config,
+        |accept| answer_101(accept, &format!("X-Big: {}\r\n", "b".repeat(300))),
+        "the server's answer head is larger than 256 bytes (PeerConfig::max_handshake_bytes)",
     );
 }
 
@@ -808,7 +822,7 @@ fn client_refuses_an_answer_with_more_headers_than_max_handshake_headers() {
     assert_client_refuses(
         &config,
         |accept| answer_101(accept, "X-A: 1\r\nX-B: 2\r\nX-C: 3\r\n"),
-        "the server's answer is not valid HTTP: too many headers",
+        "the server's answer has more than 5 headers (PeerConfig::max_handshake_headers)",
     );
 }
 

@@ -438,6 +438,7 @@ pub fn drive_server(
                     logs.push(std::mem::take(&mut s.log));
                 }
                 ServerEvent::DataReceived { .. } => {}
+                _ => {}
             }
         }
         for (&id, s) in sessions.iter_mut() {
