@@ -4,6 +4,8 @@
 //! ```text
 //! cargo run --example chat_server -- [--port 8000] [--bind 127.0.0.1] [--cert FILE --key FILE]
 //! ```
+//! - `--bind` takes what `WebSocketServer::listen_on` takes: an IP, `localhost`, or `*` for
+//!   every interface, IPv4 and IPv6 on one socket (`wspeer::listen_tcp`).
 //! - Broadcasts `[id] connected`, `[id] Says: text` and `[id] disconnected` as text
 //!   messages to everyone but that client, and prints them; logs each client's close
 //!   code and reason.
@@ -22,7 +24,7 @@
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::io::{self, BufRead, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -284,18 +286,14 @@ fn run(options: Options) -> Result<(), String> {
         }
         _ => None,
     };
-    let bind = if options.bind.contains(':') {
+    // The addresses `WebSocketServer::listen_on` takes, `"*"` included (IPv4 and IPv6 on
+    // one socket); non-blocking, as the frame loop needs.
+    let listener = wspeer::listen_tcp(&options.bind, options.port).map_err(|e| {
         format!(
-            "[{}]:{}",
-            options.bind.trim_matches(['[', ']']),
-            options.port
+            "Unable to listen on {} port {}: {e}",
+            options.bind, options.port
         )
-    } else {
-        format!("{}:{}", options.bind, options.port)
-    };
-    let listener =
-        TcpListener::bind(&bind).map_err(|e| format!("Unable to listen on {bind}: {e}"))?;
-    listener.set_nonblocking(true).map_err(|e| e.to_string())?;
+    })?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let scheme = if tls.is_some() { "wss" } else { "ws" };
     println!("Listening on {scheme}://{addr}");

@@ -54,6 +54,7 @@
 mod config;
 mod error;
 mod ids;
+mod listen;
 mod multiplayer;
 mod peer;
 pub mod proto;
@@ -65,6 +66,7 @@ pub mod variant;
 
 pub use config::{DEFAULT_BUFFER_SIZE, LookupFn, PeerConfig, Resolver, ServerConfig};
 pub use error::Error;
+pub use listen::listen_tcp;
 pub use multiplayer::wire as multiplayer_wire;
 pub use multiplayer::{
     ConnectionStatus, MultiplayerConfig, MultiplayerEvent, MultiplayerPeer, MultiplayerProtocol,
@@ -72,7 +74,7 @@ pub use multiplayer::{
     TransferMode, WebSocketMultiplayerPeer,
 };
 pub use peer::WebSocketPeer;
-pub use proto::{HandshakeRequest, Packet, State, WriteMode};
+pub use proto::{HandshakeRequest, Packet, PeerStats, State, WriteMode};
 pub use server::{ServerEvent, WebSocketServer};
 pub use tls::TlsOptions;
 pub use variant::Variant;

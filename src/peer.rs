@@ -11,7 +11,7 @@ use mio::{Events, Interest, Poll, Registry, Token};
 
 use crate::config::PeerConfig;
 use crate::error::Error;
-use crate::proto::{Connection, Event, HandshakeRequest, Packet, State, WriteMode};
+use crate::proto::{Connection, Event, HandshakeRequest, Packet, PeerStats, State, WriteMode};
 use crate::stream::Transport;
 use crate::target::{Lookup, Target};
 use crate::tls::TlsOptions;
@@ -565,6 +565,18 @@ impl WebSocketPeer {
         self.put_packet(&bytes)
     }
 
+    /// Sends a ping now, to measure the round-trip time without waiting for the heartbeat
+    /// (or with the heartbeat off); its pong, read in a later `poll()`, updates
+    /// [`get_stats`](Self::get_stats). The ping carries a sequence number, so only the pong
+    /// of the latest ping counts (with `batch_writes`, the ping waits for the next `flush`
+    /// or `poll`, and that wait is part of the sample). It is not a heartbeat ping: an
+    /// unanswered one drops nothing. Fails with [`Error::NotOpen`] unless the connection is
+    /// open. Beyond Godot.
+    pub fn send_ping(&mut self) -> Result<(), Error> {
+        self.open_connection()?.send_ping(Instant::now())?;
+        self.write_now()
+    }
+
     fn open_connection(&mut self) -> Result<&mut Connection, Error> {
         self.connection.as_mut().ok_or(Error::NotOpen)
     }
@@ -708,7 +720,9 @@ impl WebSocketPeer {
 
     /// The remote IP address, once connected (Godot's `get_connected_host`).
     pub fn get_connected_host(&self) -> Option<std::net::IpAddr> {
-        self.remote_addr.map(|a| a.ip())
+        // An IPv4 client of a dual-stack listener arrives as `::ffff:a.b.c.d`; report the
+        // IPv4 address it is, as Godot does.
+        self.remote_addr.map(|a| a.ip().to_canonical())
     }
 
     /// The remote TCP port, or 0 before a connection (Godot's `get_connected_port`).
@@ -783,6 +797,37 @@ impl WebSocketPeer {
         self.connection
             .as_ref()
             .map_or(0, Connection::get_current_outbound_buffered_amount)
+    }
+
+    /// This connection's round-trip time (from the heartbeat's pings, or
+    /// [`send_ping`](Self::send_ping)'s) and its bytes and messages in and out, for a
+    /// network overlay: see [`PeerStats`] for what each field counts. Server side, the
+    /// same through [`WebSocketServer::get_peer`](crate::WebSocketServer::get_peer). The
+    /// figures start at zero with each connection and stay readable after its close; all
+    /// zero (and no round-trip time) before the first. Beyond Godot.
+    ///
+    /// ```
+    /// use wspeer::WebSocketPeer;
+    ///
+    /// fn overlay(peer: &WebSocketPeer) -> String {
+    ///     let stats = peer.get_stats();
+    ///     let rtt = stats.smoothed_rtt.map_or("-".into(), |d| format!("{} ms", d.as_millis()));
+    ///     format!(
+    ///         "rtt {rtt}  in {} msg / {} B  out {} msg / {} B",
+    ///         stats.messages_received, stats.bytes_received, stats.messages_sent, stats.bytes_sent
+    ///     )
+    /// }
+    /// assert_eq!(overlay(&WebSocketPeer::new()), "rtt -  in 0 msg / 0 B  out 0 msg / 0 B");
+    /// ```
+    pub fn get_stats(&self) -> PeerStats {
+        self.connection
+            .as_ref()
+            .map_or_else(PeerStats::default, Connection::stats)
+    }
+
+    /// The same as [`get_stats`](Self::get_stats).
+    pub fn stats(&self) -> PeerStats {
+        self.get_stats()
     }
 }
 

@@ -4,7 +4,7 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use mio::net::TcpListener;
@@ -14,6 +14,7 @@ use slab::Slab;
 use crate::config::{ServerConfig, check_handshake_timeout};
 use crate::error::Error;
 use crate::ids::PeerIds;
+use crate::listen::listen_tcp;
 use crate::peer::WebSocketPeer;
 use crate::proto::{Event, State};
 use crate::tls::TlsOptions;
@@ -246,43 +247,21 @@ impl WebSocketServer {
     }
 
     /// Listens on `bind` (an IP address, `"*"` for every interface, or `"localhost"`) and
-    /// `port` (`0` picks a free port: see [`local_addr`](Self::local_addr)).
+    /// `port` (`0` picks a free port: see [`local_addr`](Self::local_addr)). `"*"` is one
+    /// IPv6 socket that takes IPv4 clients too, on every system (`0.0.0.0` where there is
+    /// no IPv6); the addresses and socket options are [`listen_tcp`](crate::listen_tcp)'s.
     pub fn listen_on(&mut self, bind: &str, port: u16) -> Result<(), Error> {
         if self.listener.is_some() {
             return Err(Error::AlreadyInUse);
         }
         self.config.validate()?;
-        let candidates: Vec<IpAddr> = match bind {
-            "*" | "" => vec![Ipv6Addr::UNSPECIFIED.into(), Ipv4Addr::UNSPECIFIED.into()],
-            "localhost" => vec![Ipv4Addr::LOCALHOST.into(), Ipv6Addr::LOCALHOST.into()],
-            ip => vec![
-                ip.trim_start_matches('[')
-                    .trim_end_matches(']')
-                    .parse()
-                    .map_err(|_| {
-                        Error::InvalidConfig(format!(
-                            "bind address {bind:?} is not an IP address or \"*\""
-                        ))
-                    })?,
-            ],
-        };
-        let mut last_error = None;
-        for ip in candidates {
-            match TcpListener::bind(SocketAddr::new(ip, port)) {
-                Ok(mut listener) => {
-                    self.poll
-                        .registry()
-                        .register(&mut listener, LISTENER, Interest::READABLE)?;
-                    self.listener = Some(listener);
-                    self.listener_ready = true;
-                    return Ok(());
-                }
-                Err(e) => last_error = Some(e),
-            }
-        }
-        Err(Error::Io(
-            last_error.unwrap_or_else(|| io::ErrorKind::AddrNotAvailable.into()),
-        ))
+        let mut listener = TcpListener::from_std(listen_tcp(bind, port)?);
+        self.poll
+            .registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        self.listener = Some(listener);
+        self.listener_ready = true;
+        Ok(())
     }
 
     /// The address the server listens on, if it does.

@@ -426,6 +426,119 @@ fn heartbeat_is_off_by_default_and_settable_on_clients() {
     }
 }
 
+/// Per-peer statistics on real sockets, both sides: the server's heartbeat times its pings
+/// with the `now` given to `poll_at` (so each sample is exactly the simulated delay before
+/// the pong was read), the client measures with `send_ping`, and the message and byte
+/// counters of each side match what the other saw.
+#[test]
+fn stats_show_rtt_and_traffic_on_both_sides() {
+    // Long enough that no real-time ping fires while the messages go back and forth.
+    let interval = Duration::from_secs(60);
+    let mut config = ServerConfig::default();
+    config.peer.heartbeat_interval = interval;
+    let mut server = server_with(config);
+    let (mut client, id) = connect(&mut server);
+    assert_eq!(client.get_stats().rtt, None, "nothing measured yet");
+    let client_start = client.get_stats();
+    let server_start = server.get_peer(id).unwrap().get_stats();
+    assert!(client_start.bytes_sent > 0 && client_start.bytes_sent == server_start.bytes_received);
+    assert!(server_start.bytes_sent > 0 && server_start.bytes_sent == client_start.bytes_received);
+    assert_eq!(
+        client_start.messages_sent + client_start.messages_received,
+        0
+    );
+
+    // Three messages, echoed.
+    let messages = ["one", "three", "fifteen"];
+    for text in messages {
+        client.send_text(text).unwrap();
+    }
+    let mut echoed = Vec::new();
+    run_until(
+        &mut server,
+        &mut [&mut client],
+        &mut Vec::new(),
+        "echoes",
+        |server, c, _| {
+            let peer = server.get_peer(id).unwrap();
+            while let Some(packet) = peer.recv() {
+                peer.send_packet(&packet).unwrap();
+            }
+            echoed.extend(c[0].packets());
+            echoed.len() == messages.len()
+        },
+    );
+
+    // Three heartbeat rounds in simulated time: the ping goes out at `ping_at`, the pong is
+    // read at `ping_at + delay`.
+    let t0 = Instant::now();
+    let delays = [25, 35, 45].map(Duration::from_millis);
+    for (round, delay) in (1..).zip(delays) {
+        let ping_at = t0 + interval * round + Duration::from_millis(1);
+        server.poll_at(ping_at);
+        let start = Instant::now();
+        loop {
+            client.poll();
+            server.poll_at(ping_at + delay);
+            if server.get_peer(id).unwrap().get_stats().rtt_samples == u64::from(round) {
+                break;
+            }
+            assert!(start.elapsed() < TIMEOUT, "no pong in round {round}");
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        assert_eq!(server.get_peer(id).unwrap().get_stats().rtt, Some(delay));
+    }
+    // The client, whose heartbeat is off, asks for one measurement.
+    client.send_ping().unwrap();
+    let last = t0 + interval * 3 + Duration::from_millis(100);
+    let start = Instant::now();
+    while client.get_stats().rtt.is_none() {
+        server.poll_at(last);
+        client.poll();
+        assert!(start.elapsed() < TIMEOUT, "no pong for the client's ping");
+        std::thread::sleep(Duration::from_micros(200));
+    }
+
+    let client_stats = client.get_stats();
+    let server_stats = server.get_peer(id).unwrap().get_stats();
+    // RFC 6298 over 25, 35 and 45 ms: SRTT 25 → 26.25 → 28.59375 ms, RTTVAR 12.5 →
+    // 11.875 → 13.59375 ms.
+    assert_eq!(server_stats.rtt, Some(Duration::from_millis(45)));
+    assert_eq!(
+        server_stats.smoothed_rtt,
+        Some(Duration::from_nanos(28_593_750))
+    );
+    assert_eq!(
+        server_stats.rtt_variation,
+        Some(Duration::from_nanos(13_593_750))
+    );
+    assert_eq!(server_stats.rtt_samples, 3);
+    assert_eq!(client_stats.rtt_samples, 1);
+    assert!(client_stats.rtt.unwrap() < TIMEOUT);
+    assert_eq!(client_stats.smoothed_rtt, client_stats.rtt);
+
+    let payload: u64 = messages.iter().map(|m| m.len() as u64).sum();
+    for stats in [client_stats, server_stats] {
+        assert_eq!((stats.messages_sent, stats.messages_received), (3, 3));
+        assert_eq!(stats.payload_bytes_sent, payload);
+        assert_eq!(stats.payload_bytes_received, payload);
+    }
+    // Everything sent has been read: each side's bytes out are the other's bytes in.
+    assert_eq!(client_stats.bytes_sent, server_stats.bytes_received);
+    assert_eq!(server_stats.bytes_sent, client_stats.bytes_received);
+    // Since the upgrade, frame by frame. Client frames carry a 4-byte mask: three texts
+    // (2 + 4 + payload), three pongs and one ping (2 + 4 + 8 each). Server frames: three
+    // echoes (2 + payload), three pings and one pong (2 + 8 each).
+    assert_eq!(
+        client_stats.bytes_sent - client_start.bytes_sent,
+        3 * 6 + payload + 4 * 14
+    );
+    assert_eq!(
+        server_stats.bytes_sent - server_start.bytes_sent,
+        3 * 2 + payload + 4 * 10
+    );
+}
+
 #[test]
 fn handshake_timeout_drops_a_connection_that_never_upgrades() {
     let mut server = server();

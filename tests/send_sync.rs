@@ -8,9 +8,9 @@ use wspeer::proto::{Connection, Event};
 use wspeer::variant::{Array, Dictionary, GodotVersion, Limits, NodePath, VariantError};
 use wspeer::{
     ConnectionStatus, Error, HandshakeRequest, LookupFn, MultiplayerConfig, MultiplayerEvent,
-    MultiplayerProtocol, Packet, PeerConfig, RemoteCall, RemoteSet, Resolver, RpcMode, RpcNode,
-    ServerConfig, ServerEvent, State, TlsOptions, TransferMode, Variant, WebSocketMultiplayerPeer,
-    WebSocketPeer, WebSocketServer, WriteMode,
+    MultiplayerProtocol, Packet, PeerConfig, PeerStats, RemoteCall, RemoteSet, Resolver, RpcMode,
+    RpcNode, ServerConfig, ServerEvent, State, TlsOptions, TransferMode, Variant,
+    WebSocketMultiplayerPeer, WebSocketPeer, WebSocketServer, WriteMode,
 };
 
 fn assert_send_sync<T: Send + Sync + ?Sized>() {}
@@ -26,6 +26,7 @@ fn public_types_are_send_and_sync() {
     assert_send_sync::<Event>();
     assert_send_sync::<HandshakeRequest>();
     assert_send_sync::<Packet>();
+    assert_send_sync::<PeerStats>();
     assert_send_sync::<State>();
     assert_send_sync::<WriteMode>();
     // Events, errors and values handed to the application.

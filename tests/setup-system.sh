@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # The system needs of the test command (tests/run.sh), on a fresh Debian machine: checks
 # each one and installs what is missing with apt-get (as root, or through sudo), after an
-# `apt-get update`. Idempotent and quick when everything is there: nothing is fetched then.
+# `apt-get update`, and the Windows target with rustup. Idempotent and quick when
+# everything is there: nothing is fetched then.
 #
 #   need                    command checked          Debian package   used by
 #   C compiler              cc                       gcc, libc6-dev   ring (rustls), every build
 #   C++ compiler            c++                      g++              libFuzzer (tests/fuzz, libfuzzer-sys)
+#   MinGW-w64 C compiler    x86_64-w64-mingw32-gcc   gcc-mingw-w64-x86-64
+#                                                                     ring (rustls) in the Windows check (tests/run.sh)
 #   iproute2                ip                       iproute2         tests/faults.rs (network namespaces)
 #   procps                  kill                     procps           tests/examples.rs, multiplayer_examples.rs (signals)
 #   Python 3 with pip       python3, python3 -m pip  python3-pip      interop/embed tests, tests/fuzz/capture.py
@@ -15,6 +18,8 @@
 #   root                    id -u = 0                -                tests/faults.rs (ip netns, setns)
 #   TUN device              /dev/net/tun             (kernel)         tests/faults.rs (the userspace netem wire)
 #   rustup                  rustup                   (rustup.rs)      the MSRV build step (tests/msrv.sh)
+#   Windows target          rustup target list       (rustup)         the Windows check (tests/run.sh):
+#                                                                     `rustup target add x86_64-pc-windows-gnu`
 #   open files              ulimit -Hn >= 2048       (system)         tests/hostile.rs (1000 connections)
 #
 # Not checked here because their own step installs them: Python `websockets` and Node `ws`
@@ -25,6 +30,7 @@
 set -euo pipefail
 
 install="${SETUP_INSTALL:-1}"
+windows_target=x86_64-pc-windows-gnu
 missing_pkgs=()
 missing_what=()
 
@@ -51,6 +57,10 @@ check_all() {
     missing_what+=("the C library headers (stdio.h, Debian package libc6-dev)")
   fi
   need_cmd g++ "a C++ compiler, for libFuzzer in tests/fuzz" c++
+  # `cargo check --target x86_64-pc-windows-gnu` runs ring's build script, which compiles
+  # its C and assembly for Windows: a check needs the cross compiler too.
+  need_cmd gcc-mingw-w64-x86-64 "a MinGW-w64 C compiler, for ring in the Windows check" \
+    x86_64-w64-mingw32-gcc
   need_cmd iproute2 "iproute2, for the network namespaces of tests/faults.rs" ip
   need_cmd procps "procps, for the signals sent by the example tests" kill
   need_cmd python3 "Python 3, for the interop and embed tests" python3
@@ -101,6 +111,22 @@ if [ "$hard" != unlimited ] && [ "$hard" -lt 2048 ]; then
 fi
 if ! command -v rustup >/dev/null 2>&1; then
   problems+=("rustup: the MSRV step (tests/msrv.sh) installs its toolchain with it; see https://rustup.rs")
+else
+  # The Windows check's standard library, for the toolchain cargo uses in this repository.
+  has_windows_target() {
+    local installed
+    installed=$(cd "$(dirname "$0")/.." && rustup target list --installed 2>/dev/null) || return 1
+    grep -qx "$windows_target" <<<"$installed"
+  }
+  if ! has_windows_target && [ "$install" = 1 ]; then
+    echo "system setup: rustup target add $windows_target"
+    if ! out=$(cd "$(dirname "$0")/.." && rustup target add "$windows_target" 2>&1); then
+      printf '%s\n' "$out" | tail -n 5 >&2
+    fi
+  fi
+  if ! has_windows_target; then
+    problems+=("the $windows_target Rust target, for the Windows check in tests/run.sh (rustup target add $windows_target)")
+  fi
 fi
 if [ "${#problems[@]}" -gt 0 ]; then
   echo "system setup: the test command needs, and this machine lacks:" >&2
@@ -110,4 +136,4 @@ if [ "${#problems[@]}" -gt 0 ]; then
   [ "$install" = 1 ] || echo "  (SETUP_INSTALL=0: nothing was installed)" >&2
   exit 1
 fi
-echo "system setup: cc, c++, ip, kill, python3 + pip, node + npm, godot3-server, chromium, root, /dev/net/tun, open files, rustup: ready"
+echo "system setup: cc, c++, x86_64-w64-mingw32-gcc + the $windows_target target, ip, kill, python3 + pip, node + npm, godot3-server, chromium, root, /dev/net/tun, open files, rustup: ready"

@@ -12,6 +12,7 @@ use super::close::{CloseEffect, CloseInput, CloseState};
 use super::frames::{FrameReader, FrameWriter, Incoming, Payload};
 use super::handshake::{self, Answer, HandshakeRequest, Parsed, Refusal};
 use super::outbox::Outbox;
+use super::stats::{PeerStats, RoundTrip};
 use crate::config::PeerConfig;
 use crate::error::Error;
 
@@ -213,6 +214,15 @@ pub struct Connection {
     inbound_bytes: usize,
     /// Messages received since the start.
     inbound_total: u64,
+    /// Payload bytes of those messages.
+    inbound_payload_total: u64,
+    /// Bytes taken from the transport since the start.
+    input_total: u64,
+    /// Messages queued to send since the start, and their payload bytes.
+    outbound_total: u64,
+    outbound_payload_total: u64,
+    /// The round-trip estimator and the ping it waits for.
+    round_trip: RoundTrip,
     /// Whether a frame was ever queued after the upgrade (a message, a ping or a pong):
     /// from then on the send buffers are kept for reuse, so neither messages nor a
     /// heartbeat allocate; until then an idle connection keeps none.
@@ -270,6 +280,11 @@ impl Connection {
             inbound: VecDeque::new(),
             inbound_bytes: 0,
             inbound_total: 0,
+            inbound_payload_total: 0,
+            input_total: 0,
+            outbound_total: 0,
+            outbound_payload_total: 0,
+            round_trip: RoundTrip::default(),
             keeps_send_buffers: false,
             events: VecDeque::new(),
             open_deadline: Some(open_deadline),
@@ -338,6 +353,9 @@ impl Connection {
     /// yet (the receive queue is full) waits inside until the application makes room, so
     /// read only while [`wants_input`](Self::wants_input).
     pub fn handle_input(&mut self, now: Instant, data: &[u8]) {
+        if self.close != CloseState::Closed {
+            self.input_total += data.len() as u64;
+        }
         match self.close {
             CloseState::Closed => return,
             // The WebSocket part is over: input is only read to see the stream's end.
@@ -376,6 +394,7 @@ impl Connection {
         let Some(reader) = self.frames.as_deref_mut() else {
             return;
         };
+        self.input_total += count as u64;
         match reader.filled(count) {
             Ok(Some(incoming)) => self.on_incoming(incoming, now),
             Ok(None) => {}
@@ -583,7 +602,11 @@ impl Connection {
     fn on_incoming(&mut self, incoming: Incoming, now: Instant) {
         match incoming {
             Incoming::Message { data, is_text } => self.queue_packet(Packet { data, is_text }),
-            Incoming::Pong => self.ping_outstanding = false,
+            Incoming::Pong(payload) => {
+                // Any pong shows the remote alive; only the latest ping's is timed.
+                self.ping_outstanding = false;
+                self.round_trip.pong(payload.as_slice(), now);
+            }
             Incoming::Ping(payload) => {
                 // Once our close is sent, no more frames but the close reply (§5.5.1).
                 if self.close == CloseState::NotStarted {
@@ -637,6 +660,7 @@ impl Connection {
 
     fn queue_packet(&mut self, packet: Packet) {
         self.inbound_total += 1;
+        self.inbound_payload_total += packet.data.len() as u64;
         self.inbound_bytes += packet.data.len();
         self.inbound.push_back(packet);
         if let Some(Event::Received { messages }) = self.events.back_mut() {
@@ -778,7 +802,7 @@ impl Connection {
                 if self.ping_outstanding {
                     return self.fail(Error::HeartbeatTimeout);
                 }
-                self.send_ping();
+                self.queue_ping(now);
                 let interval = self.settings.heartbeat_interval;
                 // Catch up without a burst if calls were far apart.
                 let mut next = due + interval;
@@ -801,13 +825,35 @@ impl Connection {
         }
     }
 
-    fn send_ping(&mut self) {
-        // Ping frames are tiny and control frames bypass the outbound budget.
+    /// The heartbeat's ping: a reply is due by the next interval.
+    fn queue_ping(&mut self, now: Instant) {
         if self.frames.is_some() {
-            self.writer.control(&mut self.outbox, Control::Ping, &[]);
+            self.write_ping(now);
             self.ping_outstanding = true;
-            self.keeps_send_buffers = true;
         }
+    }
+
+    /// Queues a ping whose payload is the next sequence number, so that its pong can be
+    /// timed (see [`PeerStats`]). Ping frames are tiny and control frames bypass the
+    /// outbound budget; the payload lives on the stack, so a heartbeat allocates nothing.
+    fn write_ping(&mut self, now: Instant) {
+        let payload = self.round_trip.ping(now);
+        self.writer
+            .control(&mut self.outbox, Control::Ping, &payload);
+        self.keeps_send_buffers = true;
+    }
+
+    /// Queues a ping now, to measure the round-trip time without waiting for the heartbeat
+    /// (or with the heartbeat off): its pong updates [`stats`](Self::stats). A pong still
+    /// due for an earlier ping then no longer counts as a sample. It does not take the
+    /// place of the heartbeat's ping, nor count as one. Fails with [`Error::NotOpen`]
+    /// unless the connection is open.
+    pub fn send_ping(&mut self, now: Instant) -> Result<(), Error> {
+        if self.frames.is_none() || self.close != CloseState::NotStarted {
+            return Err(Error::NotOpen);
+        }
+        self.write_ping(now);
+        Ok(())
     }
 
     // ----- output -----
@@ -955,6 +1001,8 @@ impl Connection {
     fn queue_message(&mut self, payload: Payload<'_>, is_text: bool) -> Result<(), Error> {
         self.check_budget(payload.len())?;
         self.keeps_send_buffers = true;
+        self.outbound_total += 1;
+        self.outbound_payload_total += payload.len() as u64;
         let opcode = OpCode::Data(if is_text { Data::Text } else { Data::Binary });
         // Server frames go out unmasked, a large shared payload without a copy; client
         // frames are masked as they are copied.
@@ -1073,6 +1121,22 @@ impl Connection {
     /// Client side: the headers of the server's `101` answer (names lower-cased).
     pub fn response_headers(&self) -> &[(String, String)] {
         &self.response_headers
+    }
+
+    /// Traffic counters and round-trip times so far (see [`PeerStats`] for what each
+    /// counts). Cheap: a copy of a few counters.
+    pub fn stats(&self) -> PeerStats {
+        let mut stats = PeerStats {
+            messages_sent: self.outbound_total,
+            messages_received: self.inbound_total,
+            payload_bytes_sent: self.outbound_payload_total,
+            payload_bytes_received: self.inbound_payload_total,
+            bytes_sent: self.outbox.sent_total(),
+            bytes_received: self.input_total,
+            ..PeerStats::default()
+        };
+        self.round_trip.fill(&mut stats);
+        stats
     }
 }
 

@@ -61,8 +61,8 @@ pub(crate) enum Incoming {
     Message { data: Bytes, is_text: bool },
     /// A ping, with the payload the pong must echo.
     Ping(ControlPayload),
-    /// A pong.
-    Pong,
+    /// A pong, with its payload (our ping's, if it answers one).
+    Pong(ControlPayload),
     /// A close frame: its code and reason, or `None` when it had no payload.
     Close(Option<(u16, String)>),
 }
@@ -357,7 +357,10 @@ impl FrameReader {
                 self.control.len = frame.len as u8;
                 Ok(Some(Incoming::Ping(self.control)))
             }
-            OpCode::Control(Control::Pong) => Ok(Some(Incoming::Pong)),
+            OpCode::Control(Control::Pong) => {
+                self.control.len = frame.len as u8;
+                Ok(Some(Incoming::Pong(self.control)))
+            }
             OpCode::Control(Control::Close) => match payload.len() {
                 0 => Ok(Some(Incoming::Close(None))),
                 1 => Err(tungstenite::Error::Protocol(

@@ -14,10 +14,12 @@ mod connection;
 mod frames;
 pub(crate) mod handshake;
 mod outbox;
+mod stats;
 
 pub(crate) use connection::check_close;
 pub use connection::{Connection, Event, Packet, State, WriteMode};
 pub use handshake::HandshakeRequest;
+pub use stats::PeerStats;
 
 #[cfg(test)]
 mod tests;

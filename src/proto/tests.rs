@@ -1521,18 +1521,19 @@ fn a_ping_is_sent_at_each_interval() {
     server.handle_timeout(t0 + secs(1) - TICK);
     assert!(!server.has_output());
     server.handle_timeout(t0 + secs(1));
-    let ping = Frame {
+    // Each ping carries its sequence number, for the round-trip time (see `PeerStats`).
+    let ping = |seq: u64| Frame {
         fin: true,
         opcode: PING,
         masked: false,
-        payload: vec![],
+        payload: seq.to_be_bytes().to_vec(),
     };
-    assert_eq!(frames(&output(&mut server)), std::slice::from_ref(&ping));
+    assert_eq!(frames(&output(&mut server)), [ping(1)]);
     // The next one is due one interval later.
     assert_eq!(server.poll_timeout(), Some(t0 + secs(2)));
-    server.handle_input(t0 + ms(1500), &client_frame(FIN | PONG, b""));
+    server.handle_input(t0 + ms(1500), &client_frame(FIN | PONG, &ping(1).payload));
     server.handle_timeout(t0 + secs(2));
-    assert_eq!(frames(&output(&mut server)), [ping]);
+    assert_eq!(frames(&output(&mut server)), [ping(2)]);
     assert_eq!(server.poll_timeout(), Some(t0 + secs(3)));
 }
 
@@ -1645,6 +1646,222 @@ fn heartbeat_timers_do_not_outlive_the_start_of_the_close() {
         next - t0
     );
     assert_eq!(next, t0 + ms(5500));
+}
+
+// ----- statistics -----
+
+/// Hands everything `from` wants to send to `to` as read at `at`; returns the bytes.
+fn deliver(from: &mut Connection, to: &mut Connection, at: Instant) -> Vec<u8> {
+    let bytes = output(from);
+    to.handle_input(at, &bytes);
+    bytes
+}
+
+#[test]
+fn rtt_is_the_time_from_queueing_a_ping_to_reading_its_pong() {
+    let mut pair = Pair::connected(PeerConfig::default(), heartbeat(secs(1)));
+    assert_eq!(pair.server.stats().rtt, None, "no ping yet");
+    // The ping reaches the client 30 ms after it was queued; the pong is read 50 ms later.
+    let t1 = pair.now + secs(1);
+    pair.server.handle_timeout(t1);
+    deliver(&mut pair.server, &mut pair.client, t1 + ms(30));
+    deliver(&mut pair.client, &mut pair.server, t1 + ms(80));
+    let stats = pair.server.stats();
+    assert_eq!(stats.rtt, Some(ms(80)));
+    assert_eq!(
+        stats.smoothed_rtt,
+        Some(ms(80)),
+        "SRTT starts at the first sample"
+    );
+    assert_eq!(
+        stats.rtt_variation,
+        Some(ms(40)),
+        "RTTVAR starts at half of it"
+    );
+    assert_eq!(stats.rtt_samples, 1);
+    // The client answered but sent no ping of its own: it measured nothing.
+    assert_eq!(pair.client.stats().rtt, None);
+    assert_eq!(pair.client.stats().smoothed_rtt, None);
+    // A second round, 40 ms: RTTVAR = 3/4 × 40 + 1/4 × |80 − 40| = 40;
+    // SRTT = 7/8 × 80 + 1/8 × 40 = 75.
+    let t2 = t1 + secs(1);
+    pair.server.handle_timeout(t2);
+    deliver(&mut pair.server, &mut pair.client, t2 + ms(5));
+    deliver(&mut pair.client, &mut pair.server, t2 + ms(40));
+    let stats = pair.server.stats();
+    assert_eq!(stats.rtt, Some(ms(40)));
+    assert_eq!(stats.smoothed_rtt, Some(ms(75)));
+    assert_eq!(stats.rtt_variation, Some(ms(40)));
+    assert_eq!(stats.rtt_samples, 2);
+    assert_eq!(pair.server.get_ready_state(), State::Open);
+}
+
+#[test]
+fn both_sides_measure_with_their_own_heartbeat() {
+    let mut pair = Pair::connected(heartbeat(ms(500)), heartbeat(secs(1)));
+    for _ in 0..4 {
+        pair.advance(secs(1));
+    }
+    // The pair moves bytes without delay: every sample is zero, and there is one per ping.
+    let (client, server) = (pair.client.stats(), pair.server.stats());
+    assert_eq!(client.rtt, Some(Duration::ZERO));
+    assert_eq!(server.smoothed_rtt, Some(Duration::ZERO));
+    assert_eq!(
+        client.rtt_samples, 4,
+        "the client pings once per advance (late calls)"
+    );
+    assert_eq!(server.rtt_samples, 4);
+    // Pings and pongs are bytes, not messages.
+    assert_eq!((client.messages_sent, client.messages_received), (0, 0));
+    assert_eq!((server.messages_sent, server.messages_received), (0, 0));
+    assert_eq!(client.bytes_sent, pair.to_server.log.len() as u64);
+    assert_eq!(server.bytes_sent, pair.to_client.log.len() as u64);
+}
+
+#[test]
+fn an_unsolicited_or_stale_pong_gives_no_rtt_sample() {
+    let (mut server, t0) = open_server(&heartbeat(secs(1)));
+    // Before any ping: unsolicited pongs (RFC 6455 §5.5.3 allows them) are ignored.
+    server.handle_input(t0 + ms(10), &client_frame(FIN | PONG, b""));
+    server.handle_input(t0 + ms(20), &client_frame(FIN | PONG, &1u64.to_be_bytes()));
+    assert_eq!(server.stats().rtt, None);
+    assert_eq!(server.stats().rtt_samples, 0);
+    // The heartbeat's ping, then one asked for: only the pong of the latest one counts.
+    server.handle_timeout(t0 + secs(1));
+    let first = frames(&output(&mut server))[0].payload.clone();
+    server.send_ping(t0 + ms(1100)).unwrap();
+    let second = frames(&output(&mut server));
+    assert_eq!(second.len(), 1);
+    assert_eq!(second[0].opcode, PING);
+    let second = second[0].payload.clone();
+    assert_ne!(first, second);
+    server.handle_input(t0 + ms(1150), &client_frame(FIN | PONG, &first));
+    server.handle_input(t0 + ms(1160), &client_frame(FIN | PONG, b"not ours"));
+    assert_eq!(
+        server.stats().rtt,
+        None,
+        "the first ping's pong came after the second ping"
+    );
+    server.handle_input(t0 + ms(1175), &client_frame(FIN | PONG, &second));
+    assert_eq!(server.stats().rtt, Some(ms(75)));
+    // The same pong again is no second sample.
+    server.handle_input(t0 + ms(1900), &client_frame(FIN | PONG, &second));
+    assert_eq!(server.stats().rtt, Some(ms(75)));
+    assert_eq!(server.stats().rtt_samples, 1);
+    // Any pong still answers the heartbeat: the connection lives on.
+    server.handle_timeout(t0 + secs(2));
+    assert_eq!(server.get_ready_state(), State::Open);
+    assert!(events(&mut server).is_empty(), "pongs raise no event");
+}
+
+#[test]
+fn a_ping_asked_for_is_not_a_heartbeat_and_needs_an_open_connection() {
+    let (mut client, t0, accept) = lone_client(&PeerConfig::default());
+    assert!(matches!(client.send_ping(t0), Err(Error::NotOpen)));
+    client.handle_input(t0, answer_101(&accept, "").as_bytes());
+    events(&mut client);
+    // With the heartbeat off, a ping asked for is the only way to a sample.
+    client.send_ping(t0 + ms(100)).unwrap();
+    let ping = frames(&output(&mut client));
+    assert_eq!(ping.len(), 1);
+    assert!(ping[0].masked);
+    assert_eq!(ping[0].payload.len(), 8);
+    // Unanswered, it drops nothing and starts no timer.
+    assert_eq!(client.poll_timeout(), None);
+    client.handle_timeout(t0 + secs(3600));
+    assert_eq!(client.get_ready_state(), State::Open);
+    client.handle_input(t0 + secs(3600), &server_frame(FIN | PONG, &ping[0].payload));
+    assert_eq!(client.stats().rtt, Some(secs(3600) - ms(100)));
+    client.close(t0 + secs(3601), 1000, "").unwrap();
+    assert!(matches!(
+        client.send_ping(t0 + secs(3601)),
+        Err(Error::NotOpen)
+    ));
+}
+
+#[test]
+fn message_and_byte_counters_are_exact() {
+    let big = PeerConfig {
+        inbound_buffer_size: 1 << 20,
+        outbound_buffer_size: 1 << 20,
+        ..PeerConfig::default()
+    };
+    let mut pair = Pair::connected(big.clone(), big);
+    let request = pair.to_server.log.len() as u64;
+    let answer = pair.to_client.log.len() as u64;
+    // The upgrade is the first traffic: bytes, but no messages.
+    let (client, server) = (pair.client.stats(), pair.server.stats());
+    assert_eq!(
+        (client.bytes_sent, client.bytes_received),
+        (request, answer)
+    );
+    assert_eq!(
+        (server.bytes_sent, server.bytes_received),
+        (answer, request)
+    );
+    assert_eq!(client.messages_sent + client.messages_received, 0);
+
+    // Client frames are masked: 2 + 4 bytes of header for 5 bytes, 2 + 2 + 4 for 300.
+    pair.client.send_text("hello").unwrap();
+    pair.client.send(&[7; 300], WriteMode::Binary).unwrap();
+    // Server frames are not: 2 + 2 bytes of header for 200 bytes, 2 + 8 for 70 000.
+    pair.server.send(&[1; 200], WriteMode::Binary).unwrap();
+    pair.server
+        .send(&vec![2; 70_000], WriteMode::Binary)
+        .unwrap();
+    // Counted when queued; the wire counts when the bytes are handed out.
+    assert_eq!(pair.client.stats().messages_sent, 2);
+    assert_eq!(pair.client.stats().bytes_sent, request);
+    pair.drive();
+    let client_wire = (2 + 4 + 5) + (2 + 2 + 4 + 300);
+    let server_wire = (2 + 2 + 200) + (2 + 8 + 70_000);
+    let (client, server) = (pair.client.stats(), pair.server.stats());
+    assert_eq!(client.messages_sent, 2);
+    assert_eq!(client.payload_bytes_sent, 305);
+    assert_eq!(client.bytes_sent, request + client_wire);
+    assert_eq!(client.messages_received, 2);
+    assert_eq!(client.payload_bytes_received, 70_200);
+    assert_eq!(client.bytes_received, answer + server_wire);
+    assert_eq!(server.messages_sent, 2);
+    assert_eq!(server.payload_bytes_sent, 70_200);
+    assert_eq!(server.bytes_sent, answer + server_wire);
+    assert_eq!(server.messages_received, 2);
+    assert_eq!(server.payload_bytes_received, 305);
+    assert_eq!(server.bytes_received, request + client_wire);
+    // A refused send counts nothing.
+    pair.client.close(pair.now, 1000, "").unwrap();
+    assert!(pair.client.send_text("late").is_err());
+    pair.drive();
+    assert_eq!(pair.client.get_ready_state(), State::Closed);
+    // The close frames count as bytes (2 + 4 + 2 and 2 + 2 for code 1000), and the
+    // figures stay readable after the close.
+    let (client, server) = (pair.client.stats(), pair.server.stats());
+    assert_eq!(client.messages_sent, 2);
+    assert_eq!(client.bytes_sent, request + client_wire + 8);
+    assert_eq!(client.bytes_received, answer + server_wire + 4);
+    assert_eq!(server.bytes_received, client.bytes_sent);
+    assert_eq!(server.bytes_sent, client.bytes_received);
+}
+
+#[test]
+fn a_fragmented_message_counts_once_with_its_whole_payload() {
+    let (mut server, t0) = open_server(&PeerConfig::default());
+    let mut input = client_frame(TEXT, b"ab");
+    input.extend(client_frame(FIN | PING, b"?"));
+    input.extend(client_frame(FIN | CONT, b"cde"));
+    server.handle_input(t0, &input);
+    let stats = server.stats();
+    assert_eq!(stats.messages_received, 1);
+    assert_eq!(stats.payload_bytes_received, 5);
+    assert_eq!(
+        stats.bytes_received,
+        (REQUEST.len() + (6 + 2) + (6 + 1) + (6 + 3)) as u64
+    );
+    // The pong went out: bytes, not a message.
+    output(&mut server);
+    let sent = server.stats();
+    assert_eq!(sent.messages_sent, 0);
+    assert_eq!(sent.payload_bytes_sent, 0);
 }
 
 // ----- back-pressure and queue limits -----
@@ -2263,6 +2480,14 @@ fn a_large_message_can_be_read_straight_into_its_buffer() {
     }
     assert_eq!(sent, wire.len());
     assert_eq!(events(&mut server), [Event::Received { messages: 1 }]);
+    let stats = server.stats();
+    assert_eq!(
+        stats.bytes_received,
+        (REQUEST.len() + wire.len()) as u64,
+        "bytes read in place count as received"
+    );
+    assert_eq!(stats.payload_bytes_received, payload.len() as u64);
+    assert_eq!(stats.messages_received, 1);
     // The queue (one packet) is full: no space is offered until the packet is read.
     server.handle_input(t0, &client_frame(FIN | BINARY, &payload)[..1000]);
     assert!(server.input_space().is_none());
@@ -2284,7 +2509,9 @@ fn idle_connections_keep_no_send_buffer_until_a_heartbeat_which_then_allocates_n
     assert_eq!(frames(&ping).len(), 1, "one ping");
     // Kept from the first ping on, so each later ping reuses the same buffers.
     assert!(server.holds_send_buffers());
-    server.handle_input(t0 + secs(31), &client_frame(FIN | PONG, b""));
+    let pong = client_frame(FIN | PONG, &frames(&ping)[0].payload);
+    server.handle_input(t0 + secs(31), &pong);
+    assert_eq!(server.stats().rtt, Some(secs(1)), "the pong was timed");
     server.handle_timeout(t0 + secs(60));
     assert_eq!(frames(&output(&mut server)).len(), 1, "the next ping");
     assert!(server.holds_send_buffers());

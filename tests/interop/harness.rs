@@ -24,6 +24,10 @@
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read};
+// Process groups (for killing a peer with its helper processes) are POSIX; elsewhere only
+// the peer itself is started and killed. The peers are installed for Debian by
+// tests/interop/setup.sh, so these tests run on Linux; other systems only build them.
+#[cfg(unix)]
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -750,8 +754,10 @@ impl PeerProcess {
         command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0);
+            .stderr(Stdio::piped());
+        // Its own process group, killed as a whole (POSIX only: see the `CommandExt` import).
+        #[cfg(unix)]
+        command.process_group(0);
         let mut child = command.spawn().unwrap_or_else(|e| {
             panic!(
                 "{name}: cannot start {:?}: {e}. Install the interop peers with \
@@ -897,7 +903,8 @@ impl PeerProcess {
 
     fn kill(&mut self) {
         // The whole group: browsers and engines start helper processes. (The shell's own
-        // `kill`, so that nothing beyond `sh` is needed.)
+        // `kill`, so that nothing beyond `sh` is needed; POSIX process groups only.)
+        #[cfg(unix)]
         let _ = Command::new("sh")
             .args(["-c", "kill -KILL \"-$1\" 2>/dev/null", "sh"])
             .arg(self.child.id().to_string())
