@@ -61,7 +61,11 @@ pub struct PeerConfig {
     pub max_handshake_headers: usize,
     /// Client only: how host names become addresses. `None` (the default) asks the OS
     /// resolver. Either way the lookup runs on a short-lived thread, never in `poll()`.
+    /// With a [`proxy`](Self::proxy), it resolves the proxy's host name.
     pub resolver: Option<Resolver>,
+    /// Client only: an HTTP proxy to tunnel through (`CONNECT`), for `ws://` and `wss://`
+    /// alike. `None` (the default) connects directly. Checked at `connect_to_url`.
+    pub proxy: Option<Proxy>,
     /// The Variant format of `put_var` / `get_var`: Godot 4's (the default) or Godot 3's,
     /// whichever the other side's Godot speaks.
     pub variant_version: GodotVersion,
@@ -108,9 +112,164 @@ impl Default for PeerConfig {
             max_handshake_bytes: 8 * 1024,
             max_handshake_headers: 64,
             resolver: None,
+            proxy: None,
             variant_version: GodotVersion::Godot4,
             variant_limits: Limits::default(),
         }
+    }
+}
+
+/// An HTTP proxy a client reaches its server through: the client connects to the proxy,
+/// asks it for a tunnel with `CONNECT host:port` (with `Proxy-Authorization: Basic` when
+/// credentials are given), and runs TLS (for `wss://`) and the WebSocket handshake inside
+/// the tunnel once the proxy answers `2xx`. Set it in [`PeerConfig::proxy`] or with
+/// [`WebSocketPeer::set_proxy`](crate::WebSocketPeer::set_proxy). Beyond Godot.
+///
+/// ```
+/// use wspeer::{Proxy, WebSocketPeer};
+///
+/// let mut socket = WebSocketPeer::new();
+/// socket.set_proxy(Some(Proxy::new("http://proxy.example:3128").with_basic_auth("me", "secret")));
+/// // Also accepted: "proxy.example:3128", "http://me:secret@proxy.example:3128".
+/// ```
+///
+/// The address is checked when a connection starts: `connect_to_url` fails with
+/// [`Error::InvalidConfig`] for one that is not `[http://][user:password@]host:port`.
+/// Credentials in the address are taken as written (no percent-decoding); use
+/// [`with_basic_auth`](Self::with_basic_auth) for others. A proxy that answers anything
+/// but `2xx` fails the connection with [`Error::ProxyRefused`]. The peer's
+/// `get_connected_host` / `get_connected_port` then name the proxy, not the server.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Proxy {
+    /// `host:port`, or `http://[user:password@]host:port` (IPv6 hosts in brackets).
+    pub address: String,
+    /// User name and password for `Proxy-Authorization: Basic`; when set, they replace any
+    /// given in `address`.
+    pub basic_auth: Option<(String, String)>,
+}
+
+impl Proxy {
+    /// A proxy at `address` (`host:port` or `http://[user:password@]host:port`).
+    pub fn new(address: impl Into<String>) -> Self {
+        Proxy {
+            address: address.into(),
+            basic_auth: None,
+        }
+    }
+
+    /// The same proxy with basic auth credentials.
+    pub fn with_basic_auth(mut self, user: impl Into<String>, password: impl Into<String>) -> Self {
+        self.basic_auth = Some((user.into(), password.into()));
+        self
+    }
+
+    /// Parses the address: host (brackets removed), port and credentials.
+    pub(crate) fn endpoint(&self) -> Result<ProxyEndpoint, Error> {
+        let invalid = |why: &str| {
+            Error::InvalidConfig(format!(
+                "proxy address {:?}: {why}; expected [http://][user:password@]host:port",
+                redact(&self.address)
+            ))
+        };
+        let text = self.address.trim();
+        let rest = match text.split_once("://") {
+            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("http") => rest,
+            Some((scheme, _)) => {
+                return Err(invalid(&format!(
+                    "the scheme {scheme:?} is not supported (only http:// proxies)"
+                )));
+            }
+            None => text,
+        };
+        let rest = rest.strip_suffix('/').unwrap_or(rest);
+        let (userinfo, hostport) = match rest.rsplit_once('@') {
+            Some((userinfo, hostport)) => (Some(userinfo), hostport),
+            None => (None, rest),
+        };
+        if hostport.contains(['/', '?', '#', '@']) || hostport.chars().any(char::is_whitespace) {
+            return Err(invalid("it must not have a path"));
+        }
+        let (host, port) = hostport
+            .rsplit_once(':')
+            .ok_or_else(|| invalid("no port"))?;
+        let port: u16 = port
+            .parse()
+            .ok()
+            .filter(|p| *p != 0)
+            .ok_or_else(|| invalid("the port is not a number from 1 to 65535"))?;
+        let host = match host.strip_prefix('[') {
+            Some(inner) => inner
+                .strip_suffix(']')
+                .ok_or_else(|| invalid("an unclosed '['"))?,
+            None if host.contains(':') => return Err(invalid("an IPv6 host needs brackets")),
+            None => host,
+        };
+        if host.is_empty() {
+            return Err(invalid("no host"));
+        }
+        let credentials = match (&self.basic_auth, userinfo) {
+            (Some((user, password)), _) => Some(format!("{user}:{password}")),
+            (None, Some(userinfo)) if userinfo.contains(':') => Some(userinfo.to_string()),
+            (None, Some(_)) => return Err(invalid("credentials need user:password")),
+            (None, None) => None,
+        };
+        Ok(ProxyEndpoint {
+            host: host.to_string(),
+            port,
+            authorization: credentials
+                .map(|c| format!("Basic {}", data_encoding::BASE64.encode(c.as_bytes()))),
+        })
+    }
+}
+
+/// The address with any password replaced, for messages.
+fn redact(address: &str) -> String {
+    match address.rsplit_once('@') {
+        Some((userinfo, hostport)) => {
+            let user = userinfo.rsplit_once("://").map_or(userinfo, |(_, u)| u);
+            let scheme = userinfo.split_once("://").map_or("", |(s, _)| s);
+            let user = user.split_once(':').map_or(user, |(u, _)| u);
+            let sep = if scheme.is_empty() { "" } else { "://" };
+            format!("{scheme}{sep}{user}:***@{hostport}")
+        }
+        None => address.to_string(),
+    }
+}
+
+impl fmt::Debug for Proxy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Proxy")
+            .field("address", &redact(&self.address))
+            .field(
+                "basic_auth",
+                &self.basic_auth.as_ref().map(|(user, _)| (user, "***")),
+            )
+            .finish()
+    }
+}
+
+/// A checked [`Proxy`]: where to connect, and the `Proxy-Authorization` value.
+#[derive(Clone, Debug)]
+pub(crate) struct ProxyEndpoint {
+    /// Without IPv6 brackets.
+    pub(crate) host: String,
+    pub(crate) port: u16,
+    pub(crate) authorization: Option<String>,
+}
+
+impl ProxyEndpoint {
+    /// `host:port` as messages show it (IPv6 in brackets).
+    pub(crate) fn display(&self) -> String {
+        host_port(&self.host, self.port)
+    }
+}
+
+/// `host:port`, with IPv6 literals in brackets (as `CONNECT` and `Host` need them).
+pub(crate) fn host_port(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
     }
 }
 
@@ -154,7 +313,7 @@ impl PeerConfig {
 }
 
 /// Splits a `"Name: value"` line into a validated header name and value.
-fn parse_header_line(
+pub(crate) fn parse_header_line(
     line: &str,
 ) -> Result<
     (
@@ -186,6 +345,13 @@ pub struct ServerConfig {
     /// Connections accepted per `poll()`; the rest wait in the kernel backlog for the next
     /// call, so a connection storm cannot stall a frame.
     pub max_accepts_per_poll: usize,
+    /// Let the application decide each upgrade before `101` (off by default): a complete,
+    /// valid request is reported as
+    /// [`ServerEvent::UpgradeRequested`](crate::ServerEvent::UpgradeRequested) and waits
+    /// for [`accept_upgrade`](crate::WebSocketServer::accept_upgrade) or
+    /// [`reject_upgrade`](crate::WebSocketServer::reject_upgrade), within
+    /// `handshake_timeout`. Beyond Godot.
+    pub decide_upgrades: bool,
 }
 
 impl Default for ServerConfig {
@@ -195,6 +361,7 @@ impl Default for ServerConfig {
             handshake_timeout: Duration::from_secs(3),
             max_pending_handshakes: 256,
             max_accepts_per_poll: 64,
+            decide_upgrades: false,
         }
     }
 }
@@ -222,6 +389,56 @@ pub(crate) fn check_handshake_timeout(timeout: Duration) -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn proxy_addresses() {
+        let e = Proxy::new("127.0.0.1:3128").endpoint().unwrap();
+        assert_eq!(
+            (e.host.as_str(), e.port, e.authorization),
+            ("127.0.0.1", 3128, None)
+        );
+        let e = Proxy::new("HTTP://[::1]:8080/").endpoint().unwrap();
+        assert_eq!(
+            (e.host.as_str(), e.display()),
+            ("::1", "[::1]:8080".to_string())
+        );
+        // RFC 7617's example: Aladdin / open sesame.
+        let e = Proxy::new("http://Aladdin:open sesame@proxy:1")
+            .endpoint()
+            .unwrap();
+        assert_eq!(
+            e.authorization.as_deref(),
+            Some("Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ==")
+        );
+        let e = Proxy::new("http://x:y@proxy:1")
+            .with_basic_auth("Aladdin", "open sesame")
+            .endpoint()
+            .unwrap();
+        assert_eq!(
+            e.authorization.as_deref(),
+            Some("Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ==")
+        );
+        let e = Proxy::new("u:p:q@proxy:1").endpoint().unwrap();
+        assert_eq!(e.authorization.as_deref(), Some("Basic dTpwOnE="));
+        for bad in [
+            "proxy",
+            "proxy:",
+            "proxy:x",
+            "[::1:80",
+            "ftp://proxy:21",
+            "@:1",
+        ] {
+            assert!(
+                matches!(Proxy::new(bad).endpoint(), Err(Error::InvalidConfig(_))),
+                "{bad}"
+            );
+        }
+        let debug = format!("{:?}", Proxy::new("http://me:pw@p:1"));
+        assert!(
+            debug.contains("me:***@p:1") && !debug.contains("pw"),
+            "{debug}"
+        );
+    }
 
     #[test]
     fn defaults_are_godots_and_valid() {

@@ -67,6 +67,19 @@ pub enum Error {
     Resolve(String),
     /// Every resolved address refused or failed the TCP connection.
     Connect(String),
+    /// The HTTP proxy ([`PeerConfig::proxy`](crate::PeerConfig::proxy)) answered the
+    /// client's `CONNECT` with a status other than `2xx` (`403`: the proxy does not allow
+    /// that host or port; `407`: credentials missing or wrong).
+    ProxyRefused {
+        /// The proxy, as `host:port`.
+        proxy: String,
+        /// What the client asked a tunnel to, as `host:port`.
+        target: String,
+        /// The proxy's HTTP status code.
+        status: u16,
+        /// The reason phrase of the proxy's status line (may be empty).
+        reason: String,
+    },
     /// The connection was not open within the configured time.
     ConnectTimeout,
     /// The WebSocket handshake failed (non-101 answer, sub-protocol mismatch, bad headers).
@@ -89,6 +102,10 @@ pub enum Error {
     InvalidPacket(String),
     /// No peer with this id on this server.
     PeerNotFound(i32),
+    /// `accept_upgrade` / `reject_upgrade` out of turn: no upgrade request waits for a
+    /// decision on this connection (the server does not decide upgrades, the request is not
+    /// complete yet, or it was already decided).
+    NoUpgradePending,
     /// A value that cannot be encoded as a Godot Variant (a type the peer's Godot version
     /// lacks, a size beyond the format), or a packet that is not a valid one (`get_var`).
     Variant(crate::variant::VariantError),
@@ -157,6 +174,15 @@ impl fmt::Display for Error {
             Error::Tls(e) => write!(f, "TLS error: {}", describe_tls(e)),
             Error::Resolve(why) => write!(f, "could not resolve host: {why}"),
             Error::Connect(why) => write!(f, "could not connect: {why}"),
+            Error::ProxyRefused {
+                proxy,
+                target,
+                status,
+                reason,
+            } => write!(
+                f,
+                "proxy {proxy} refused CONNECT {target}: {status} {reason}"
+            ),
             Error::ConnectTimeout => write!(f, "connection not open within the connect timeout"),
             Error::Handshake(why) => write!(f, "WebSocket handshake failed: {why}"),
             Error::Protocol { code, detail } => {
@@ -174,6 +200,11 @@ impl fmt::Display for Error {
             Error::ConnectionLost(why) => write!(f, "connection lost: {why}"),
             Error::InvalidPacket(why) => write!(f, "invalid packet: {why}"),
             Error::PeerNotFound(id) => write!(f, "no peer with id {id}"),
+            Error::NoUpgradePending => write!(
+                f,
+                "no upgrade request waits for a decision here: accept or reject after \
+                 UpgradeRequested, once"
+            ),
             Error::Variant(e) => write!(f, "Variant: {e}"),
             Error::Rpc(why) => write!(f, "RPC not sent: {why}"),
             Error::Auth(why) => write!(f, "authentication: {why}"),

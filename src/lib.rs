@@ -58,13 +58,14 @@ mod listen;
 mod multiplayer;
 mod peer;
 pub mod proto;
+mod proxy;
 mod server;
 mod stream;
 mod target;
 mod tls;
 pub mod variant;
 
-pub use config::{DEFAULT_BUFFER_SIZE, LookupFn, PeerConfig, Resolver, ServerConfig};
+pub use config::{DEFAULT_BUFFER_SIZE, LookupFn, PeerConfig, Proxy, Resolver, ServerConfig};
 pub use error::Error;
 pub use listen::listen_tcp;
 pub use multiplayer::wire as multiplayer_wire;

@@ -9,11 +9,12 @@ use std::time::{Duration, Instant};
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Registry, Token};
 
-use crate::config::PeerConfig;
+use crate::config::{PeerConfig, Proxy, ProxyEndpoint};
 use crate::error::Error;
 use crate::proto::{Connection, Event, HandshakeRequest, Packet, PeerStats, State, WriteMode};
+use crate::proxy::{Tunnel, TunnelStep};
 use crate::stream::Transport;
-use crate::target::{Lookup, Target};
+use crate::target::{Lookup, Target, literal_addr};
 use crate::tls::TlsOptions;
 use crate::variant::{Variant, VariantError};
 
@@ -26,6 +27,8 @@ enum Link {
         tcp: TcpStream,
         remaining: VecDeque<SocketAddr>,
     },
+    /// Connected to the HTTP proxy, asking it for a tunnel to the target.
+    Tunneling(Tunnel),
     Streaming(Transport),
 }
 
@@ -77,6 +80,8 @@ pub struct WebSocketPeer {
     link: Link,
     poller: Option<Poller>,
     target: Option<(Target, Option<TlsOptions>)>,
+    /// The HTTP proxy this connection goes through, checked.
+    proxy: Option<ProxyEndpoint>,
     /// `PeerConfig::batch_writes` as it was when this connection started.
     batch_writes: bool,
     /// Owned by a server, which drains the connection's events itself.
@@ -123,6 +128,7 @@ impl WebSocketPeer {
             link: Link::None,
             poller: None,
             target: None,
+            proxy: None,
             batch_writes: false,
             server_owned: false,
             last_was_string: false,
@@ -206,6 +212,17 @@ impl WebSocketPeer {
         self.config.heartbeat_interval
     }
 
+    /// Sets the HTTP proxy the next connections go through (`None`: direct), as
+    /// [`PeerConfig::proxy`]. The address is checked by `connect_to_url`. Beyond Godot.
+    pub fn set_proxy(&mut self, proxy: Option<Proxy>) {
+        self.config.proxy = proxy;
+    }
+
+    /// The HTTP proxy the next connections go through, if any.
+    pub fn get_proxy(&self) -> Option<&Proxy> {
+        self.config.proxy.as_ref()
+    }
+
     // ----- starting a connection -----
 
     /// Starts connecting to a `ws://` or `wss://` URL; the connection advances in
@@ -213,9 +230,18 @@ impl WebSocketPeer {
     ///
     /// Returns at once: host names are resolved on a short-lived helper thread (an IP
     /// literal never starts one) and every resolved address is tried in turn.
+    ///
+    /// With a [`proxy`](PeerConfig::proxy), the proxy's host is resolved and connected to
+    /// instead, and the connection goes through the tunnel it opens (see [`Proxy`]).
     pub fn connect_to_url(&mut self, url: &str, tls: Option<TlsOptions>) -> Result<(), Error> {
         self.check_reusable()?;
         let target = Target::parse(url)?;
+        let proxy = self
+            .config
+            .proxy
+            .as_ref()
+            .map(Proxy::endpoint)
+            .transpose()?;
         if let Some(options) = &tls {
             options.check_client()?;
         }
@@ -237,20 +263,26 @@ impl WebSocketPeer {
             now + self.config.connect_timeout,
         )?;
         let poll = Poll::new()?;
-        let link = match target.literal_addr() {
+        // Where the TCP connection goes: the proxy, or the target itself.
+        let (host, port) = match &proxy {
+            Some(p) => (p.host.as_str(), p.port),
+            None => (target.host.as_str(), target.port),
+        };
+        let link = match literal_addr(host, port) {
             Some(addr) => Link::Connecting {
                 tcp: Self::start_tcp(addr, Some(poll.registry()))?,
                 remaining: VecDeque::new(),
             },
             None => Link::Resolving(Lookup::start(
-                target.host.clone(),
-                target.port,
+                host.to_string(),
+                port,
                 self.config.resolver.clone(),
             )?),
         };
         self.start(connection, link);
         self.requested_url = url.to_string();
         self.target = Some((target, tls));
+        self.proxy = proxy;
         self.poller = Some(Poller {
             poll,
             events: Events::with_capacity(16),
@@ -276,7 +308,7 @@ impl WebSocketPeer {
             Interest::READABLE | Interest::WRITABLE,
         )?;
         let deadline = Instant::now() + self.config.connect_timeout;
-        self.start_server_side(tcp, tls, deadline)?;
+        self.start_server_side(tcp, tls, deadline, false)?;
         self.poller = Some(Poller {
             poll,
             events: Events::with_capacity(16),
@@ -285,15 +317,17 @@ impl WebSocketPeer {
     }
 
     /// A peer for a connection a [`WebSocketServer`](crate::WebSocketServer) accepted and
-    /// registered with its own poller.
+    /// registered with its own poller; `decide`: the server's application decides the
+    /// upgrade ([`ServerConfig::decide_upgrades`](crate::ServerConfig::decide_upgrades)).
     pub(crate) fn server_side(
         config: PeerConfig,
         tcp: TcpStream,
         tls: Option<&TlsOptions>,
         deadline: Instant,
+        decide: bool,
     ) -> Result<Self, Error> {
         let mut peer = Self::with_config(config);
-        peer.start_server_side(tcp, tls, deadline)?;
+        peer.start_server_side(tcp, tls, deadline, decide)?;
         peer.server_owned = true;
         Ok(peer)
     }
@@ -303,11 +337,16 @@ impl WebSocketPeer {
         tcp: TcpStream,
         tls: Option<&TlsOptions>,
         deadline: Instant,
+        decide: bool,
     ) -> Result<(), Error> {
         if let Some(options) = tls {
             options.check_server()?;
         }
-        let connection = Connection::server(&self.config, deadline)?;
+        let connection = if decide {
+            Connection::server_deciding(&self.config, deadline)?
+        } else {
+            Connection::server(&self.config, deadline)?
+        };
         socket_options(&tcp, self.config.no_delay);
         let remote_addr = tcp.peer_addr().ok();
         let session = tls.map(TlsOptions::start_server).transpose()?;
@@ -324,6 +363,7 @@ impl WebSocketPeer {
         self.link = link;
         self.poller = None;
         self.target = None;
+        self.proxy = None;
         self.batch_writes = self.config.batch_writes;
         self.last_was_string = false;
         self.requested_url.clear();
@@ -407,12 +447,22 @@ impl WebSocketPeer {
             Link::None => {}
             Link::Resolving(mut lookup) => match lookup.try_result() {
                 None => self.link = Link::Resolving(lookup),
+                Some(Err(Error::Resolve(why))) if self.proxy.is_some() => {
+                    let proxy = self.proxy.as_ref().map(ProxyEndpoint::display);
+                    let why = format!("proxy {}: {why}", proxy.unwrap_or_default());
+                    connection.handle_transport_error(now, Error::Resolve(why));
+                }
                 Some(Err(e)) => connection.handle_transport_error(now, e),
                 Some(Ok(addrs)) => self.link = self.connect_next(addrs.into(), None, registry),
             },
             Link::Connecting { tcp, remaining } => {
-                self.link = self.step_connect(tcp, remaining, registry);
+                // A tunnel's request goes out at once, in the same frame as the connect.
+                self.link = match self.step_connect(tcp, remaining, registry) {
+                    Link::Tunneling(tunnel) => self.step_tunnel(tunnel, now),
+                    link => link,
+                };
             }
+            Link::Tunneling(tunnel) => self.link = self.step_tunnel(tunnel, now),
             link @ Link::Streaming(_) => self.link = link,
         }
         let Some(connection) = self.connection.as_mut() else {
@@ -470,7 +520,10 @@ impl WebSocketPeer {
                 Err(e) => return self.fail_link(e),
             }
         }
-        let why = last_error.map_or_else(|| "no address to try".to_string(), |e| e.to_string());
+        let mut why = last_error.map_or_else(|| "no address to try".to_string(), |e| e.to_string());
+        if let Some(proxy) = &self.proxy {
+            why = format!("proxy {}: {why}", proxy.display());
+        }
         self.fail_link(Error::Connect(why))
     }
 
@@ -508,17 +561,56 @@ impl WebSocketPeer {
             return self.connect_next(remaining, Some(e), registry);
         }
         socket_options(&tcp, self.config.no_delay);
+        let Some((target, _)) = &self.target else {
+            return self.fail_link(Error::Connect("no target".into()));
+        };
+        match &self.proxy {
+            Some(proxy) => Link::Tunneling(Tunnel::new(tcp, proxy, &target.host, target.port)),
+            None => self.start_stream(tcp, Vec::new(), Instant::now()),
+        }
+    }
+
+    /// Advances the proxy's `CONNECT`; once the tunnel is open, TLS and the WebSocket
+    /// handshake start through it.
+    fn step_tunnel(&mut self, tunnel: Tunnel, now: Instant) -> Link {
+        let step = tunnel.step(
+            self.config.max_handshake_bytes,
+            self.config.max_handshake_headers,
+        );
+        match step {
+            TunnelStep::Pending(tunnel) => Link::Tunneling(tunnel),
+            TunnelStep::Open { tcp, leftover } => self.start_stream(tcp, leftover, now),
+            TunnelStep::Failed(e) => self.fail_link(e),
+        }
+    }
+
+    /// TLS (for `wss://`) and the WebSocket handshake over a connected socket. `leftover`:
+    /// bytes from the server that came with the proxy's answer, read before they could
+    /// reach the transport.
+    fn start_stream(&mut self, tcp: TcpStream, leftover: Vec<u8>, now: Instant) -> Link {
         let Some((target, tls)) = &self.target else {
             return self.fail_link(Error::Connect("no target".into()));
         };
-        match tls
+        let session = match tls
             .as_ref()
             .map(|t| t.start_client(&target.host))
             .transpose()
         {
-            Ok(session) => Link::Streaming(Transport::new(tcp, session)),
-            Err(e) => self.fail_link(e),
+            Ok(session) => session,
+            Err(e) => return self.fail_link(e),
+        };
+        let secure = session.is_some();
+        let mut transport = Transport::new(tcp, session);
+        if !leftover.is_empty() {
+            if secure {
+                if let Err(e) = transport.feed_tls(&leftover) {
+                    return self.fail_link(Error::from(e));
+                }
+            } else if let Some(connection) = &mut self.connection {
+                connection.handle_input(now, &leftover);
+            }
         }
+        Link::Streaming(transport)
     }
 
     /// The earliest moment this peer needs `advance` without any socket event.
@@ -756,6 +848,32 @@ impl WebSocketPeer {
         self.connection.as_ref()?.handshake_request()
     }
 
+    /// Server side, for a [`WebSocketServer`](crate::WebSocketServer) that decides
+    /// upgrades: answers the waiting request with `101`, written now.
+    pub(crate) fn accept_upgrade(
+        &mut self,
+        protocol: Option<&str>,
+        headers: &[&str],
+    ) -> Result<(), Error> {
+        self.open_connection()?
+            .accept_upgrade(Instant::now(), protocol, headers)?;
+        self.flush();
+        Ok(())
+    }
+
+    /// Server side: refuses the waiting request with an HTTP answer, written now.
+    pub(crate) fn reject_upgrade(
+        &mut self,
+        status: u16,
+        headers: &[&str],
+        body: &[u8],
+    ) -> Result<(), Error> {
+        self.open_connection()?
+            .reject_upgrade(Instant::now(), status, headers, body)?;
+        self.flush();
+        Ok(())
+    }
+
     /// Client side: the headers of the server's `101` response (names lower-cased), once
     /// open; empty before. Beyond Godot.
     pub fn get_handshake_response_headers(&self) -> &[(String, String)] {
@@ -769,6 +887,7 @@ impl WebSocketPeer {
         self.config.no_delay = enabled;
         let tcp = match &self.link {
             Link::Connecting { tcp, .. } => Some(tcp),
+            Link::Tunneling(tunnel) => Some(tunnel.tcp()),
             Link::Streaming(transport) => Some(transport.tcp()),
             _ => None,
         };
@@ -785,6 +904,7 @@ impl WebSocketPeer {
     pub fn is_no_delay(&self) -> Result<bool, Error> {
         let tcp = match &self.link {
             Link::Connecting { tcp, .. } => tcp,
+            Link::Tunneling(tunnel) => tunnel.tcp(),
             Link::Streaming(transport) => transport.tcp(),
             _ => return Err(Error::NotOpen),
         };

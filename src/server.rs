@@ -16,7 +16,7 @@ use crate::error::Error;
 use crate::ids::PeerIds;
 use crate::listen::listen_tcp;
 use crate::peer::WebSocketPeer;
-use crate::proto::{Event, State};
+use crate::proto::{Event, HandshakeRequest, State};
 use crate::tls::TlsOptions;
 
 /// What happened on a [`WebSocketServer`], drained in order after `poll()` (Godot's
@@ -56,6 +56,21 @@ pub enum ServerEvent {
         /// The peer's id.
         id: i32,
     },
+    /// With [`ServerConfig::decide_upgrades`]: a client sent a complete, valid upgrade
+    /// request, and it waits for
+    /// [`accept_upgrade`](WebSocketServer::accept_upgrade) or
+    /// [`reject_upgrade`](WebSocketServer::reject_upgrade) (in this poll or a later one,
+    /// within `handshake_timeout`). Until accepted, `id` is no connected peer
+    /// (`get_peer(id)` is `None`, no `ClientConnected`) and counts as a pending handshake.
+    /// Beyond Godot.
+    UpgradeRequested {
+        /// The id the peer has if accepted (`ClientConnected` follows the accept).
+        id: i32,
+        /// The request: path, query and headers.
+        request: HandshakeRequest,
+        /// The client's address (IPv4 clients of a dual-stack listener as IPv4).
+        address: SocketAddr,
+    },
 }
 
 /// One accepted connection in the server's slab.
@@ -64,6 +79,10 @@ struct Slot {
     peer: WebSocketPeer,
     /// `ClientConnected` was reported (the peer is visible to the application).
     connected: bool,
+    /// `UpgradeRequested` was reported and no decision taken yet.
+    awaiting: bool,
+    /// The client's address, as accepted.
+    address: SocketAddr,
     /// The deadline this slot has in the timer heap, if any.
     scheduled: Option<Instant>,
     /// Already in this poll's work list.
@@ -455,6 +474,7 @@ impl WebSocketServer {
                 tcp,
                 self.tls.as_ref(),
                 deadline,
+                self.config.decide_upgrades,
             ) {
                 Ok(peer) => peer,
                 Err(e) => {
@@ -471,6 +491,8 @@ impl WebSocketServer {
                 id,
                 peer,
                 connected: false,
+                awaiting: false,
+                address: SocketAddr::new(addr.ip().to_canonical(), addr.port()),
                 scheduled: None,
                 queued: true,
             });
@@ -489,6 +511,22 @@ impl WebSocketServer {
         let id = slot.id;
         while let Some(event) = slot.peer.poll_event() {
             match event {
+                Event::UpgradeRequested { request } => {
+                    if self.refusing {
+                        // As a handshake that finishes while refusing.
+                        let _ = slot.peer.close(-1, "");
+                        self.refused += 1;
+                        self.pending -= 1;
+                        self.retired.push(key);
+                        return;
+                    }
+                    slot.awaiting = true;
+                    self.queue.push_back(ServerEvent::UpgradeRequested {
+                        id,
+                        request,
+                        address: slot.address,
+                    });
+                }
                 Event::Opened { protocol } => {
                     self.pending -= 1;
                     if self.refusing {
@@ -562,6 +600,79 @@ impl WebSocketServer {
         std::iter::from_fn(move || self.pop_event())
     }
 
+    // ----- deciding upgrades -----
+
+    /// The slot of `id` while its request waits for a decision.
+    fn awaiting_slot(&mut self, id: i32) -> Result<(usize, &mut Slot), Error> {
+        let key = *self.by_id.get(&id).ok_or(Error::PeerNotFound(id))?;
+        let slot = self.slots.get_mut(key).ok_or(Error::PeerNotFound(id))?;
+        if slot.connected || slot.peer.get_ready_state() == State::Closed {
+            return Err(Error::PeerNotFound(id));
+        }
+        if !slot.awaiting {
+            return Err(Error::NoUpgradePending);
+        }
+        Ok((key, slot))
+    }
+
+    /// Marks a slot for the next poll, which reports what the decision led to.
+    fn touch(&mut self, key: usize) {
+        if let Some(slot) = self.slots.get_mut(key) {
+            if !slot.queued {
+                slot.queued = true;
+                self.touched.push(key);
+            }
+        }
+    }
+
+    /// Accepts the upgrade request of `id` (after
+    /// [`ServerEvent::UpgradeRequested`]): the `101` answer is written now, and the next
+    /// `poll()` reports [`ClientConnected`](ServerEvent::ClientConnected). `protocol`:
+    /// `None` for the server's own choice (the first sub-protocol in the client's order that
+    /// `supported_protocols` lists, or none), or one the client offered. `headers`:
+    /// `"Name: value"` lines added to the answer, after `handshake_headers`.
+    ///
+    /// Fails, changing nothing, with [`Error::PeerNotFound`] when `id` is gone (the client
+    /// left, or `handshake_timeout` passed), [`Error::NoUpgradePending`] when it was
+    /// already decided, [`Error::InvalidProtocol`] for a sub-protocol the client did not
+    /// offer, and [`Error::InvalidHeader`] for a line that is not a valid header.
+    pub fn accept_upgrade(
+        &mut self,
+        id: i32,
+        protocol: Option<&str>,
+        headers: &[&str],
+    ) -> Result<(), Error> {
+        let (key, slot) = self.awaiting_slot(id)?;
+        slot.peer.accept_upgrade(protocol, headers)?;
+        slot.awaiting = false;
+        self.touch(key);
+        Ok(())
+    }
+
+    /// Rejects the upgrade request of `id` (after [`ServerEvent::UpgradeRequested`]) with
+    /// HTTP `status` (300–599), the `"Name: value"` lines in `headers`, and `body`, written
+    /// now; the connection ends once the client has read it, with no further event. The
+    /// answer is exactly the status line, `Connection: close`, `headers` in order,
+    /// `Content-Length`, a blank line and `body`.
+    ///
+    /// Fails, changing nothing, with [`Error::PeerNotFound`] when `id` is gone,
+    /// [`Error::NoUpgradePending`] when it was already decided, [`Error::InvalidConfig`]
+    /// for a status outside 300–599, and [`Error::InvalidHeader`] for a line that is not a
+    /// valid header or sets `Connection`, `Content-Length` or `Transfer-Encoding`.
+    pub fn reject_upgrade(
+        &mut self,
+        id: i32,
+        status: u16,
+        headers: &[&str],
+        body: &[u8],
+    ) -> Result<(), Error> {
+        let (key, slot) = self.awaiting_slot(id)?;
+        slot.peer.reject_upgrade(status, headers, body)?;
+        slot.awaiting = false;
+        self.touch(key);
+        Ok(())
+    }
+
     // ----- peers -----
 
     fn connected_slot(&mut self, id: i32) -> Option<(usize, &mut Slot)> {
@@ -609,7 +720,8 @@ impl WebSocketServer {
         self.connected
     }
 
-    /// Connections still in their TLS or WebSocket handshake.
+    /// Connections still in their TLS or WebSocket handshake (with
+    /// [`ServerConfig::decide_upgrades`], those waiting for a decision too).
     pub fn pending_count(&self) -> usize {
         self.pending
     }

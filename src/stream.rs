@@ -126,6 +126,20 @@ impl Transport {
         &self.tcp
     }
 
+    /// Hands TLS records that arrived before this transport existed (after an HTTP
+    /// proxy's answer, in the same read) to rustls, as if read from the socket.
+    pub(crate) fn feed_tls(&mut self, mut bytes: &[u8]) -> io::Result<()> {
+        let Some(tls) = self.tls.as_deref_mut() else {
+            return Ok(());
+        };
+        while !bytes.is_empty() {
+            tls.read_tls(&mut bytes)?;
+            tls.process_new_packets()
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        }
+        Ok(())
+    }
+
     /// Whether TLS records still wait to reach the socket.
     pub(crate) fn has_pending_output(&self) -> bool {
         self.tls.as_ref().is_some_and(|t| t.wants_write())

@@ -67,14 +67,13 @@ impl Target {
             secure,
         })
     }
+}
 
-    /// The address itself when the host is an IP literal: no lookup, no thread.
-    pub(crate) fn literal_addr(&self) -> Option<SocketAddr> {
-        self.host
-            .parse::<IpAddr>()
-            .ok()
-            .map(|ip| SocketAddr::new(ip, self.port))
-    }
+/// The address itself when `host` is an IP literal (no brackets): no lookup, no thread.
+pub(crate) fn literal_addr(host: &str, port: u16) -> Option<SocketAddr> {
+    host.parse::<IpAddr>()
+        .ok()
+        .map(|ip| SocketAddr::new(ip, port))
 }
 
 /// A host name lookup running on a short-lived thread: the OS resolver has no
@@ -143,13 +142,12 @@ mod tests {
         assert_eq!((t.port, t.secure), (9080, false));
         let t = Target::parse("ws://[::1]:9000/").unwrap();
         assert_eq!(t.host, "::1");
-        assert_eq!(t.literal_addr(), Some("[::1]:9000".parse().unwrap()));
-        assert!(
-            Target::parse("ws://localhost:1/")
-                .unwrap()
-                .literal_addr()
-                .is_none()
+        assert_eq!(
+            literal_addr(&t.host, t.port),
+            Some("[::1]:9000".parse().unwrap())
         );
+        let t = Target::parse("ws://localhost:1/").unwrap();
+        assert!(literal_addr(&t.host, t.port).is_none());
     }
 
     #[test]

@@ -122,6 +122,21 @@ pub enum MultiplayerEvent {
         /// The packet.
         packet: Vec<u8>,
     },
+    /// Server only, with
+    /// [`ServerConfig::decide_upgrades`](crate::ServerConfig::decide_upgrades) in
+    /// `MultiplayerConfig::websocket`: a client's complete, valid upgrade request waits for
+    /// [`accept_upgrade`](crate::WebSocketMultiplayerPeer::accept_upgrade) or
+    /// [`reject_upgrade`](crate::WebSocketMultiplayerPeer::reject_upgrade), within the
+    /// handshake timeout. The client is no peer yet: it is not sent its id, announced, or
+    /// found by `get_peer` until accepted. Beyond Godot.
+    UpgradeRequested {
+        /// The id the client gets if accepted (its `PeerConnected` follows the accept).
+        id: i32,
+        /// The request: path, query and headers.
+        request: crate::HandshakeRequest,
+        /// The client's address.
+        address: std::net::SocketAddr,
+    },
 }
 
 /// Godot 4's `MultiplayerPeer`: a packet transport between a server (id 1) and clients

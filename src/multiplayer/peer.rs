@@ -399,6 +399,15 @@ impl Host {
         }
         while let Some(event) = self.server.pop_event() {
             match event {
+                ServerEvent::UpgradeRequested {
+                    id,
+                    request,
+                    address,
+                } => inbox.event(MultiplayerEvent::UpgradeRequested {
+                    id,
+                    request,
+                    address,
+                }),
                 ServerEvent::ClientConnected { id, .. } => self.greet(id, inbox, config),
                 ServerEvent::DataReceived { id } if self.pending.contains_key(&id) => {
                     self.pull_auth(id, inbox, config)
@@ -1346,6 +1355,42 @@ impl WebSocketMultiplayerPeer {
             Role::Idle => Err(Error::NotOpen),
             Role::Server(host) => host.complete_auth(id, &mut self.inbox, &self.config),
             Role::Client(guest) => guest.complete_auth(id, &mut self.inbox),
+        }
+    }
+
+    /// Server, with `websocket.decide_upgrades`: accepts the upgrade request of `id` (after
+    /// [`MultiplayerEvent::UpgradeRequested`]) as
+    /// [`WebSocketServer::accept_upgrade`] does; the client then gets its id and
+    /// [`PeerConnected`](MultiplayerEvent::PeerConnected) (or, with authentication,
+    /// `PeerAuthenticating`) follows in a later `poll()`. Fails with
+    /// [`Error::NoUpgradePending`] on a client or a closed peer, and otherwise as
+    /// `WebSocketServer::accept_upgrade`.
+    pub fn accept_upgrade(
+        &mut self,
+        id: i32,
+        protocol: Option<&str>,
+        headers: &[&str],
+    ) -> Result<(), Error> {
+        match &mut self.role {
+            Role::Server(host) => host.server.accept_upgrade(id, protocol, headers),
+            _ => Err(Error::NoUpgradePending),
+        }
+    }
+
+    /// Server, with `websocket.decide_upgrades`: rejects the upgrade request of `id` with
+    /// an HTTP answer, as [`WebSocketServer::reject_upgrade`] does; no event follows.
+    /// Fails with [`Error::NoUpgradePending`] on a client or a closed peer, and otherwise
+    /// as `WebSocketServer::reject_upgrade`.
+    pub fn reject_upgrade(
+        &mut self,
+        id: i32,
+        status: u16,
+        headers: &[&str],
+        body: &[u8],
+    ) -> Result<(), Error> {
+        match &mut self.role {
+            Role::Server(host) => host.server.reject_upgrade(id, status, headers, body),
+            _ => Err(Error::NoUpgradePending),
         }
     }
 

@@ -91,6 +91,16 @@ impl Packet {
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Event {
+    /// Server side, for a connection made with
+    /// [`Connection::server_deciding`]: a complete, valid upgrade request arrived and waits
+    /// for [`Connection::accept_upgrade`] or [`Connection::reject_upgrade`]. It passed every
+    /// check the server makes by itself (HTTP, RFC 6455, the sub-protocol rule of
+    /// `supported_protocols`); the upgrade deadline still runs.
+    UpgradeRequested {
+        /// The request: path, query and headers (also
+        /// [`Connection::handshake_request`] from now on).
+        request: HandshakeRequest,
+    },
     /// The upgrade finished; `protocol` is the selected sub-protocol or `""`.
     Opened {
         /// The selected sub-protocol, or `""`.
@@ -136,6 +146,13 @@ enum Upgrade {
     Server {
         head: Vec<u8>,
     },
+    /// A valid request waits for the application's decision; `tail` is what the client
+    /// sent after it, and `protocol` the sub-protocol the server would choose itself.
+    Awaiting {
+        key: String,
+        tail: Vec<u8>,
+        protocol: String,
+    },
     Done,
 }
 
@@ -150,6 +167,8 @@ struct Settings {
     close_timeout: Duration,
     max_handshake_bytes: usize,
     max_handshake_headers: usize,
+    /// Server side: a valid request waits for the application instead of being answered.
+    decide_upgrade: bool,
 }
 
 /// Input bytes handed to [`Connection::handle_input`] that could not be processed yet
@@ -265,6 +284,7 @@ impl Connection {
                 close_timeout: config.close_timeout,
                 max_handshake_bytes: config.max_handshake_bytes,
                 max_handshake_headers: config.max_handshake_headers,
+                decide_upgrade: false,
             },
             is_client,
             upgrade,
@@ -333,6 +353,19 @@ impl Connection {
         Ok(Self::new(config, false, upgrade, open_deadline))
     }
 
+    /// The server side of a connection whose upgrade the application decides: a request
+    /// the server would answer `101` is reported as [`Event::UpgradeRequested`] instead,
+    /// and the connection waits (in [`State::Connecting`]) for
+    /// [`accept_upgrade`](Self::accept_upgrade) or [`reject_upgrade`](Self::reject_upgrade).
+    /// Requests the server refuses by itself are refused as by [`server`](Self::server),
+    /// without an event. An undecided request ends at `open_deadline` like any slow
+    /// upgrade ([`Error::ConnectTimeout`], no answer sent).
+    pub fn server_deciding(config: &PeerConfig, open_deadline: Instant) -> Result<Self, Error> {
+        let mut connection = Self::server(config, open_deadline)?;
+        connection.settings.decide_upgrade = true;
+        Ok(connection)
+    }
+
     // ----- input -----
 
     /// Whether the connection takes more input now. False while the receive queue is full
@@ -345,7 +378,12 @@ impl Connection {
             _ if self.frames.is_some() => {
                 self.backlog.read == self.backlog.bytes.len() && self.has_room()
             }
-            _ => true,
+            // A client should send nothing before our answer: what it does send waits, up
+            // to a bound, and reading pauses beyond it.
+            _ => match &self.upgrade {
+                Upgrade::Awaiting { tail, .. } => tail.len() < self.settings.max_handshake_bytes,
+                _ => true,
+            },
         }
     }
 
@@ -368,6 +406,7 @@ impl Connection {
                 self.advance_upgrade(now);
                 self.read_frames(now, &[]);
             }
+            Upgrade::Awaiting { tail, .. } => tail.extend_from_slice(data),
             Upgrade::Done => self.read_frames(now, data),
         }
     }
@@ -434,6 +473,7 @@ impl Connection {
     fn advance_upgrade(&mut self, now: Instant) {
         match std::mem::replace(&mut self.upgrade, Upgrade::Done) {
             Upgrade::Done => {}
+            awaiting @ Upgrade::Awaiting { .. } => self.upgrade = awaiting,
             Upgrade::Client {
                 mut head,
                 expected_accept,
@@ -484,6 +524,15 @@ impl Connection {
                             &self.settings.supported_protocols,
                         ) {
                             Err(refusal) => self.refuse(refusal, now),
+                            Ok(protocol) if self.settings.decide_upgrade => {
+                                self.handshake_request = Some(request.clone());
+                                self.upgrade = Upgrade::Awaiting {
+                                    key,
+                                    tail: head.split_off(head_len),
+                                    protocol,
+                                };
+                                self.events.push_back(Event::UpgradeRequested { request });
+                            }
                             Ok(protocol) => {
                                 let response = handshake::accept_response(
                                     &key,
@@ -505,14 +554,117 @@ impl Connection {
     /// Answers a bad upgrade request with its HTTP status, then ends once it is sent.
     fn refuse(&mut self, refusal: Refusal, now: Instant) {
         log::debug!("refusing upgrade with {}: {}", refusal.status, refusal.why);
-        self.outbox
-            .push_copy(&handshake::refusal_response(&refusal));
-        self.error = Some(Error::Handshake(format!(
+        let response = handshake::refusal_response(&refusal);
+        let error = Error::Handshake(format!(
             "refused with HTTP {}: {}",
             refusal.status, refusal.why
-        )));
+        ));
+        self.end_with_http(&response, error, now);
+    }
+
+    /// Queues an HTTP answer that ends the connection: our side ends once it is sent, and
+    /// the connection once the client closes its side (or `close_timeout` passes).
+    fn end_with_http(&mut self, response: &[u8], error: Error, now: Instant) {
+        self.outbox.push_copy(response);
+        self.error = Some(error);
         self.open_deadline = None;
         self.apply(CloseInput::LocalFailure, now);
+    }
+
+    /// Server side, after [`Event::UpgradeRequested`]: answers `101` and opens the
+    /// connection ([`Event::Opened`] follows). `protocol`: `None` for the sub-protocol the
+    /// server chooses itself (the first one in the client's order that
+    /// `supported_protocols` lists, or none), or one the client offered. `headers`:
+    /// `"Name: value"` lines sent after `handshake_headers`.
+    ///
+    /// Fails, and changes nothing, with [`Error::NoUpgradePending`] when no request waits,
+    /// [`Error::InvalidProtocol`] for a sub-protocol the client did not offer, and
+    /// [`Error::InvalidHeader`] for a line that is not a valid header.
+    pub fn accept_upgrade(
+        &mut self,
+        now: Instant,
+        protocol: Option<&str>,
+        headers: &[&str],
+    ) -> Result<(), Error> {
+        let Upgrade::Awaiting {
+            protocol: chosen, ..
+        } = &self.upgrade
+        else {
+            return Err(Error::NoUpgradePending);
+        };
+        let protocol = match protocol {
+            None => chosen.clone(),
+            Some(p) => {
+                let offered = self
+                    .handshake_request
+                    .as_ref()
+                    .is_some_and(|r| r.offered_protocols().contains(&p));
+                if !offered {
+                    return Err(Error::InvalidProtocol(p.to_string()));
+                }
+                p.to_string()
+            }
+        };
+        for line in headers {
+            crate::config::parse_header_line(line)?;
+        }
+        let Upgrade::Awaiting { key, tail, .. } =
+            std::mem::replace(&mut self.upgrade, Upgrade::Done)
+        else {
+            unreachable!("checked above");
+        };
+        let mut lines = self.settings.handshake_headers.clone();
+        lines.extend(headers.iter().map(|h| h.to_string()));
+        let response = handshake::accept_response(&key, &protocol, &lines);
+        self.outbox.push_copy(&response);
+        self.open(protocol, tail, now);
+        self.read_frames(now, &[]);
+        Ok(())
+    }
+
+    /// Server side, after [`Event::UpgradeRequested`]: answers with HTTP `status`
+    /// (300–599), the `"Name: value"` lines in `headers`, and `body`, then ends the
+    /// connection once that is sent ([`Event::Closed`], close code -1, and
+    /// [`error`](Self::error) says it was rejected). The answer is exactly: the status line,
+    /// `Connection: close`, `headers` in order, `Content-Length`, a blank line and `body`.
+    ///
+    /// Fails, and changes nothing, with [`Error::NoUpgradePending`] when no request waits,
+    /// [`Error::InvalidConfig`] for a status outside 300–599, and [`Error::InvalidHeader`]
+    /// for a line that is not a valid header or that sets `Connection`, `Content-Length`
+    /// or `Transfer-Encoding` (the answer's own).
+    pub fn reject_upgrade(
+        &mut self,
+        now: Instant,
+        status: u16,
+        headers: &[&str],
+        body: &[u8],
+    ) -> Result<(), Error> {
+        if !matches!(self.upgrade, Upgrade::Awaiting { .. }) {
+            return Err(Error::NoUpgradePending);
+        }
+        if !(300..=599).contains(&status) {
+            return Err(Error::InvalidConfig(format!(
+                "HTTP status {status} cannot reject an upgrade: use 300-599"
+            )));
+        }
+        for line in headers {
+            let (name, _) = crate::config::parse_header_line(line)?;
+            if ["connection", "content-length", "transfer-encoding"].contains(&name.as_str()) {
+                return Err(Error::InvalidHeader(line.to_string()));
+            }
+        }
+        log::debug!("the application rejected the upgrade with {status}");
+        self.upgrade = Upgrade::Done;
+        let response = handshake::rejection_response(status, headers, body);
+        let error = Error::Handshake(format!("rejected by the application with HTTP {status}"));
+        self.end_with_http(&response, error, now);
+        Ok(())
+    }
+
+    /// Server side: whether a valid upgrade request waits for
+    /// [`accept_upgrade`](Self::accept_upgrade) or [`reject_upgrade`](Self::reject_upgrade).
+    pub fn is_awaiting_decision(&self) -> bool {
+        matches!(self.upgrade, Upgrade::Awaiting { .. })
     }
 
     /// The upgrade is done; `tail` is what followed it in the input (read next).
@@ -1113,7 +1265,8 @@ impl Connection {
         &self.selected_protocol
     }
 
-    /// Server side: the client's upgrade request, once open.
+    /// Server side: the client's upgrade request, once open (or, for
+    /// [`server_deciding`](Self::server_deciding), once it waits for the decision).
     pub fn handshake_request(&self) -> Option<&HandshakeRequest> {
         self.handshake_request.as_ref()
     }

@@ -231,14 +231,59 @@ pub(crate) fn accept_response(key: &str, protocol: &str, extra_headers: &[String
     out.into_bytes()
 }
 
+/// The reason phrase of an HTTP status (`"Error"` for one not listed).
+fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        300 => "Multiple Choices",
+        301 => "Moved Permanently",
+        302 => "Found",
+        303 => "See Other",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        402 => "Payment Required",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        406 => "Not Acceptable",
+        408 => "Request Timeout",
+        409 => "Conflict",
+        410 => "Gone",
+        426 => "Upgrade Required",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        451 => "Unavailable For Legal Reasons",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        _ => "Error",
+    }
+}
+
+/// The application's refusal of a request it was asked to decide: the status line,
+/// `Connection: close`, the application's header lines in order, `Content-Length`, and the
+/// body as given.
+pub(crate) fn rejection_response(status: u16, headers: &[&str], body: &[u8]) -> Vec<u8> {
+    let mut out = format!(
+        "HTTP/1.1 {status} {}\r\nConnection: close\r\n",
+        reason_phrase(status)
+    );
+    for line in headers {
+        out.push_str(line.trim());
+        out.push_str("\r\n");
+    }
+    out.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+    let mut out = out.into_bytes();
+    out.extend_from_slice(body);
+    out
+}
+
 /// An HTTP error answer that closes the connection; the body says why.
 pub(crate) fn refusal_response(refusal: &Refusal) -> Vec<u8> {
-    let reason = match refusal.status {
-        400 => "Bad Request",
-        426 => "Upgrade Required",
-        431 => "Request Header Fields Too Large",
-        _ => "Error",
-    };
+    let reason = reason_phrase(refusal.status);
     let version = if refusal.status == 426 {
         "Sec-WebSocket-Version: 13\r\n"
     } else {

@@ -2517,3 +2517,194 @@ fn idle_connections_keep_no_send_buffer_until_a_heartbeat_which_then_allocates_n
     assert!(server.holds_send_buffers());
     assert_eq!(server.get_ready_state(), State::Open);
 }
+
+// ----- handshake: the application decides (`Connection::server_deciding`) -----
+
+/// A deciding server that took `request`; returns the request its event carried.
+fn deciding_server(config: &PeerConfig, request: &str) -> (Connection, Instant) {
+    let t0 = crate::test_epoch();
+    let mut server = Connection::server_deciding(config, t0 + CONNECT).expect("valid config");
+    server.handle_input(t0, request.as_bytes());
+    (server, t0)
+}
+
+const OFFERING: &str = "GET /play?token=s3cret HTTP/1.1\r\nHost: example.com\r\n\
+    Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+    Sec-WebSocket-Version: 13\r\nOrigin: https://game.example\r\n\
+    Sec-WebSocket-Protocol: a, b\r\n\r\n";
+
+#[test]
+fn deciding_server_reports_the_request_and_answers_nothing_yet() {
+    let (mut server, _) = deciding_server(&protocols(&["a"]), OFFERING);
+    assert_eq!(server.get_ready_state(), State::Connecting);
+    assert!(server.is_awaiting_decision());
+    assert!(
+        output(&mut server).is_empty(),
+        "no answer before the decision"
+    );
+    let events = events(&mut server);
+    let [Event::UpgradeRequested { request }] = &events[..] else {
+        panic!("{events:?}")
+    };
+    assert_eq!(request.path, "/play");
+    assert_eq!(request.query.as_deref(), Some("token=s3cret"));
+    assert_eq!(request.header("origin"), Some("https://game.example"));
+    assert_eq!(request.offered_protocols(), ["a", "b"]);
+    assert_eq!(server.handshake_request(), Some(request));
+    assert!(matches!(server.send_text("early"), Err(Error::NotOpen)));
+}
+
+#[test]
+fn deciding_server_accepts_with_the_chosen_protocol_and_extra_headers() {
+    let (mut server, t0) = deciding_server(&protocols(&["a"]), OFFERING);
+    let _ = events(&mut server);
+    server
+        .accept_upgrade(
+            t0 + ms(50),
+            Some("b"),
+            &["X-Session: 42", "Set-Cookie: s=1"],
+        )
+        .unwrap();
+    assert_eq!(server.get_ready_state(), State::Open);
+    assert_eq!(server.get_selected_protocol(), "b");
+    assert_eq!(events(&mut server), [opened("b")]);
+    let answer = String::from_utf8(output(&mut server)).unwrap();
+    assert_eq!(
+        answer,
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\nSec-WebSocket-Protocol: b\r\n\
+         X-Session: 42\r\nSet-Cookie: s=1\r\n\r\n"
+    );
+    assert!(!server.is_awaiting_decision());
+    assert!(matches!(
+        server.accept_upgrade(t0, None, &[]),
+        Err(Error::NoUpgradePending)
+    ));
+    server.send_text("hi").unwrap();
+}
+
+#[test]
+fn deciding_server_accept_without_a_protocol_takes_the_servers_choice() {
+    let (mut server, t0) = deciding_server(&protocols(&["b"]), OFFERING);
+    server.accept_upgrade(t0, None, &[]).unwrap();
+    let events = events(&mut server);
+    assert_eq!(events.last(), Some(&opened("b")));
+}
+
+#[test]
+fn deciding_server_refuses_a_protocol_the_client_did_not_offer() {
+    let (mut server, t0) = deciding_server(&PeerConfig::default(), REQUEST);
+    let _ = events(&mut server);
+    assert!(matches!(
+        server.accept_upgrade(t0, Some("chat"), &[]),
+        Err(Error::InvalidProtocol(p)) if p == "chat"
+    ));
+    assert!(matches!(
+        server.accept_upgrade(t0, None, &["no colon"]),
+        Err(Error::InvalidHeader(_))
+    ));
+    // Nothing changed: the request still waits, and can be accepted.
+    assert!(server.is_awaiting_decision());
+    assert!(output(&mut server).is_empty());
+    assert_eq!(events(&mut server), []);
+    server.accept_upgrade(t0, None, &[]).unwrap();
+    assert_eq!(events(&mut server), [opened("")]);
+}
+
+#[test]
+fn deciding_server_rejects_with_exactly_the_given_answer_then_closes() {
+    let (mut server, t0) = deciding_server(&protocols(&["a"]), OFFERING);
+    let _ = events(&mut server);
+    assert!(matches!(
+        server.reject_upgrade(t0, 101, &[], b""),
+        Err(Error::InvalidConfig(_))
+    ));
+    assert!(matches!(
+        server.reject_upgrade(t0, 401, &["Content-Length: 3"], b""),
+        Err(Error::InvalidHeader(_))
+    ));
+    server
+        .reject_upgrade(
+            t0,
+            401,
+            &["WWW-Authenticate: Bearer", "Content-Type: text/plain"],
+            b"bad token\n",
+        )
+        .unwrap();
+    assert_eq!(
+        String::from_utf8(output(&mut server)).unwrap(),
+        "HTTP/1.1 401 Unauthorized\r\nConnection: close\r\nWWW-Authenticate: Bearer\r\n\
+         Content-Type: text/plain\r\nContent-Length: 10\r\n\r\nbad token\n"
+    );
+    assert_eq!(server.get_ready_state(), State::Closing);
+    assert!(
+        matches!(server.error(), Some(Error::Handshake(m)) if m == "rejected by the application with HTTP 401")
+    );
+    assert!(matches!(
+        server.accept_upgrade(t0, None, &[]),
+        Err(Error::NoUpgradePending)
+    ));
+    assert!(server.wants_shutdown());
+    server.handle_shutdown(t0);
+    server.handle_eof(t0);
+    assert_eq!(server.get_ready_state(), State::Closed);
+    assert_eq!(events(&mut server), [closed(-1, "", false)]);
+}
+
+#[test]
+fn deciding_server_times_out_when_never_decided() {
+    let (mut server, t0) = deciding_server(&PeerConfig::default(), REQUEST);
+    let _ = events(&mut server);
+    assert_eq!(server.poll_timeout(), Some(t0 + CONNECT));
+    server.handle_timeout(t0 + CONNECT - TICK);
+    assert!(server.is_awaiting_decision());
+    server.handle_timeout(t0 + CONNECT);
+    assert_eq!(server.get_ready_state(), State::Closed);
+    assert!(matches!(server.error(), Some(Error::ConnectTimeout)));
+    assert_eq!(events(&mut server), [closed(-1, "", false)]);
+    assert!(output(&mut server).is_empty());
+    assert!(matches!(
+        server.accept_upgrade(t0 + CONNECT, None, &[]),
+        Err(Error::NoUpgradePending)
+    ));
+}
+
+#[test]
+fn deciding_server_still_refuses_invalid_requests_by_itself() {
+    let (mut server, _) = deciding_server(&PeerConfig::default(), &REQUEST.replace("GET", "PUT"));
+    assert!(!server.is_awaiting_decision());
+    let answer = String::from_utf8(output(&mut server)).unwrap();
+    assert!(
+        answer.starts_with("HTTP/1.1 400 Bad Request\r\n"),
+        "{answer}"
+    );
+    assert_eq!(events(&mut server), []);
+}
+
+#[test]
+fn deciding_server_keeps_early_frames_for_after_the_accept() {
+    let mut input = REQUEST.as_bytes().to_vec();
+    input.extend_from_slice(&client_frame(FIN | TEXT, b"first"));
+    let (mut server, t0) = deciding_server(&PeerConfig::default(), "");
+    server.handle_input(t0, &input[..REQUEST.len() + 3]);
+    server.handle_input(t0, &input[REQUEST.len() + 3..]);
+    assert!(server.is_awaiting_decision());
+    assert_eq!(server.get_available_packet_count(), 0);
+    server.accept_upgrade(t0, None, &[]).unwrap();
+    let packets = packets(&mut server);
+    assert_eq!(packets.len(), 1);
+    assert_eq!(packets[0].as_text(), Some("first"));
+}
+
+#[test]
+fn deciding_server_ends_when_the_client_leaves_undecided() {
+    let (mut server, t0) = deciding_server(&PeerConfig::default(), REQUEST);
+    let _ = events(&mut server);
+    assert!(
+        server.wants_input(),
+        "reading goes on, to see the client leave"
+    );
+    server.handle_eof(t0);
+    assert_eq!(server.get_ready_state(), State::Closed);
+    assert_eq!(events(&mut server), [closed(-1, "", false)]);
+}
