@@ -61,8 +61,13 @@ pub enum Error {
     /// unusable certificates/keys.
     InvalidTlsOptions(String),
     /// The TLS layer failed: certificate not trusted, wrong host name, expired, alert from
-    /// the remote, ...
+    /// the remote, ... (Only with a TLS feature.)
+    #[cfg(feature = "tls")]
     Tls(rustls::Error),
+    /// TLS was asked for (`wss://`, a [`TlsOptions`](crate::TlsOptions) constructor) but
+    /// this build has no TLS, or no crypto provider or root store to use: the message
+    /// names the Cargo feature to enable (`tls-ring`, `webpki-roots`, ...).
+    TlsDisabled(&'static str),
     /// The host name did not resolve to any address.
     Resolve(String),
     /// Every resolved address refused or failed the TCP connection.
@@ -171,7 +176,9 @@ impl fmt::Display for Error {
             Error::InvalidConfig(why) => write!(f, "invalid setting: {why}"),
             Error::InvalidProtocol(p) => write!(f, "invalid sub-protocol name {p:?}"),
             Error::InvalidTlsOptions(why) => write!(f, "invalid TLS options: {why}"),
+            #[cfg(feature = "tls")]
             Error::Tls(e) => write!(f, "TLS error: {}", describe_tls(e)),
+            Error::TlsDisabled(why) => f.write_str(why),
             Error::Resolve(why) => write!(f, "could not resolve host: {why}"),
             Error::Connect(why) => write!(f, "could not connect: {why}"),
             Error::ProxyRefused {
@@ -214,6 +221,7 @@ impl fmt::Display for Error {
 }
 
 /// Spells out the common certificate failures in words a user can act on.
+#[cfg(feature = "tls")]
 fn describe_tls(e: &rustls::Error) -> String {
     use rustls::CertificateError as C;
     match e {
@@ -248,6 +256,7 @@ fn describe_tls(e: &rustls::Error) -> String {
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
+            #[cfg(feature = "tls")]
             Error::Tls(e) => Some(e),
             Error::Io(e) => Some(e),
             Error::Variant(e) => Some(e),
@@ -257,6 +266,12 @@ impl std::error::Error for Error {
 }
 
 impl From<io::Error> for Error {
+    #[cfg(not(feature = "tls"))]
+    fn from(e: io::Error) -> Self {
+        Error::Io(e)
+    }
+
+    #[cfg(feature = "tls")]
     fn from(e: io::Error) -> Self {
         // rustls failures travel through `io::Error` inside the stream layer; surface them.
         if !e.get_ref().is_some_and(|inner| inner.is::<rustls::Error>()) {
@@ -280,6 +295,7 @@ impl From<crate::variant::VariantError> for Error {
     }
 }
 
+#[cfg(feature = "tls")]
 impl From<rustls::Error> for Error {
     fn from(e: rustls::Error) -> Self {
         Error::Tls(e)

@@ -61,10 +61,9 @@ pub(crate) fn random_peer_id() -> i32 {
     }
 }
 
-/// Fills `buf` from the OS random source (through ring, which rustls already brings).
+/// Fills `buf` from the OS random source (getrandom; no TLS crate needed).
 fn fill_random(buf: &mut [u8]) {
-    let provider = rustls::crypto::ring::default_provider();
-    if provider.secure_random.fill(buf).is_err() {
+    if getrandom::fill(buf).is_err() {
         // Only without an OS random source; std's hasher keys still vary per process.
         use std::hash::{BuildHasher, Hasher};
         for chunk in buf.chunks_mut(8) {

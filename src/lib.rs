@@ -62,6 +62,10 @@ mod proxy;
 mod server;
 mod stream;
 mod target;
+#[cfg(feature = "tls")]
+mod tls;
+#[cfg(not(feature = "tls"))]
+#[path = "tls_off.rs"]
 mod tls;
 pub mod variant;
 
@@ -78,6 +82,12 @@ pub use peer::WebSocketPeer;
 pub use proto::{HandshakeRequest, Packet, PeerStats, State, WriteMode};
 pub use server::{ServerEvent, WebSocketServer};
 pub use tls::TlsOptions;
+
+/// The rustls version wspeer is built with, for [`TlsOptions::from_client_config`] and
+/// [`TlsOptions::from_server_config`] (and [`Error::Tls`]'s payload). Only with a TLS
+/// feature.
+#[cfg(feature = "tls")]
+pub use rustls;
 pub use variant::Variant;
 
 /// The start of simulated time in unit tests: the protocol layer never reads the clock, so

@@ -11,6 +11,7 @@ use mio::net::TcpStream;
 
 use crate::error::Error;
 use crate::proto::Connection;
+use crate::tls::Session;
 
 /// One connection's socket, plain or TLS.
 ///
@@ -20,7 +21,7 @@ use crate::proto::Connection;
 /// trying.
 pub(crate) struct Transport {
     tcp: TcpStream,
-    tls: Option<Box<rustls::Connection>>,
+    tls: Option<Box<Session>>,
     readable: bool,
     writable: bool,
     /// The remote ended its side (or the socket failed): read until end of stream, since
@@ -99,10 +100,10 @@ impl Transport {
     pub(crate) fn tls_resumed(&self) -> bool {
         self.tls
             .as_ref()
-            .is_some_and(|tls| tls.handshake_kind() == Some(rustls::HandshakeKind::Resumed))
+            .is_some_and(|tls| crate::tls::resumed(tls))
     }
 
-    pub(crate) fn new(tcp: TcpStream, tls: Option<rustls::Connection>) -> Self {
+    pub(crate) fn new(tcp: TcpStream, tls: Option<Session>) -> Self {
         Transport {
             tcp,
             tls: tls.map(Box::new),
@@ -263,7 +264,7 @@ fn send_plain(
 
 fn send_tls(
     tcp: &mut TcpStream,
-    tls: &mut rustls::Connection,
+    tls: &mut Session,
     connection: &mut Connection,
     writable: &mut bool,
 ) -> io::Result<()> {
@@ -287,11 +288,7 @@ fn send_tls(
 }
 
 /// Writes TLS records to the socket until none wait or it would block.
-fn flush_tls(
-    tcp: &mut TcpStream,
-    tls: &mut rustls::Connection,
-    writable: &mut bool,
-) -> io::Result<()> {
+fn flush_tls(tcp: &mut TcpStream, tls: &mut Session, writable: &mut bool) -> io::Result<()> {
     while tls.wants_write() && *writable {
         match tls.write_tls(tcp) {
             Ok(_) => {}

@@ -33,14 +33,72 @@ enum Kind {
     },
 }
 
-/// Always the ring provider, passed explicitly: `ClientConfig::builder()` would panic if
-/// another crate in the application also enabled rustls' aws-lc-rs feature.
-fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+/// The crypto provider, passed explicitly (`ClientConfig::builder()` would panic if another
+/// crate in the application enabled a second provider in rustls): ring with the `tls-ring`
+/// feature (also when `tls-aws-lc-rs` is on), else aws-lc-rs with `tls-aws-lc-rs`, else
+/// (`tls` alone) the process-wide default the application installed with
+/// [`CryptoProvider::install_default`].
+#[cfg(feature = "tls-ring")]
+fn provider() -> Result<Arc<CryptoProvider>, Error> {
+    Ok(Arc::new(rustls::crypto::ring::default_provider()))
+}
+
+#[cfg(all(feature = "tls-aws-lc-rs", not(feature = "tls-ring")))]
+fn provider() -> Result<Arc<CryptoProvider>, Error> {
+    Ok(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+}
+
+#[cfg(not(any(feature = "tls-ring", feature = "tls-aws-lc-rs")))]
+fn provider() -> Result<Arc<CryptoProvider>, Error> {
+    const NO_PROVIDER: &str = "TLS needs a crypto provider: enable wspeer's `tls-ring` or \
+                               `tls-aws-lc-rs` feature, or install one with \
+                               rustls::crypto::CryptoProvider::install_default";
+    CryptoProvider::get_default()
+        .cloned()
+        .ok_or(Error::TlsDisabled(NO_PROVIDER))
+}
+
+/// The roots `TlsOptions::client()` trusts: those of every enabled root feature.
+fn default_roots() -> Result<RootCertStore, Error> {
+    #[allow(unused_mut)]
+    let mut roots = RootCertStore::empty();
+    #[cfg(feature = "webpki-roots")]
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    #[cfg(feature = "platform-roots")]
+    {
+        let found = rustls_native_certs::load_native_certs();
+        for error in &found.errors {
+            log::warn!("platform root certificates: {error}");
+        }
+        let (added, ignored) = roots.add_parsable_certificates(found.certs);
+        log::debug!("platform root certificates: {added} trusted, {ignored} unparsable");
+        if added == 0 && !cfg!(feature = "webpki-roots") {
+            return Err(Error::InvalidTlsOptions(
+                "no root certificate found in the operating system's store (platform-roots); \
+                 trust a CA with TlsOptions::client_with_ca"
+                    .into(),
+            ));
+        }
+    }
+    if roots.is_empty() {
+        return Err(Error::TlsDisabled(
+            "TlsOptions::client() needs trusted roots: enable wspeer's `webpki-roots` or \
+             `platform-roots` feature, or trust a CA with TlsOptions::client_with_ca",
+        ));
+    }
+    Ok(roots)
+}
+
+/// A TLS session (client or server side) over one connection.
+pub(crate) type Session = rustls::Connection;
+
+/// Whether the session's handshake resumed an earlier one.
+pub(crate) fn resumed(session: &Session) -> bool {
+    session.handshake_kind() == Some(rustls::HandshakeKind::Resumed)
 }
 
 fn client_config(roots: RootCertStore) -> Result<ClientConfig, Error> {
-    Ok(ClientConfig::builder_with_provider(provider())
+    Ok(ClientConfig::builder_with_provider(provider()?)
         .with_safe_default_protocol_versions()?
         .with_root_certificates(roots)
         .with_no_client_auth())
@@ -59,8 +117,10 @@ fn parse_certs(pem: &[u8], what: &str) -> Result<Vec<CertificateDer<'static>>, E
 }
 
 impl TlsOptions {
-    /// Client options that trust the Mozilla root store (webpki-roots) and verify the
-    /// server's host name, like Godot's `TLSOptions.client()`. Every call shares one
+    /// Client options that trust the Mozilla root store (the `webpki-roots` feature, on by
+    /// default) and/or the operating system's (`platform-roots`), and verify the server's
+    /// host name, like Godot's `TLSOptions.client()`. With neither feature this fails with
+    /// [`Error::TlsDisabled`]. Every call shares one
     /// rustls configuration, built once per process, and so its session cache: a reconnect
     /// resumes the TLS session (see [`WebSocketPeer::is_tls_session_resumed`]); it is also
     /// what `connect_to_url` uses for `wss://` without options.
@@ -71,8 +131,7 @@ impl TlsOptions {
         if let Some(config) = DEFAULT.get() {
             return Ok(Self::from_client_config(config.clone()));
         }
-        let roots: RootCertStore = webpki_roots::TLS_SERVER_ROOTS.iter().cloned().collect();
-        let config = Arc::new(client_config(roots)?);
+        let config = Arc::new(client_config(default_roots()?)?);
         Ok(Self::from_client_config(
             DEFAULT.get_or_init(|| config).clone(),
         ))
@@ -95,7 +154,7 @@ impl TlsOptions {
     /// encrypted but not authenticated, so anyone on the path can read it. For tests and
     /// local development only. Godot's `TLSOptions.client_unsafe()`.
     pub fn client_unsafe() -> Result<Self, Error> {
-        let provider = provider();
+        let provider = provider()?;
         let verifier = Arc::new(AcceptAnyCertificate {
             provider: provider.clone(),
         });
@@ -119,7 +178,7 @@ impl TlsOptions {
         let certs = parse_certs(cert_chain_pem, "certificate chain")?;
         let key = PrivateKeyDer::from_pem_slice(key_pem)
             .map_err(|e| Error::InvalidTlsOptions(format!("private key: {e}")))?;
-        let config = ServerConfig::builder_with_provider(provider())
+        let config = ServerConfig::builder_with_provider(provider()?)
             .with_safe_default_protocol_versions()?
             .with_no_client_auth()
             .with_single_cert(certs, key)
@@ -129,6 +188,7 @@ impl TlsOptions {
 
     /// Client options from a rustls configuration of your own (client certificates, other
     /// root stores, ALPN...). Build it with `builder_with_provider`, not `builder()`.
+    /// [`rustls`](crate::rustls) is re-exported so the versions match.
     pub fn from_client_config(config: Arc<ClientConfig>) -> Self {
         TlsOptions {
             kind: Kind::Client {
@@ -188,7 +248,7 @@ impl TlsOptions {
     }
 
     /// Starts a client TLS session for `host` (the URL's host, or the override).
-    pub(crate) fn start_client(&self, host: &str) -> Result<rustls::Connection, Error> {
+    pub(crate) fn start_client(&self, host: &str) -> Result<Session, Error> {
         let Kind::Client {
             config,
             name_override,
@@ -206,7 +266,7 @@ impl TlsOptions {
     }
 
     /// Starts a server TLS session for one accepted connection.
-    pub(crate) fn start_server(&self) -> Result<rustls::Connection, Error> {
+    pub(crate) fn start_server(&self) -> Result<Session, Error> {
         let Kind::Server { config } = &self.kind else {
             return Err(Error::InvalidTlsOptions(
                 "client options given to a server; use TlsOptions::server(cert, key)".into(),
@@ -318,6 +378,42 @@ mod tests {
         }
     }
 
+    /// `tls` alone, no provider installed: every constructor names the features to enable.
+    #[cfg(not(any(feature = "tls-ring", feature = "tls-aws-lc-rs")))]
+    #[test]
+    fn without_a_provider_the_error_names_the_features() {
+        assert!(CryptoProvider::get_default().is_none());
+        let e = TlsOptions::client_unsafe().unwrap_err();
+        assert!(matches!(e, Error::TlsDisabled(_)), "{e:?}");
+        let e = e.to_string();
+        assert!(
+            e.contains("`tls-ring`") && e.contains("install_default"),
+            "{e}"
+        );
+    }
+
+    /// Neither `webpki-roots` nor `platform-roots`: `client()` names them.
+    #[cfg(not(any(feature = "webpki-roots", feature = "platform-roots")))]
+    #[test]
+    fn without_roots_client_names_the_root_features() {
+        let e = default_roots().unwrap_err();
+        assert!(matches!(e, Error::TlsDisabled(_)), "{e:?}");
+        assert!(e.to_string().contains("`webpki-roots`"), "{e}");
+    }
+
+    /// `platform-roots` alone: the system's store is read (a machine without one gets an
+    /// error that says so, not an empty store that fails every handshake later).
+    #[cfg(all(feature = "platform-roots", not(feature = "webpki-roots")))]
+    #[test]
+    fn platform_roots_come_from_the_system_store() {
+        match default_roots() {
+            Ok(roots) => assert!(!roots.is_empty()),
+            Err(Error::InvalidTlsOptions(why)) => assert!(why.contains("operating system")),
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+
+    #[cfg(any(feature = "webpki-roots", feature = "platform-roots"))]
     #[test]
     fn default_client_options_share_one_config_and_its_session_cache() {
         let a = client_config_of(&TlsOptions::client().unwrap());

@@ -20,6 +20,11 @@ bash tests/msrv.sh
 # Measured on 2 busy cores: 31 s the first time (42 s with an empty target directory),
 # about 4 s after an edit in src/, under a second when nothing changed.
 RUSTFLAGS="-D warnings" cargo check --target x86_64-pc-windows-gnu -p wspeer --all-targets
+# TLS is a Cargo feature (README "Cargo features"). Without default features the library's
+# normal dependencies hold no rustls, ring, aws-lc or webpki-roots, it builds warning-free,
+# and wss:// fails with an error naming the feature (tests/tls_disabled.rs). Then the other
+# combinations type-check, and the TLS tests run with aws-lc-rs instead of ring.
+bash tests/features.sh
 if [ -f tests/interop/setup.sh ]; then
   bash tests/interop/setup.sh
 fi

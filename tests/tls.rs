@@ -1,11 +1,15 @@
 //! Real TLS (wss://) on loopback, with a CA and leaf certificates made by rcgen at test time.
+// Needs a built-in crypto provider (the default `tls-ring` feature, or `tls-aws-lc-rs`).
+#![cfg(any(feature = "tls-ring", feature = "tls-aws-lc-rs"))]
+
 mod common;
 
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 use common::*;
-use rustls::CertificateError;
+// Through the re-export: the rustls wspeer is built with.
+use wspeer::rustls::{self, CertificateError};
 use wspeer::*;
 
 // ----- helpers -----

@@ -4,6 +4,9 @@
 //! happened: the client's in `get_last_error()`, the server's in its log (a failed
 //! handshake never becomes a peer) or in the peer's `get_last_error()` once open.
 
+// Needs a built-in crypto provider (the default `tls-ring` feature, or `tls-aws-lc-rs`).
+#![cfg(any(feature = "tls-ring", feature = "tls-aws-lc-rs"))]
+
 mod common;
 
 use std::io::{Read, Write};
@@ -13,7 +16,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use common::*;
-use rustls::CertificateError;
+use wspeer::rustls::{self, CertificateError};
 use wspeer::*;
 
 // ----- the server's log -----
