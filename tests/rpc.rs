@@ -204,6 +204,16 @@ struct Raw {
 
 impl Raw {
     /// Connects and reads the greeting: Godot 4 the id; Godot 3 `SYS_ID`, `SYS_ADD(1)`.
+    /// [`join`](Self::join), then polls `server` until it reports the raw client connected.
+    fn admitted(server: &mut Node, protocol: MultiplayerProtocol) -> Raw {
+        let raw = Raw::join(server, protocol);
+        wait_for("raw admitted", || {
+            server.tick();
+            server.has(&MultiplayerEvent::PeerConnected(raw.id))
+        });
+        raw
+    }
+
     fn join(server: &mut Node, protocol: MultiplayerProtocol) -> Raw {
         let mut ws = WebSocketPeer::new();
         ws.connect_to_url(&server.url(), None).unwrap();
@@ -1225,12 +1235,8 @@ fn rpc_modes_and_undeclared_targets() {
 #[test]
 fn godot4_server_sends_the_full_path_until_confirmed_then_the_cache_id() {
     let mut server = server_with(config(G4));
-    let mut raw = Raw::join(&mut server, G4);
+    let mut raw = Raw::admitted(&mut server, G4);
     let id = raw.id;
-    wait_for("raw admitted", || {
-        server.tick();
-        server.has(&MultiplayerEvent::PeerConnected(id))
-    });
     server.peer.rpc_id(id, MAIN, "echo", &[7.into()]).unwrap();
     // SIMPLIFY_PATH `01 md5 00 01000000 "Main" 00`, then the call with the path at 9.
     assert_eq!(raw.recv(&mut [&mut server]), simplify4(MAIN_MD5, 1, "Main"));
@@ -1391,12 +1397,8 @@ fn connect_fake(fake: &mut WebSocketServer, client: &mut Node, greeting: &[Vec<u
 fn godot3_path_cache_both_directions_byte_for_byte() {
     // Server → raw client.
     let mut server = server_with(config(G3));
-    let mut raw = Raw::join(&mut server, G3);
+    let mut raw = Raw::admitted(&mut server, G3);
     let id = raw.id;
-    wait_for("raw admitted", || {
-        server.tick();
-        server.has(&MultiplayerEvent::PeerConnected(id))
-    });
     let seven = [Variant::from(7)];
     server.peer.rpc_id(id, MAIN, "echo", &seven).unwrap();
     // `02 01000000 "Main" 00`, then `00 13000080 "echo" 00 01 <7> "Main" 00` (§6).
@@ -1600,12 +1602,8 @@ fn godot4_checksum_mismatch_is_confirmed_as_invalid() {
 #[test]
 fn godot4_legacy_confirm_path_by_name_is_accepted() {
     let mut server = server_with(config(G4));
-    let mut raw = Raw::join(&mut server, G4);
+    let mut raw = Raw::admitted(&mut server, G4);
     let id = raw.id;
-    wait_for("raw admitted", || {
-        server.tick();
-        server.has(&MultiplayerEvent::PeerConnected(id))
-    });
     server.peer.rpc_id(id, MAIN, "echo", &[7.into()]).unwrap();
     assert_eq!(raw.recv(&mut [&mut server]), simplify4(MAIN_MD5, 1, "Main"));
     assert_eq!(raw.recv(&mut [&mut server])[0], 0x20);

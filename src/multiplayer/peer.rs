@@ -657,10 +657,14 @@ impl Host {
         }
     }
 
+    /// The clients `target` (an id, 0, or `-id`) selects; an unknown id is an error.
+    fn deliver_to(&self, target: i32) -> Result<Deliver, Error> {
+        routing::server_send(target, &self.peers).map_err(|_| Error::PeerNotFound(target))
+    }
+
     /// The application's packet, from the server to the target.
     fn put(&mut self, target: i32, data: &[u8], config: &MultiplayerConfig) -> Result<(), Error> {
-        let deliver =
-            routing::server_send(target, &self.peers).map_err(|_| Error::PeerNotFound(target))?;
+        let deliver = self.deliver_to(target)?;
         let message = config.protocol.codec().server_packet(target, data);
         self.send_message(deliver, &message)
     }
@@ -672,8 +676,7 @@ impl Host {
         packet: &[u8],
         config: &MultiplayerConfig,
     ) -> Result<(), Error> {
-        let deliver =
-            routing::server_send(target, &self.peers).map_err(|_| Error::PeerNotFound(target))?;
+        let deliver = self.deliver_to(target)?;
         let message = config.protocol.codec().server_message(target, packet);
         self.send_message(deliver, &message)
     }
@@ -685,8 +688,7 @@ impl Host {
         call: (&str, &str, &[Variant]),
         config: &MultiplayerConfig,
     ) -> Result<(), Error> {
-        let deliver =
-            routing::server_send(target, &self.peers).map_err(|_| Error::PeerNotFound(target))?;
+        let deliver = self.deliver_to(target)?;
         let recipients: Vec<i32> = deliver.recipients(&self.peers).collect();
         let scene = self.scene.as_mut().ok_or_else(no_rpc_layer)?;
         let (node, method, args) = call;
