@@ -34,3 +34,6 @@ bash tests/fuzz/run.sh
 cargo build --examples
 cargo test --all-targets
 cargo test --doc
+# The room bus crate (bus/): unit tests, and its tests against a real redis-server
+# (bus/tests/redis.rs, each with a server of its own on a free loopback port): about 1 s.
+cargo test -p wspeer-bus
