@@ -60,6 +60,7 @@ mod peer;
 pub mod proto;
 mod proxy;
 mod server;
+mod sources;
 mod stream;
 mod target;
 #[cfg(feature = "tls")]
@@ -72,6 +73,9 @@ pub mod variant;
 pub use config::{DEFAULT_BUFFER_SIZE, LookupFn, PeerConfig, Proxy, Resolver, ServerConfig};
 pub use error::Error;
 pub use listen::listen_tcp;
+/// The mio version wspeer is built with: other sources share a server's poller through
+/// [`WebSocketServer::register_source`] and its [`waker`](WebSocketServer::waker).
+pub use mio;
 pub use multiplayer::wire as multiplayer_wire;
 pub use multiplayer::{
     ConnectionStatus, MultiplayerConfig, MultiplayerEvent, MultiplayerPeer, MultiplayerProtocol,
@@ -81,6 +85,7 @@ pub use multiplayer::{
 pub use peer::WebSocketPeer;
 pub use proto::{HandshakeRequest, Packet, PeerStats, State, WriteMode};
 pub use server::{ServerEvent, WebSocketServer};
+pub use sources::SourceToken;
 pub use tls::TlsOptions;
 
 /// The rustls version wspeer is built with, for [`TlsOptions::from_client_config`] and

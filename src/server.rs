@@ -5,10 +5,12 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use mio::event::Source;
 use mio::net::TcpListener;
-use mio::{Events, Interest, Poll, Token};
+use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 
 use crate::config::{ServerConfig, check_handshake_timeout};
@@ -17,6 +19,7 @@ use crate::ids::PeerIds;
 use crate::listen::listen_tcp;
 use crate::peer::WebSocketPeer;
 use crate::proto::{Event, HandshakeRequest, State};
+use crate::sources::{LISTENER, SourceToken, Sources, WAKER};
 use crate::tls::TlsOptions;
 
 /// What happened on a [`WebSocketServer`], drained in order after `poll()` (Godot's
@@ -71,6 +74,27 @@ pub enum ServerEvent {
         /// The client's address (IPv4 clients of a dual-stack listener as IPv4).
         address: SocketAddr,
     },
+    /// A source registered with [`register_source`](WebSocketServer::register_source) is
+    /// ready (mio's readiness, edge-triggered: read or write it until `WouldBlock`, or the
+    /// next event may never come). Never reported for a token once it is deregistered.
+    /// Beyond Godot.
+    SourceReady {
+        /// The source, as `register_source` returned it.
+        token: SourceToken,
+        /// It can be read (or its reading side closed: see `read_closed`).
+        readable: bool,
+        /// It can be written.
+        writable: bool,
+        /// Its reading side is closed (a hint: a read returning 0 is the proof).
+        read_closed: bool,
+        /// Its writing side is closed (a hint, as `read_closed`).
+        write_closed: bool,
+        /// It has an error pending (read it with the source's own `take_error`).
+        error: bool,
+    },
+    /// The server's [`waker`](WebSocketServer::waker) was woken (from any thread) since the
+    /// last poll; wakes between two polls make one event. Beyond Godot.
+    Woken,
 }
 
 /// One accepted connection in the server's slab.
@@ -88,8 +112,6 @@ struct Slot {
     /// Already in this poll's work list.
     queued: bool,
 }
-
-const LISTENER: Token = Token(usize::MAX);
 
 /// A WebSocket server driven by the game loop: Godot 3's `WebSocketServer`, in Rust.
 ///
@@ -145,6 +167,8 @@ pub struct WebSocketServer {
     connected: usize,
     refusing: bool,
     refused: u64,
+    /// Other sources sharing the poller, and its waker.
+    sources: Sources,
 }
 
 impl Default for WebSocketServer {
@@ -207,6 +231,7 @@ impl WebSocketServer {
             connected: 0,
             refusing: false,
             refused: 0,
+            sources: Sources::default(),
         })
     }
 
@@ -382,6 +407,21 @@ impl WebSocketServer {
         for event in self.events.iter() {
             if event.token() == LISTENER {
                 self.listener_ready = true;
+                continue;
+            }
+            if event.token() == WAKER {
+                self.queue.push_back(ServerEvent::Woken);
+                continue;
+            }
+            if let Some(token) = self.sources.find(event.token()) {
+                self.queue.push_back(ServerEvent::SourceReady {
+                    token,
+                    readable: event.is_readable(),
+                    writable: event.is_writable(),
+                    read_closed: event.is_read_closed(),
+                    write_closed: event.is_write_closed(),
+                    error: event.is_error(),
+                });
                 continue;
             }
             let key = event.token().0;
@@ -598,6 +638,75 @@ impl WebSocketServer {
     /// early, or the iterator was dropped) stay queued for the next call.
     pub fn events(&mut self) -> impl Iterator<Item = ServerEvent> + '_ {
         std::iter::from_fn(move || self.pop_event())
+    }
+
+    // ----- other sources in the same poll -----
+
+    /// Registers another mio [`Source`] (the socket of a message bus or a database
+    /// connection, a `SourceFd` ...) with this server's poller, so that `poll()` and
+    /// `poll_with_timeout()` report its readiness as [`ServerEvent::SourceReady`] in order
+    /// with the other events, and `poll_with_timeout` wakes for it: other I/O shares the
+    /// frame loop with no thread. Beyond Godot.
+    ///
+    /// Works before `listen` and after `stop()`: the poller lives as long as the server,
+    /// and registrations with it. The returned token is never given out again by this
+    /// server. When done, [`deregister_source`](Self::deregister_source) it: a source
+    /// dropped while registered reports nothing more, but its token stays taken.
+    pub fn register_source<S: Source + ?Sized>(
+        &mut self,
+        source: &mut S,
+        interest: Interest,
+    ) -> Result<SourceToken, Error> {
+        let token = self.sources.next()?;
+        self.poll
+            .registry()
+            .register(source, token.mio(), interest)?;
+        self.sources.issue(token);
+        Ok(token)
+    }
+
+    /// Changes the interest of a source registered with
+    /// [`register_source`](Self::register_source) under `token` (mio's `reregister`). Fails
+    /// with [`Error::SourceNotRegistered`] for a token this server does not have
+    /// registered.
+    pub fn reregister_source<S: Source + ?Sized>(
+        &mut self,
+        source: &mut S,
+        token: SourceToken,
+        interest: Interest,
+    ) -> Result<(), Error> {
+        self.sources.check(token)?;
+        self.poll
+            .registry()
+            .reregister(source, token.mio(), interest)?;
+        Ok(())
+    }
+
+    /// Takes a source registered under `token` out of the poller; its `SourceReady` events
+    /// still queued are dropped, and none is reported for `token` again. Fails with
+    /// [`Error::SourceNotRegistered`] for a token this server does not have registered,
+    /// and with the OS error if `source` is not the one registered (nothing changes then).
+    pub fn deregister_source<S: Source + ?Sized>(
+        &mut self,
+        source: &mut S,
+        token: SourceToken,
+    ) -> Result<(), Error> {
+        self.sources.check(token)?;
+        self.poll.registry().deregister(source)?;
+        self.sources.forget(token);
+        self.queue.retain(
+            |event| !matches!(event, ServerEvent::SourceReady { token: t, .. } if *t == token),
+        );
+        Ok(())
+    }
+
+    /// The server's one [`Waker`] (created at the first call, the same one after): wake it
+    /// from any thread and the server's current or next poll reports
+    /// [`ServerEvent::Woken`], so a `poll_with_timeout` sleeping in the OS returns at once.
+    /// For work that arrives on a channel (a thread of your own, a library that has one).
+    /// Beyond Godot.
+    pub fn waker(&mut self) -> Result<Arc<Waker>, Error> {
+        self.sources.waker(self.poll.registry())
     }
 
     // ----- deciding upgrades -----

@@ -9,7 +9,7 @@ use wspeer::variant::{Array, Dictionary, GodotVersion, Limits, NodePath, Variant
 use wspeer::{
     ConnectionStatus, Error, HandshakeRequest, LookupFn, MultiplayerConfig, MultiplayerEvent,
     MultiplayerProtocol, Packet, PeerConfig, PeerStats, RemoteCall, RemoteSet, Resolver, RpcMode,
-    RpcNode, ServerConfig, ServerEvent, State, TlsOptions, TransferMode, Variant,
+    RpcNode, ServerConfig, ServerEvent, SourceToken, State, TlsOptions, TransferMode, Variant,
     WebSocketMultiplayerPeer, WebSocketPeer, WebSocketServer, WriteMode,
 };
 
@@ -35,6 +35,7 @@ fn public_types_are_send_and_sync() {
     assert_send_sync::<RemoteCall>();
     assert_send_sync::<RemoteSet>();
     assert_send_sync::<ConnectionStatus>();
+    assert_send_sync::<SourceToken>();
     assert_send_sync::<Error>();
     assert_send_sync::<VariantError>();
     assert_send_sync::<RpcError>();

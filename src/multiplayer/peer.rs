@@ -20,6 +20,7 @@ use crate::error::Error;
 use crate::peer::WebSocketPeer;
 use crate::proto::{Packet, State};
 use crate::server::{ServerEvent, WebSocketServer};
+use crate::sources::SourceToken;
 use crate::tls::TlsOptions;
 use crate::variant::{GodotVersion, Limits, Variant, VariantError};
 
@@ -408,6 +409,22 @@ impl Host {
                     request,
                     address,
                 }),
+                ServerEvent::SourceReady {
+                    token,
+                    readable,
+                    writable,
+                    read_closed,
+                    write_closed,
+                    error,
+                } => inbox.event(MultiplayerEvent::SourceReady {
+                    token,
+                    readable,
+                    writable,
+                    read_closed,
+                    write_closed,
+                    error,
+                }),
+                ServerEvent::Woken => inbox.event(MultiplayerEvent::Woken),
                 ServerEvent::ClientConnected { id, .. } => self.greet(id, inbox, config),
                 ServerEvent::DataReceived { id } if self.pending.contains_key(&id) => {
                     self.pull_auth(id, inbox, config)
@@ -1393,6 +1410,69 @@ impl WebSocketMultiplayerPeer {
         match &mut self.role {
             Role::Server(host) => host.server.reject_upgrade(id, status, headers, body),
             _ => Err(Error::NoUpgradePending),
+        }
+    }
+
+    /// Server: registers another mio source with the server's poller, as
+    /// [`WebSocketServer::register_source`]; its readiness is reported as
+    /// [`MultiplayerEvent::SourceReady`]. The registration belongs to the server started
+    /// by `create_server` and ends with it (`close()`): register again on the next one.
+    /// Fails with [`Error::NotOpen`] unless this peer is a server.
+    pub fn register_source<S: mio::event::Source + ?Sized>(
+        &mut self,
+        source: &mut S,
+        interest: mio::Interest,
+    ) -> Result<SourceToken, Error> {
+        match &mut self.role {
+            Role::Server(host) => host.server.register_source(source, interest),
+            _ => Err(Error::NotOpen),
+        }
+    }
+
+    /// Server: changes a registered source's interest, as
+    /// [`WebSocketServer::reregister_source`]. Fails with [`Error::NotOpen`] unless this
+    /// peer is a server.
+    pub fn reregister_source<S: mio::event::Source + ?Sized>(
+        &mut self,
+        source: &mut S,
+        token: SourceToken,
+        interest: mio::Interest,
+    ) -> Result<(), Error> {
+        match &mut self.role {
+            Role::Server(host) => host.server.reregister_source(source, token, interest),
+            _ => Err(Error::NotOpen),
+        }
+    }
+
+    /// Server: takes a registered source out of the poller, as
+    /// [`WebSocketServer::deregister_source`] (queued `SourceReady` events for it are
+    /// dropped too). Fails with [`Error::NotOpen`] unless this peer is a server.
+    pub fn deregister_source<S: mio::event::Source + ?Sized>(
+        &mut self,
+        source: &mut S,
+        token: SourceToken,
+    ) -> Result<(), Error> {
+        match &mut self.role {
+            Role::Server(host) => {
+                host.server.deregister_source(source, token)?;
+                // Source events carry no data: the byte and data counts stay as they are.
+                self.inbox.events.retain(|(event, _)| {
+                    !matches!(event, MultiplayerEvent::SourceReady { token: t, .. } if *t == token)
+                });
+                Ok(())
+            }
+            _ => Err(Error::NotOpen),
+        }
+    }
+
+    /// Server: the server's waker, as [`WebSocketServer::waker`]; waking it makes the
+    /// next poll report [`MultiplayerEvent::Woken`] (and `poll_with_timeout` return at
+    /// once). Each `create_server` has a new one. Fails with [`Error::NotOpen`] unless
+    /// this peer is a server.
+    pub fn waker(&mut self) -> Result<std::sync::Arc<mio::Waker>, Error> {
+        match &mut self.role {
+            Role::Server(host) => host.server.waker(),
+            _ => Err(Error::NotOpen),
         }
     }
 
