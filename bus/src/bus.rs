@@ -5,6 +5,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
 use redis::{ConnectionAddr, IntoConnectionInfo, Value};
+use wspeer::{ServerEvent, SourceToken};
 
 use crate::config::BusConfig;
 use crate::envelope::{self, EnvelopeError};
@@ -475,5 +476,30 @@ impl<T: Copy + Eq + std::fmt::Debug> RoomBus<T> {
     /// The next event, oldest first.
     pub fn next_event(&mut self) -> Option<BusEvent> {
         self.events.pop_front()
+    }
+}
+
+impl RoomBus<SourceToken> {
+    /// [`handle_ready`](RoomBus::handle_ready) for a `ServerEvent::SourceReady` of a
+    /// [`WebSocketServer`](wspeer::WebSocketServer) the bus is registered with (closed and
+    /// error flags count as both directions: the next read or write finds out what
+    /// happened). Returns false for every other event and for other sources' tokens.
+    pub fn handle_server_event(&mut self, event: &ServerEvent) -> bool {
+        let ServerEvent::SourceReady {
+            token,
+            readable,
+            writable,
+            read_closed,
+            write_closed,
+            error,
+        } = event
+        else {
+            return false;
+        };
+        self.handle_ready(
+            *token,
+            *readable || *read_closed || *error,
+            *writable || *write_closed || *error,
+        )
     }
 }

@@ -36,5 +36,5 @@ pub use config::BusConfig;
 pub use envelope::EnvelopeError;
 pub use error::BusError;
 pub use link::LinkKind;
-pub use mio;
 pub use registrar::{MioRegistrar, Registrar};
+pub use wspeer::mio;

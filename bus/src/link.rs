@@ -5,8 +5,8 @@ use std::io::{self, IoSlice, Write};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use mio::Interest;
-use mio::net::TcpStream;
+use wspeer::mio::Interest;
+use wspeer::mio::net::TcpStream;
 
 use crate::registrar::Registrar;
 use crate::resp::{Reply, ReplyError, ReplyReader};

@@ -2,8 +2,9 @@
 
 use std::io;
 
-use mio::Interest;
-use mio::net::TcpStream;
+use wspeer::mio::net::TcpStream;
+use wspeer::mio::{self as mio, Interest};
+use wspeer::{SourceToken, WebSocketMultiplayerPeer, WebSocketServer};
 
 /// Registers the bus's Redis streams with a poller and names them with a token the caller
 /// routes readiness by. The bus registers each new stream once, readable and writable
@@ -52,5 +53,41 @@ impl Registrar for MioRegistrar {
 
     fn deregister(&mut self, stream: &mut TcpStream, _token: mio::Token) -> io::Result<()> {
         self.registry.deregister(stream)
+    }
+}
+
+/// The bus in a [`WebSocketServer`]'s poll: its streams are the server's registered
+/// sources, reported as `ServerEvent::SourceReady` (hand those to
+/// [`RoomBus::handle_server_event`](crate::RoomBus::handle_server_event)), and
+/// `poll_with_timeout` wakes for them.
+impl Registrar for WebSocketServer {
+    type Token = SourceToken;
+
+    fn register(&mut self, stream: &mut TcpStream, interest: Interest) -> io::Result<SourceToken> {
+        self.register_source(stream, interest)
+            .map_err(io::Error::other)
+    }
+
+    fn deregister(&mut self, stream: &mut TcpStream, token: SourceToken) -> io::Result<()> {
+        self.deregister_source(stream, token)
+            .map_err(io::Error::other)
+    }
+}
+
+/// The bus in a [`WebSocketMultiplayerPeer`] server's poll: its streams are reported as
+/// `MultiplayerEvent::SourceReady` (hand them to
+/// [`RoomBus::handle_ready`](crate::RoomBus::handle_ready)). Register again after the next
+/// `create_server`: registrations end with the server.
+impl Registrar for WebSocketMultiplayerPeer {
+    type Token = SourceToken;
+
+    fn register(&mut self, stream: &mut TcpStream, interest: Interest) -> io::Result<SourceToken> {
+        self.register_source(stream, interest)
+            .map_err(io::Error::other)
+    }
+
+    fn deregister(&mut self, stream: &mut TcpStream, token: SourceToken) -> io::Result<()> {
+        self.deregister_source(stream, token)
+            .map_err(io::Error::other)
     }
 }

@@ -1,6 +1,7 @@
 //! Shared test harness: a server and clients on loopback, polled together like a game loop.
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod godot;
 pub mod multiplayer;
 
