@@ -352,6 +352,17 @@ pub struct ServerConfig {
     /// [`reject_upgrade`](crate::WebSocketServer::reject_upgrade), within
     /// `handshake_timeout`. Beyond Godot.
     pub decide_upgrades: bool,
+    /// A path answered on the WebSocket port as a health check (off by default): a plain
+    /// `GET` or `HEAD` of exactly this path (any query; no `Upgrade: websocket` header) gets
+    /// `200` with `ok` while the server serves, `503` with `draining` and `Retry-After`
+    /// once [`drain`](crate::WebSocketServer::drain) was called. The connection closes
+    /// after the answer and never becomes a peer (it counts as a pending handshake until
+    /// then). It must start with `/` and hold no space, control character, `?` or `#`.
+    /// Beyond Godot.
+    pub health_path: Option<String>,
+    /// The `Retry-After` a draining server sends with its `503` answers, in whole seconds
+    /// (rounded up). Default: 10 s. Beyond Godot.
+    pub drain_retry_after: Duration,
 }
 
 impl Default for ServerConfig {
@@ -362,6 +373,8 @@ impl Default for ServerConfig {
             max_pending_handshakes: 256,
             max_accepts_per_poll: 64,
             decide_upgrades: false,
+            health_path: None,
+            drain_retry_after: Duration::from_secs(10),
         }
     }
 }
@@ -370,7 +383,25 @@ impl ServerConfig {
     /// Checks the listener's own values and the peers' settings, before any I/O.
     pub(crate) fn validate(&self) -> Result<(), Error> {
         check_handshake_timeout(self.handshake_timeout)?;
+        if let Some(path) = &self.health_path {
+            let valid = path.starts_with('/')
+                && !path
+                    .chars()
+                    .any(|c| c.is_whitespace() || c.is_control() || c == '?' || c == '#');
+            if !valid {
+                return Err(Error::InvalidConfig(format!(
+                    "health_path {path:?} must start with '/' and hold no space, control \
+                     character, '?' or '#'"
+                )));
+            }
+        }
         self.peer.validate()
+    }
+
+    /// `drain_retry_after` in whole seconds, rounded up.
+    pub(crate) fn retry_after_seconds(&self) -> u64 {
+        let d = self.drain_retry_after;
+        d.as_secs() + u64::from(d.subsec_nanos() > 0)
     }
 }
 

@@ -613,6 +613,11 @@ impl WebSocketPeer {
         Link::Streaming(transport)
     }
 
+    /// The connection, for a server that sets what it answers besides upgrades.
+    pub(crate) fn connection_mut(&mut self) -> Option<&mut Connection> {
+        self.connection.as_mut()
+    }
+
     /// The earliest moment this peer needs `advance` without any socket event.
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
         self.connection.as_ref()?.poll_timeout()

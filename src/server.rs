@@ -167,6 +167,8 @@ pub struct WebSocketServer {
     connected: usize,
     refusing: bool,
     refused: u64,
+    /// `drain()` was called (until `stop()`).
+    draining: bool,
     /// Other sources sharing the poller, and its waker.
     sources: Sources,
 }
@@ -231,6 +233,7 @@ impl WebSocketServer {
             connected: 0,
             refusing: false,
             refused: 0,
+            draining: false,
             sources: Sources::default(),
         })
     }
@@ -335,15 +338,43 @@ impl WebSocketServer {
         self.refused
     }
 
+    /// Starts draining, before a deploy or a scale-down: the server keeps accepting
+    /// connections and serving its peers, but every upgrade request that completes from
+    /// now on is answered `503` with `Retry-After` ([`ServerConfig::drain_retry_after`]),
+    /// and the health check ([`ServerConfig::health_path`]) answers `503`, so the load
+    /// balancer takes the server out of rotation. Existing peers are untouched; with
+    /// [`ServerConfig::decide_upgrades`], requests already reported as
+    /// [`UpgradeRequested`](ServerEvent::UpgradeRequested) stay the application's to
+    /// decide. Once the peers are gone (or at the deadline of your choice), call
+    /// [`stop`](Self::stop). Lasts until `stop()`. Beyond Godot.
+    pub fn drain(&mut self) {
+        self.draining = true;
+        let retry_after = Some(self.config.retry_after_seconds());
+        for (_, slot) in self.slots.iter_mut() {
+            if !slot.connected {
+                if let Some(connection) = slot.peer.connection_mut() {
+                    connection.set_draining(retry_after);
+                }
+            }
+        }
+    }
+
+    /// Whether [`drain`](Self::drain) was called (and `stop()` not since).
+    pub fn is_draining(&self) -> bool {
+        self.draining
+    }
+
     /// Stops listening and starts closing every peer with 1001 ("going away"); their
     /// close frames are written now, as far as the sockets take them. Keep calling
     /// [`poll`](Self::poll) until [`peer_count`](Self::peer_count) is 0 to finish the
     /// close handshakes (each bounded by `close_timeout`) and flush what was queued.
+    /// Connections still in their handshake are dropped. Ends [`drain`](Self::drain).
     pub fn stop(&mut self) {
         if let Some(mut listener) = self.listener.take() {
             let _ = self.poll.registry().deregister(&mut listener);
         }
         self.listener_ready = false;
+        self.draining = false;
         for (key, slot) in self.slots.iter_mut() {
             let code = if slot.connected { 1001 } else { -1 };
             let _ = slot.peer.close(code, "Server stopping");
@@ -509,7 +540,7 @@ impl WebSocketServer {
                 continue;
             }
             let deadline = now + self.config.handshake_timeout;
-            let peer = match WebSocketPeer::server_side(
+            let mut peer = match WebSocketPeer::server_side(
                 self.config.peer.clone(),
                 tcp,
                 self.tls.as_ref(),
@@ -522,6 +553,12 @@ impl WebSocketServer {
                     continue;
                 }
             };
+            if let Some(connection) = peer.connection_mut() {
+                connection.serve_health_checks(self.config.health_path.clone());
+                if self.draining {
+                    connection.set_draining(Some(self.config.retry_after_seconds()));
+                }
+            }
             let Some(id) = self.ids.next() else {
                 log::error!("peer ids exhausted; refusing {addr}");
                 self.refused += 1;

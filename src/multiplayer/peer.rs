@@ -1413,6 +1413,26 @@ impl WebSocketMultiplayerPeer {
         }
     }
 
+    /// Server: starts draining, as [`WebSocketServer::drain`]: clients already connected
+    /// (admitted or authenticating) keep playing, new upgrade requests get `503` with
+    /// `Retry-After`, and the health check (`websocket.health_path`) answers `503`; then
+    /// [`close`](MultiplayerPeer::close) when the game allows. Fails with
+    /// [`Error::NotOpen`] unless this peer is a server.
+    pub fn drain(&mut self) -> Result<(), Error> {
+        match &mut self.role {
+            Role::Server(host) => {
+                host.server.drain();
+                Ok(())
+            }
+            _ => Err(Error::NotOpen),
+        }
+    }
+
+    /// Whether this peer is a server that [`drain`](Self::drain)s.
+    pub fn is_draining(&self) -> bool {
+        matches!(&self.role, Role::Server(host) if host.server.is_draining())
+    }
+
     /// Server: registers another mio source with the server's poller, as
     /// [`WebSocketServer::register_source`]; its readiness is reported as
     /// [`MultiplayerEvent::SourceReady`]. The registration belongs to the server started
