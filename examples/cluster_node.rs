@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! cargo run --example cluster_node -- --port P --node NAME --redis redis://HOST:PORT
+//!     [--health-path /healthz]
 //! ```
 //! - A client connects to `ws://HOST:P/?room=ROOM&name=USER`; every text it sends reaches
 //!   every member of ROOM, on this node and on every other node of the same Redis, as
@@ -12,9 +13,11 @@
 //! - The node joins a room's Redis channel with its first local member and leaves it with
 //!   the last. Messages cross the bus at most once: a gap (Redis restarted, a slow node
 //!   dropped) is printed, not repaired.
-//! - SIGTERM or Ctrl-C: new clients are refused, members keep chatting for
-//!   `DRAIN_GRACE`, then get close 1001; the process prints `Node NAME stopped` and
-//!   exits 0.
+//! - `--health-path PATH`: a plain `GET PATH` on the same port answers `200 ok` while the
+//!   node serves and `503 draining` while it drains (for a load balancer's health check).
+//! - SIGTERM or Ctrl-C: the node drains (`WebSocketServer::drain`: the health check and
+//!   new upgrades get 503 with `Retry-After`), its members keep chatting for
+//!   `DRAIN_GRACE`, then get close 1001; the process prints `Node NAME stopped` and exits 0.
 //!
 //! The WebSocket server, the two Redis connections and the signal all wake one
 //! `poll_with_timeout`: the bus's sockets are registered with the server's poller
@@ -29,7 +32,8 @@ use std::time::{Duration, Instant};
 use wspeer::{ServerConfig, ServerEvent, SourceToken, WebSocketServer};
 use wspeer_bus::{BusConfig, BusEvent, RoomBus};
 
-const USAGE: &str = "usage: cluster_node --port P --node NAME --redis redis://HOST:PORT";
+const USAGE: &str = "usage: cluster_node --port P --node NAME --redis redis://HOST:PORT \
+                     [--health-path /healthz]";
 /// How long members keep chatting after SIGTERM before they are closed with 1001: long
 /// enough for a load balancer's health check to see the node go.
 const DRAIN_GRACE: Duration = Duration::from_secs(2);
@@ -42,10 +46,11 @@ struct Options {
     port: u16,
     node: String,
     redis: String,
+    health_path: Option<String>,
 }
 
 fn parse_args() -> Result<Options, String> {
-    let (mut port, mut node, mut redis) = (None, None, None);
+    let (mut port, mut node, mut redis, mut health_path) = (None, None, None, None);
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value"));
@@ -56,12 +61,18 @@ fn parse_args() -> Result<Options, String> {
             }
             "--node" => node = Some(value("--node")?),
             "--redis" => redis = Some(value("--redis")?),
+            "--health-path" => health_path = Some(value("--health-path")?),
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
         }
     }
     match (port, node, redis) {
-        (Some(port), Some(node), Some(redis)) => Ok(Options { port, node, redis }),
+        (Some(port), Some(node), Some(redis)) => Ok(Options {
+            port,
+            node,
+            redis,
+            health_path,
+        }),
         _ => Err(format!("--port, --node and --redis are required\n{USAGE}")),
     }
 }
@@ -136,7 +147,11 @@ impl Rooms {
 }
 
 fn run(options: Options) -> Result<(), String> {
-    let mut server = WebSocketServer::with_config(ServerConfig::default());
+    let config = ServerConfig {
+        health_path: options.health_path.clone(),
+        ..ServerConfig::default()
+    };
+    let mut server = WebSocketServer::with_config(config);
     server
         .listen(options.port)
         .map_err(|e| format!("Unable to listen on port {}: {e}", options.port))?;
@@ -259,7 +274,7 @@ fn run(options: Options) -> Result<(), String> {
         }
 
         if stop.load(Ordering::SeqCst) && draining_since.is_none() {
-            server.set_refuse_new_connections(true);
+            server.drain();
             draining_since = Some(Instant::now());
         }
         if draining_since.is_some_and(|since| since.elapsed() >= DRAIN_GRACE)

@@ -16,7 +16,7 @@
 #   Godot 3.2 headless      godot3-server            godot3-server    interop_godot.rs, multiplayer_godot3.rs
 #   Chromium headless       chromium                 chromium         interop_chromium.rs
 #   tinyproxy               tinyproxy                tinyproxy        tests/proxy.rs (HTTP CONNECT proxy)
-#   Redis server            redis-server             redis-server     bus/tests/redis.rs (the room bus, wspeer-bus)
+#   Redis server            redis-server             redis-server     bus/tests/redis.rs, tests/cluster.rs (the room bus)
 #   root                    id -u = 0                -                tests/faults.rs (ip netns, setns)
 #   TUN device              /dev/net/tun             (kernel)         tests/faults.rs (the userspace netem wire)
 #   rustup                  rustup                   (rustup.rs)      the MSRV build step (tests/msrv.sh)
