@@ -83,6 +83,7 @@ pub use multiplayer::{
     TransferMode, WebSocketMultiplayerPeer,
 };
 pub use peer::WebSocketPeer;
+pub use proto::{ForwardedHeader, IpNetwork, ProxyProtocol};
 pub use proto::{HandshakeRequest, Packet, PeerStats, State, WriteMode};
 pub use server::{ServerEvent, WebSocketServer};
 pub use sources::SourceToken;

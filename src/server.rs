@@ -18,7 +18,7 @@ use crate::error::Error;
 use crate::ids::PeerIds;
 use crate::listen::listen_tcp;
 use crate::peer::WebSocketPeer;
-use crate::proto::{Event, HandshakeRequest, State};
+use crate::proto::{Event, HandshakeRequest, State, client_address};
 use crate::sources::{LISTENER, SourceToken, Sources, WAKER};
 use crate::tls::TlsOptions;
 
@@ -71,7 +71,12 @@ pub enum ServerEvent {
         id: i32,
         /// The request: path, query and headers.
         request: HandshakeRequest,
-        /// The client's address (IPv4 clients of a dual-stack listener as IPv4).
+        /// The client's address (IPv4 clients of a dual-stack listener as IPv4). Behind
+        /// trusted proxies, the client's as they tell it
+        /// ([`ServerConfig::proxy_protocol`], [`ServerConfig::forwarded_header`]); the
+        /// socket's own peer is
+        /// [`get_socket_peer_address`](WebSocketServer::get_socket_peer_address) once
+        /// connected.
         address: SocketAddr,
     },
     /// A source registered with [`register_source`](WebSocketServer::register_source) is
@@ -105,7 +110,7 @@ struct Slot {
     connected: bool,
     /// `UpgradeRequested` was reported and no decision taken yet.
     awaiting: bool,
-    /// The client's address, as accepted.
+    /// The socket's peer, as accepted (IPv4 clients of a dual-stack listener as IPv4).
     address: SocketAddr,
     /// The deadline this slot has in the timer heap, if any.
     scheduled: Option<Instant>,
@@ -523,6 +528,21 @@ impl WebSocketServer {
                 self.refused += 1;
                 continue;
             }
+            let trusted = || {
+                self.config
+                    .trusted_proxies
+                    .iter()
+                    .any(|n| n.contains(addr.ip()))
+            };
+            if self.config.proxy_protocol.is_some() && !trusted() {
+                log::warn!(
+                    "refusing connection from {addr}: PROXY protocol is on and {} is not in \
+                     trusted_proxies",
+                    addr.ip().to_canonical()
+                );
+                self.refused += 1;
+                continue;
+            }
             // Only reachable through config_mut after listen: a zero timeout would fail the
             // handshake anyway, so say why instead.
             if let Err(e) = check_handshake_timeout(self.config.handshake_timeout) {
@@ -546,6 +566,9 @@ impl WebSocketServer {
                 self.tls.as_ref(),
                 deadline,
                 self.config.decide_upgrades,
+                self.config
+                    .proxy_protocol
+                    .map(|p| (p, self.config.max_proxy_header_bytes)),
             ) {
                 Ok(peer) => peer,
                 Err(e) => {
@@ -598,10 +621,18 @@ impl WebSocketServer {
                         return;
                     }
                     slot.awaiting = true;
+                    let address = client_address(
+                        slot.address,
+                        slot.peer.proxied_address(),
+                        Some(&request),
+                        self.config.forwarded_header,
+                        &self.config.trusted_proxies,
+                    );
+                    slot.peer.set_client_address(address);
                     self.queue.push_back(ServerEvent::UpgradeRequested {
                         id,
                         request,
-                        address: slot.address,
+                        address,
                     });
                 }
                 Event::Opened { protocol } => {
@@ -613,6 +644,14 @@ impl WebSocketServer {
                         self.retired.push(key);
                         return;
                     }
+                    let address = client_address(
+                        slot.address,
+                        slot.peer.proxied_address(),
+                        slot.peer.get_handshake_request(),
+                        self.config.forwarded_header,
+                        &self.config.trusted_proxies,
+                    );
+                    slot.peer.set_client_address(address);
                     slot.connected = true;
                     self.connected += 1;
                     self.queue
@@ -880,16 +919,26 @@ impl WebSocketServer {
     }
 
     /// The remote IP address of the connected peer `id` (the peers
-    /// [`get_peer`](Self::get_peer) knows: none while still in the handshake).
+    /// [`get_peer`](Self::get_peer) knows: none while still in the handshake). Behind
+    /// trusted proxies ([`ServerConfig::proxy_protocol`],
+    /// [`ServerConfig::forwarded_header`]), the client's as they tell it.
     pub fn get_peer_address(&self, id: i32) -> Option<IpAddr> {
         self.connected_slot_ref(id)?.peer.get_connected_host()
     }
 
     /// The remote TCP port of the connected peer `id` (as
-    /// [`get_peer_address`](Self::get_peer_address)).
+    /// [`get_peer_address`](Self::get_peer_address); 0 when a forwarding header named the
+    /// client without a port).
     pub fn get_peer_port(&self, id: i32) -> Option<u16> {
         let peer = &self.connected_slot_ref(id)?.peer;
         peer.get_connected_host().map(|_| peer.get_connected_port())
+    }
+
+    /// The address at the other end of the connected peer `id`'s socket: behind a proxy,
+    /// the proxy's (where [`get_peer_address`](Self::get_peer_address) gives the client's).
+    /// Beyond Godot.
+    pub fn get_socket_peer_address(&self, id: i32) -> Option<SocketAddr> {
+        Some(self.connected_slot_ref(id)?.address)
     }
 
     /// Slab slots in use (connected, pending and just-closed peers): for leak checks.

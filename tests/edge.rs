@@ -1,13 +1,16 @@
 //! A server behind a load balancer, on real loopback sockets: the health check answered on
 //! the WebSocket port (plain and TLS), draining (503 with `Retry-After` for new upgrades
-//! while existing peers keep echoing), `stop()` closing with 1001, and the same on a
-//! `WebSocketMultiplayerPeer` server.
+//! while existing peers keep echoing), `stop()` closing with 1001; the client's real
+//! address through a PROXY header (v1, v2 IPv4 and IPv6, written by hand from the
+//! specification by a relay playing the balancer) and through `X-Forwarded-For` /
+//! `Forwarded`, and what is refused or ignored (untrusted peers, forged entries, bad,
+//! partial or oversized headers); the same on a `WebSocketMultiplayerPeer` server.
 
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::sync::Arc;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -372,4 +375,493 @@ fn a_multiplayer_server_drains_too() {
         "refused, not timed out"
     );
     assert_eq!(server.peer.peer_ids(), vec![client.id()]);
+}
+
+// ----- the client's real address: PROXY headers -----
+
+/// Warnings and errors logged by wspeer in this test binary (tests run in parallel: each
+/// looks for its own connection's address).
+static LOGGED: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+struct Capture;
+
+impl log::Log for Capture {
+    fn enabled(&self, metadata: &log::Metadata) -> bool {
+        metadata.level() <= log::Level::Warn
+    }
+    fn log(&self, record: &log::Record) {
+        if self.enabled(record.metadata()) {
+            LOGGED.lock().unwrap().push(record.args().to_string());
+        }
+    }
+    fn flush(&self) {}
+}
+
+fn capture_logs() {
+    static CAPTURE: Capture = Capture;
+    let _ = log::set_logger(&CAPTURE);
+    log::set_max_level(log::LevelFilter::Warn);
+}
+
+/// The logged line that mentions `needle`, if any.
+fn logged(needle: &str) -> Option<String> {
+    LOGGED
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|line| line.contains(needle))
+        .cloned()
+}
+
+/// A v1 header, by hand (PROXY protocol specification, section 2.1).
+fn v1_header(source: SocketAddr, destination: SocketAddr) -> Vec<u8> {
+    let family = if source.is_ipv4() { "TCP4" } else { "TCP6" };
+    format!(
+        "PROXY {family} {} {} {} {}\r\n",
+        source.ip(),
+        destination.ip(),
+        source.port(),
+        destination.port()
+    )
+    .into_bytes()
+}
+
+const V2_SIGNATURE: &[u8] = b"\r\n\r\n\0\r\nQUIT\n";
+
+/// A v2 PROXY header (command 1) for TCP over `source`'s family, by hand (section 2.2):
+/// signature, version/command, family/protocol, length, addresses, ports.
+fn v2_header(source: SocketAddr, destination: SocketAddr) -> Vec<u8> {
+    let (family, mut addresses) = match (source.ip(), destination.ip()) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => (0x11, [s.octets(), d.octets()].concat()),
+        (IpAddr::V6(s), IpAddr::V6(d)) => (0x21, [s.octets(), d.octets()].concat()),
+        _ => panic!("one family for both addresses"),
+    };
+    addresses.extend_from_slice(&source.port().to_be_bytes());
+    addresses.extend_from_slice(&destination.port().to_be_bytes());
+    let mut out = V2_SIGNATURE.to_vec();
+    out.extend_from_slice(&[0x21, family]);
+    out.extend_from_slice(&(addresses.len() as u16).to_be_bytes());
+    out.extend_from_slice(&addresses);
+    out
+}
+
+/// A v2 `LOCAL` header: the balancer's own connection, no addresses.
+fn v2_local() -> Vec<u8> {
+    let mut out = V2_SIGNATURE.to_vec();
+    out.extend_from_slice(&[0x20, 0x00, 0x00, 0x00]);
+    out
+}
+
+/// A one-connection TCP relay playing the load balancer: it accepts a client, connects to
+/// `upstream`, writes `header` (in pieces of `piece` bytes, each flushed on its own), then
+/// copies both ways until either side ends. Returns the address clients connect to.
+fn balancer(upstream: SocketAddr, header: Vec<u8>, piece: usize) -> SocketAddr {
+    let front = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = front.local_addr().unwrap();
+    thread::spawn(move || {
+        let Ok((client, _)) = front.accept() else {
+            return;
+        };
+        let mut server = TcpStream::connect(upstream).expect("the server");
+        server.set_nodelay(true).unwrap();
+        for chunk in header.chunks(piece) {
+            server.write_all(chunk).unwrap();
+            server.flush().unwrap();
+            if piece < header.len() {
+                thread::sleep(Duration::from_millis(2));
+            }
+        }
+        let (mut client_in, mut server_out) =
+            (client.try_clone().unwrap(), server.try_clone().unwrap());
+        let up = thread::spawn(move || {
+            let _ = std::io::copy(&mut client_in, &mut server_out);
+            let _ = server_out.shutdown(std::net::Shutdown::Write);
+        });
+        let (mut server_in, mut client_out) = (server, client);
+        let _ = std::io::copy(&mut server_in, &mut client_out);
+        let _ = client_out.shutdown(std::net::Shutdown::Write);
+        let _ = up.join();
+    });
+    address
+}
+
+fn behind_proxy(protocol: ProxyProtocol, trusted: &[&str]) -> ServerConfig {
+    ServerConfig {
+        proxy_protocol: Some(protocol),
+        trusted_proxies: trusted.iter().map(|n| n.parse().unwrap()).collect(),
+        ..ServerConfig::default()
+    }
+}
+
+/// A client through `front` (the relay), connected, echoing once; its id on the server.
+fn connect_through(
+    server: &mut WebSocketServer,
+    front: SocketAddr,
+    scheme: &str,
+    tls: Option<TlsOptions>,
+) -> (WebSocketPeer, i32) {
+    let mut client = WebSocketPeer::new();
+    let host = if scheme == "wss" {
+        format!("localhost:{}", front.port())
+    } else {
+        front.to_string()
+    };
+    client
+        .connect_to_url(&format!("{scheme}://{host}/"), tls)
+        .unwrap();
+    let mut events = Vec::new();
+    run_until(
+        server,
+        &mut [&mut client],
+        &mut events,
+        "connected through the balancer",
+        |_, c, ev| {
+            c[0].get_ready_state() == State::Open
+                && ev
+                    .iter()
+                    .any(|e| matches!(e, ServerEvent::ClientConnected { .. }))
+        },
+    );
+    let id = events
+        .iter()
+        .find_map(|e| match e {
+            ServerEvent::ClientConnected { id, .. } => Some(*id),
+            _ => None,
+        })
+        .unwrap();
+    echoes(server, &mut client, id, "through the balancer");
+    (client, id)
+}
+
+fn client_addr() -> SocketAddr {
+    "203.0.113.9:4711".parse().unwrap()
+}
+
+#[test]
+fn proxy_v1_and_v2_report_the_clients_address() {
+    let v6_client = SocketAddr::from(("2001:db8::9".parse::<Ipv6Addr>().unwrap(), 4711));
+    let v6_server = SocketAddr::from((Ipv6Addr::LOCALHOST, 9));
+    let cases = [
+        (
+            ProxyProtocol::V1,
+            v1_header(client_addr(), "10.0.0.1:80".parse().unwrap()),
+            client_addr(),
+        ),
+        (
+            ProxyProtocol::V1OrV2,
+            v1_header(v6_client, v6_server),
+            v6_client,
+        ),
+        (
+            ProxyProtocol::V2,
+            v2_header(client_addr(), "10.0.0.1:80".parse().unwrap()),
+            client_addr(),
+        ),
+        (
+            ProxyProtocol::V1OrV2,
+            v2_header(v6_client, v6_server),
+            v6_client,
+        ),
+    ];
+    for (protocol, header, expected) in cases {
+        let mut server = server_with(behind_proxy(protocol, &["127.0.0.1"]));
+        let front = balancer(server.local_addr().unwrap(), header, usize::MAX);
+        let (_client, id) = connect_through(&mut server, front, "ws", None);
+        assert_eq!(
+            server.get_peer_address(id),
+            Some(expected.ip()),
+            "{protocol:?}"
+        );
+        assert_eq!(server.get_peer_port(id), Some(expected.port()));
+        let socket = server.get_socket_peer_address(id).unwrap();
+        assert_eq!(
+            socket.ip(),
+            IpAddr::V4(Ipv4Addr::LOCALHOST),
+            "the balancer's"
+        );
+        assert_ne!(socket, expected);
+        let peer = server.get_peer(id).unwrap();
+        assert_eq!(peer.get_connected_host(), Some(expected.ip()));
+        assert_eq!(peer.get_socket_peer_address(), Some(socket));
+    }
+}
+
+#[test]
+fn a_proxy_header_in_pieces_then_tls() {
+    let pki = pki_for(&["localhost"]);
+    // Dual-stack "*": the balancer's IPv4 address arrives as ::ffff:127.0.0.1 and must
+    // match the IPv4 entry.
+    let mut server = WebSocketServer::with_config(behind_proxy(ProxyProtocol::V2, &["127.0.0.1"]));
+    server.set_tls_options(Some(pki.server_options())).unwrap();
+    server.listen_on("*", 0).unwrap();
+    let port = server.local_addr().unwrap().port();
+    let upstream = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let header = v2_header(client_addr(), "10.0.0.1:443".parse().unwrap());
+    let front = balancer(upstream, header, 1);
+    let (mut client, id) = connect_through(&mut server, front, "wss", Some(pki.client_options()));
+    assert_eq!(server.get_peer_address(id), Some(client_addr().ip()));
+    assert_eq!(server.get_peer_port(id), Some(4711));
+    echoes(&mut server, &mut client, id, "still TLS");
+}
+
+#[test]
+fn a_v2_local_header_keeps_the_sockets_address() {
+    let mut server = server_with(behind_proxy(ProxyProtocol::V1OrV2, &["127.0.0.0/8"]));
+    let front = balancer(server.local_addr().unwrap(), v2_local(), usize::MAX);
+    let (_client, id) = connect_through(&mut server, front, "ws", None);
+    let socket = server.get_socket_peer_address(id).unwrap();
+    assert_eq!(server.get_peer_address(id), Some(socket.ip()));
+    assert_eq!(server.get_peer_port(id), Some(socket.port()));
+}
+
+/// Sends `bytes` straight to the server (no balancer) and polls it until the server
+/// closes the connection; returns what the server sent before (nothing, for a refusal).
+fn refused(server: &mut WebSocketServer, bytes: &[u8], then_wait: bool) -> (Vec<u8>, SocketAddr) {
+    let mut tcp = TcpStream::connect(server.local_addr().unwrap()).unwrap();
+    let local = tcp.local_addr().unwrap();
+    tcp.write_all(bytes).unwrap();
+    if !then_wait {
+        tcp.shutdown(std::net::Shutdown::Write).unwrap();
+    }
+    tcp.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let reader = thread::spawn(move || {
+        let mut got = Vec::new();
+        let _ = tcp.read_to_end(&mut got);
+        got
+    });
+    let mut events = Vec::new();
+    run_until(
+        server,
+        &mut [],
+        &mut events,
+        "the connection closed",
+        |s, _, _| reader.is_finished() && s.pending_count() == 0,
+    );
+    assert!(events.is_empty(), "no peer, no event: {events:?}");
+    assert_eq!(server.peer_count(), 0);
+    (reader.join().unwrap(), local)
+}
+
+#[test]
+fn bad_partial_and_oversized_headers_are_refused_with_a_logged_reason() {
+    capture_logs();
+    let config = ServerConfig {
+        max_proxy_header_bytes: 300,
+        handshake_timeout: Duration::from_millis(300),
+        ..behind_proxy(ProxyProtocol::V1OrV2, &["127.0.0.1"])
+    };
+    let mut server = server_with(config);
+    // No header: HTTP straight away.
+    let (answer, local) = refused(&mut server, HEALTH.as_bytes(), true);
+    assert!(answer.is_empty(), "nothing sent back: {answer:?}");
+    let line = logged(&local.to_string()).expect("a logged reason");
+    assert!(line.contains("no PROXY header"), "{line}");
+    // Garbage in the header.
+    let (answer, local) = refused(&mut server, b"PROXY TCP4 1.2.3.4 nonsense 1 2\r\n", true);
+    assert!(answer.is_empty());
+    let line = logged(&local.to_string()).expect("a logged reason");
+    assert!(line.contains("malformed PROXY v1 header"), "{line}");
+    // Larger than max_proxy_header_bytes (v2 TLVs): refused from its first 16 bytes.
+    let mut big = v2_header(client_addr(), "10.0.0.1:80".parse().unwrap());
+    big[14..16].copy_from_slice(&1000u16.to_be_bytes());
+    let (answer, local) = refused(&mut server, &big, true);
+    assert!(answer.is_empty());
+    let line = logged(&local.to_string()).expect("a logged reason");
+    assert!(
+        line.contains("more than max_proxy_header_bytes (300)"),
+        "{line}"
+    );
+    // A header that stops halfway: the handshake timeout ends it.
+    let header = v2_header(client_addr(), "10.0.0.1:80".parse().unwrap());
+    let start = Instant::now();
+    let (answer, local) = refused(&mut server, &header[..20], true);
+    assert!(answer.is_empty());
+    assert!(start.elapsed() >= Duration::from_millis(300));
+    let line = logged(&local.to_string()).expect("a logged reason");
+    assert!(
+        line.contains("no whole PROXY header within the handshake timeout"),
+        "{line}"
+    );
+    // And one whose sender gives up halfway.
+    let (answer, local) = refused(&mut server, &header[..20], false);
+    assert!(answer.is_empty());
+    let line = logged(&local.to_string()).expect("a logged reason");
+    assert!(line.contains("it ended inside its PROXY header"), "{line}");
+    assert_eq!(server.refused_connections(), 0, "these were trusted");
+}
+
+#[test]
+fn a_proxy_header_from_an_untrusted_address_is_refused() {
+    capture_logs();
+    let mut server = server_with(behind_proxy(ProxyProtocol::V2, &["10.0.0.0/8", "::1"]));
+    let header = v2_header(client_addr(), "10.0.0.1:80".parse().unwrap());
+    let (answer, _) = refused(&mut server, &header, true);
+    assert!(answer.is_empty());
+    assert_eq!(server.refused_connections(), 1);
+    let line = logged("not in trusted_proxies").expect("a logged reason");
+    assert!(line.contains("127.0.0.1"), "{line}");
+    // Through a real client too: it sees the connection end.
+    let front = balancer(server.local_addr().unwrap(), header, usize::MAX);
+    let mut client = WebSocketPeer::new();
+    client
+        .connect_to_url(&format!("ws://{front}/"), None)
+        .unwrap();
+    let mut events = Vec::new();
+    run_until(
+        &mut server,
+        &mut [&mut client],
+        &mut events,
+        "refused",
+        |_, c, _| c[0].get_ready_state() == State::Closed,
+    );
+    assert!(events.is_empty(), "{events:?}");
+    assert_eq!(server.refused_connections(), 2);
+}
+
+#[test]
+fn proxy_settings_are_checked_at_listen() {
+    let no_trust = ServerConfig {
+        proxy_protocol: Some(ProxyProtocol::V2),
+        ..ServerConfig::default()
+    };
+    let no_trust_forwarded = ServerConfig {
+        forwarded_header: Some(ForwardedHeader::XForwardedFor),
+        ..ServerConfig::default()
+    };
+    let too_small = ServerConfig {
+        max_proxy_header_bytes: 231,
+        ..behind_proxy(ProxyProtocol::V2, &["127.0.0.1"])
+    };
+    let too_large = ServerConfig {
+        max_proxy_header_bytes: 65552,
+        ..behind_proxy(ProxyProtocol::V2, &["127.0.0.1"])
+    };
+    for config in [no_trust, no_trust_forwarded, too_small, too_large] {
+        let mut server = WebSocketServer::with_config(config);
+        let result = server.listen_on("127.0.0.1", 0);
+        assert!(matches!(result, Err(Error::InvalidConfig(_))), "{result:?}");
+    }
+    let at_limits = ServerConfig {
+        max_proxy_header_bytes: 232,
+        ..behind_proxy(ProxyProtocol::V2, &["127.0.0.1"])
+    };
+    WebSocketServer::with_config(at_limits)
+        .listen_on("127.0.0.1", 0)
+        .unwrap();
+}
+
+// ----- the client's real address: forwarding headers -----
+
+fn forwarding(header: ForwardedHeader, trusted: &[&str]) -> ServerConfig {
+    ServerConfig {
+        forwarded_header: Some(header),
+        trusted_proxies: trusted.iter().map(|n| n.parse().unwrap()).collect(),
+        ..ServerConfig::default()
+    }
+}
+
+/// A client connecting straight from 127.0.0.1 (the "proxy") with `header` lines.
+fn connect_with_headers(server: &mut WebSocketServer, headers: &[&str]) -> (WebSocketPeer, i32) {
+    let config = PeerConfig {
+        handshake_headers: headers.iter().map(|h| h.to_string()).collect(),
+        ..PeerConfig::default()
+    };
+    connect_with(server, "/", config, None)
+}
+
+#[test]
+fn x_forwarded_for_names_the_client_and_its_forged_leftmost_entry_is_ignored() {
+    let mut server = server_with(forwarding(ForwardedHeader::XForwardedFor, &["127.0.0.1"]));
+    let (_client, id) =
+        connect_with_headers(&mut server, &["X-Forwarded-For: 6.6.6.6, 203.0.113.9"]);
+    assert_eq!(
+        server.get_peer_address(id),
+        Some("203.0.113.9".parse().unwrap())
+    );
+    assert_eq!(
+        server.get_peer_port(id),
+        Some(0),
+        "X-Forwarded-For has no port"
+    );
+    assert_eq!(
+        server.get_socket_peer_address(id).map(|a| a.ip()),
+        Some(IpAddr::V4(Ipv4Addr::LOCALHOST))
+    );
+}
+
+#[test]
+fn forwarded_quoted_ipv6_with_port() {
+    let mut server = server_with(forwarding(ForwardedHeader::Forwarded, &["127.0.0.1"]));
+    let (_client, id) = connect_with_headers(
+        &mut server,
+        &["Forwarded: for=6.6.6.6, for=\"[2001:db8:cafe::17]:4711\";proto=https"],
+    );
+    assert_eq!(
+        server.get_peer_address(id),
+        Some("2001:db8:cafe::17".parse().unwrap())
+    );
+    assert_eq!(server.get_peer_port(id), Some(4711));
+}
+
+#[test]
+fn forwarding_headers_from_an_untrusted_socket_peer_are_ignored() {
+    let mut server = server_with(forwarding(ForwardedHeader::XForwardedFor, &["10.0.0.0/8"]));
+    let (_client, id) = connect_with_headers(&mut server, &["X-Forwarded-For: 203.0.113.9"]);
+    let socket = server.get_socket_peer_address(id).unwrap();
+    assert_eq!(socket.ip(), IpAddr::V4(Ipv4Addr::LOCALHOST));
+    assert_eq!(server.get_peer_address(id), Some(socket.ip()));
+    assert_eq!(server.get_peer_port(id), Some(socket.port()));
+}
+
+#[test]
+fn a_decided_upgrade_and_a_multiplayer_server_see_the_real_client() {
+    let mut server = server_with(ServerConfig {
+        decide_upgrades: true,
+        ..forwarding(ForwardedHeader::XForwardedFor, &["127.0.0.1"])
+    });
+    let mut client = WebSocketPeer::with_config(PeerConfig {
+        handshake_headers: vec!["X-Forwarded-For: 203.0.113.9".into()],
+        ..PeerConfig::default()
+    });
+    client.connect_to_url(&url(&server, "/"), None).unwrap();
+    let mut events = Vec::new();
+    run_until(
+        &mut server,
+        &mut [&mut client],
+        &mut events,
+        "the request",
+        |_, _, ev| !ev.is_empty(),
+    );
+    let [ServerEvent::UpgradeRequested { address, .. }] = &events[..] else {
+        panic!("{events:?}")
+    };
+    assert_eq!(*address, "203.0.113.9:0".parse().unwrap());
+
+    let config = MultiplayerConfig {
+        websocket: forwarding(ForwardedHeader::XForwardedFor, &["127.0.0.1"]),
+        ..MultiplayerConfig::default()
+    };
+    let mut server = listening(WebSocketMultiplayerPeer::with_config(config));
+    let mut client = Node::new(WebSocketMultiplayerPeer::with_config(MultiplayerConfig {
+        websocket: ServerConfig {
+            peer: PeerConfig {
+                handshake_headers: vec!["X-Forwarded-For: 6.6.6.6, 198.51.100.4".into()],
+                ..PeerConfig::default()
+            },
+            ..ServerConfig::default()
+        },
+        ..MultiplayerConfig::default()
+    }));
+    client.peer.create_client(&server.url(), None).unwrap();
+    wait_joined(&mut server, &mut client);
+    let id = client.id();
+    assert_eq!(
+        server.peer.get_peer_address(id),
+        Some("198.51.100.4".parse().unwrap())
+    );
+    assert_eq!(server.peer.get_peer_port(id), Some(0));
+    assert_eq!(
+        server.peer.get_socket_peer_address(id).map(|a| a.ip()),
+        Some(IpAddr::V4(Ipv4Addr::LOCALHOST))
+    );
 }

@@ -1554,7 +1554,9 @@ impl WebSocketMultiplayerPeer {
         }
     }
 
-    /// The IP address of peer `id` (on a client, the server's, id 1).
+    /// The IP address of peer `id` (on a client, the server's, id 1). On a server behind
+    /// trusted proxies, the client's as they tell it (see
+    /// [`WebSocketServer::get_peer_address`]).
     pub fn get_peer_address(&self, id: i32) -> Option<IpAddr> {
         match &self.role {
             Role::Server(host) if host.knows(id) => host.server.get_peer_address(id),
@@ -1571,6 +1573,19 @@ impl WebSocketMultiplayerPeer {
                 .socket
                 .get_connected_host()
                 .map(|_| guest.socket.get_connected_port()),
+            _ => None,
+        }
+    }
+
+    /// The address at the other end of peer `id`'s socket: on a server behind a proxy,
+    /// the proxy's (where [`get_peer_address`](Self::get_peer_address) gives the client's).
+    /// Beyond Godot.
+    pub fn get_socket_peer_address(&self, id: i32) -> Option<SocketAddr> {
+        match &self.role {
+            Role::Server(host) if host.knows(id) => host.server.get_socket_peer_address(id),
+            Role::Client(guest) if id == TARGET_PEER_SERVER => {
+                guest.socket.get_socket_peer_address()
+            }
             _ => None,
         }
     }
