@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cargo run --example cluster_node -- --port P --node NAME --redis redis://HOST:PORT
-//!     [--health-path /healthz]
+//!     [--proxy-protocol] [--trust-proxy ADDR]... [--health-path /healthz]
 //! ```
 //! - A client connects to `ws://HOST:P/?room=ROOM&name=USER`; every text it sends reaches
 //!   every member of ROOM, on this node and on every other node of the same Redis, as
@@ -13,6 +13,12 @@
 //! - The node joins a room's Redis channel with its first local member and leaves it with
 //!   the last. Messages cross the bus at most once: a gap (Redis restarted, a slow node
 //!   dropped) is printed, not repaired.
+//! - Behind a load balancer: `--trust-proxy ADDR` (an IP address or a CIDR network,
+//!   repeatable) names the proxies whose word on the client's address counts: their
+//!   `X-Forwarded-For` header is walked from the right past trusted hops. With
+//!   `--proxy-protocol` every connection must start with a PROXY protocol header (v1 or
+//!   v2, e.g. HAProxy's `send-proxy-v2`), and only from a trusted proxy: others are
+//!   refused. The join line names the client so found, not the proxy.
 //! - `--health-path PATH`: a plain `GET PATH` on the same port answers `200 ok` while the
 //!   node serves and `503 draining` while it drains (for a load balancer's health check).
 //! - SIGTERM or Ctrl-C: the node drains (`WebSocketServer::drain`: the health check and
@@ -29,11 +35,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use wspeer::{ServerConfig, ServerEvent, SourceToken, WebSocketServer};
+use wspeer::{
+    ForwardedHeader, IpNetwork, ProxyProtocol, ServerConfig, ServerEvent, SourceToken,
+    WebSocketServer,
+};
 use wspeer_bus::{BusConfig, BusEvent, RoomBus};
 
 const USAGE: &str = "usage: cluster_node --port P --node NAME --redis redis://HOST:PORT \
-                     [--health-path /healthz]";
+                     [--proxy-protocol] [--trust-proxy ADDR]... [--health-path /healthz]";
 /// How long members keep chatting after SIGTERM before they are closed with 1001: long
 /// enough for a load balancer's health check to see the node go.
 const DRAIN_GRACE: Duration = Duration::from_secs(2);
@@ -47,10 +56,13 @@ struct Options {
     node: String,
     redis: String,
     health_path: Option<String>,
+    proxy_protocol: bool,
+    trusted_proxies: Vec<IpNetwork>,
 }
 
 fn parse_args() -> Result<Options, String> {
     let (mut port, mut node, mut redis, mut health_path) = (None, None, None, None);
+    let (mut proxy_protocol, mut trusted_proxies) = (false, Vec::new());
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value"));
@@ -62,6 +74,14 @@ fn parse_args() -> Result<Options, String> {
             "--node" => node = Some(value("--node")?),
             "--redis" => redis = Some(value("--redis")?),
             "--health-path" => health_path = Some(value("--health-path")?),
+            "--proxy-protocol" => proxy_protocol = true,
+            "--trust-proxy" => {
+                let v = value("--trust-proxy")?;
+                let network = v.parse().map_err(|_| {
+                    format!("bad --trust-proxy {v:?}: an IP address or a CIDR network")
+                })?;
+                trusted_proxies.push(network);
+            }
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
         }
@@ -72,6 +92,8 @@ fn parse_args() -> Result<Options, String> {
             node,
             redis,
             health_path,
+            proxy_protocol,
+            trusted_proxies,
         }),
         _ => Err(format!("--port, --node and --redis are required\n{USAGE}")),
     }
@@ -147,8 +169,17 @@ impl Rooms {
 }
 
 fn run(options: Options) -> Result<(), String> {
+    if options.proxy_protocol && options.trusted_proxies.is_empty() {
+        return Err(
+            "--proxy-protocol needs --trust-proxy: only trusted proxies may send it".into(),
+        );
+    }
     let config = ServerConfig {
         health_path: options.health_path.clone(),
+        proxy_protocol: options.proxy_protocol.then_some(ProxyProtocol::V1OrV2),
+        forwarded_header: (!options.trusted_proxies.is_empty())
+            .then_some(ForwardedHeader::XForwardedFor),
+        trusted_proxies: options.trusted_proxies.clone(),
         ..ServerConfig::default()
     };
     let mut server = WebSocketServer::with_config(config);

@@ -201,3 +201,32 @@ fn sigterm_drains_closes_members_with_1001_and_exits_0() {
         n1.seen
     );
 }
+
+#[test]
+fn chat_across_nodes_resumes_after_redis_restarts() {
+    let mut redis = Redis::start();
+    let mut n1 = ClusterNode::start("r1", &redis, &[]);
+    let mut n2 = ClusterNode::start("r2", &redis, &[]);
+    let mut alice = Member::connect(n1.port, "lobby", "alice");
+    n1.expect_line("joined room lobby", || alice.tick());
+    let mut bob = Member::connect(n2.port, "lobby", "bob");
+    n2.expect_line("joined room lobby", || bob.tick());
+    until_delivered(&mut alice, &mut bob, "before", "alice: before");
+
+    redis.kill();
+    // While Redis is down the nodes keep serving their own members.
+    let start = Instant::now();
+    alice.socket.send_text("local only").unwrap();
+    while !alice.texts.contains(&"alice: local only".to_owned()) {
+        alice.tick();
+        assert!(
+            start.elapsed() < TIMEOUT,
+            "the node stopped serving without Redis"
+        );
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    redis.restart();
+    // Both nodes reconnect and subscribe to the lobby again: no subscription is lost.
+    until_delivered(&mut alice, &mut bob, "after", "alice: after");
+    until_delivered(&mut bob, &mut alice, "back", "bob: back");
+}

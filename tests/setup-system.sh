@@ -16,7 +16,9 @@
 #   Godot 3.2 headless      godot3-server            godot3-server    interop_godot.rs, multiplayer_godot3.rs
 #   Chromium headless       chromium                 chromium         interop_chromium.rs
 #   tinyproxy               tinyproxy                tinyproxy        tests/proxy.rs (HTTP CONNECT proxy)
-#   Redis server            redis-server             redis-server     bus/tests/redis.rs, tests/cluster.rs (the room bus)
+#   Redis server            redis-server             redis-server     bus/tests/redis.rs, tests/cluster*.rs (the room bus)
+#   HAProxy                 haproxy                  haproxy          tests/cluster_proxies.rs (examples/cluster/haproxy.cfg)
+#   nginx                   nginx                    nginx            tests/cluster_proxies.rs (examples/cluster/nginx.conf)
 #   root                    id -u = 0                -                tests/faults.rs (ip netns, setns)
 #   TUN device              /dev/net/tun             (kernel)         tests/faults.rs (the userspace netem wire)
 #   rustup                  rustup                   (rustup.rs)      the MSRV build step (tests/msrv.sh)
@@ -75,7 +77,9 @@ check_all() {
   need_cmd godot3-server "Godot 3.2 headless, for the Godot 3 interop tests" godot3-server
   need_cmd chromium "Chromium, for tests/interop_chromium.rs" chromium
   need_cmd tinyproxy "tinyproxy, the HTTP proxy of tests/proxy.rs" tinyproxy
-  need_cmd redis-server "a Redis server, for the room bus tests (bus/tests/redis.rs)" redis-server
+  need_cmd redis-server "a Redis server, for the room bus tests (bus/tests/redis.rs, tests/cluster*.rs)" redis-server
+  need_cmd haproxy "HAProxy, the load balancer of tests/cluster_proxies.rs" haproxy
+  need_cmd nginx "nginx, the reverse proxy of tests/cluster_proxies.rs" nginx
 }
 
 check_all
@@ -140,4 +144,4 @@ if [ "${#problems[@]}" -gt 0 ]; then
   [ "$install" = 1 ] || echo "  (SETUP_INSTALL=0: nothing was installed)" >&2
   exit 1
 fi
-echo "system setup: cc, c++, x86_64-w64-mingw32-gcc + the $windows_target target, ip, kill, python3 + pip, node + npm, godot3-server, chromium, tinyproxy, redis-server, root, /dev/net/tun, open files, rustup: ready"
+echo "system setup: cc, c++, x86_64-w64-mingw32-gcc + the $windows_target target, ip, kill, python3 + pip, node + npm, godot3-server, chromium, tinyproxy, redis-server, haproxy, nginx, root, /dev/net/tun, open files, rustup: ready"

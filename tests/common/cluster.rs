@@ -149,6 +149,15 @@ impl ClusterNode {
         }
     }
 
+    /// Moves the lines printed so far into `seen`; returns how many there were before.
+    pub fn drain(&mut self) -> usize {
+        let before = self.seen.len();
+        while let Ok(line) = self.lines.try_recv() {
+            self.seen.push(line);
+        }
+        before
+    }
+
     /// Sends SIGTERM.
     pub fn terminate(&self) {
         let status = Command::new("kill")
