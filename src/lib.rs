@@ -121,6 +121,8 @@ mod doc_snippets {
     struct Multiplayer;
     #[doc = include_str!("../docs/performance.md")]
     struct Performance;
+    #[doc = include_str!("../docs/scaling.md")]
+    struct Scaling;
     #[doc = include_str!("../docs/security.md")]
     struct Security;
 }
