@@ -107,6 +107,8 @@ pub struct RoomBus<T> {
     subscriber: Link<T>,
     rooms: BTreeMap<String, Room>,
     events: VecDeque<BusEvent>,
+    /// The time given to the last `poll`.
+    last_poll: Option<Instant>,
 }
 
 /// Resolves `redis://HOST:PORT`, refusing what the bus does not support (TLS, Unix
@@ -163,6 +165,7 @@ impl<T: Copy + Eq + std::fmt::Debug> RoomBus<T> {
             subscriber: Link::new(LinkKind::Subscribe, addrs, backoff, max_reply),
             rooms: BTreeMap::new(),
             events: VecDeque::new(),
+            last_poll: None,
             config,
         })
     }
@@ -289,9 +292,13 @@ impl<T: Copy + Eq + std::fmt::Debug> RoomBus<T> {
         }
     }
 
-    /// When [`poll`](RoomBus::poll) has a timer to act on (a reconnect or a connect
-    /// deadline); `None` when only readiness can bring work.
+    /// When [`poll`](RoomBus::poll) has work to do without a readiness event: a
+    /// reconnect or a connect deadline, or (as the last poll's time, so at once) reading
+    /// that paused at `max_queued_events`; `None` when only readiness can bring work.
     pub fn next_deadline(&self) -> Option<Instant> {
+        if self.publisher.has_unread() || self.subscriber.has_unread() {
+            return self.last_poll;
+        }
         match (self.publisher.deadline(), self.subscriber.deadline()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -302,6 +309,7 @@ impl<T: Copy + Eq + std::fmt::Debug> RoomBus<T> {
     /// resubscribes every joined room after a reconnect, reads until `WouldBlock` (or
     /// until `max_queued_events` wait) and writes queued commands until `WouldBlock`.
     pub fn poll<R: Registrar<Token = T>>(&mut self, registrar: &mut R, now: Instant) {
+        self.last_poll = Some(now);
         self.poll_publisher(registrar, now);
         self.poll_subscriber(registrar, now);
     }

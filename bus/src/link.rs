@@ -120,6 +120,12 @@ impl<T: Copy + Eq + std::fmt::Debug> Link<T> {
         self.writable |= writable;
     }
 
+    /// Whether the connection is up with bytes maybe left to read (reading paused while
+    /// the bus's events wait to be taken).
+    pub fn has_unread(&self) -> bool {
+        self.readable && self.is_up()
+    }
+
     /// Whether the connection is established.
     pub fn is_up(&self) -> bool {
         matches!(self.state, State::Up { .. })

@@ -613,8 +613,13 @@ fn the_event_queue_bound_pauses_reading_and_the_next_polls_resume_it() {
     }
     let mut seqs = Vec::new();
     for _ in 0..10 {
-        // No new readiness: the bus resumes reading by itself, three events at a time.
-        b.bus.poll(&mut b.registrar, Instant::now());
+        // No new readiness: the bus resumes reading by itself, three events at a time,
+        // and while it has more to read it asks to be polled again at once.
+        let now = Instant::now();
+        b.bus.poll(&mut b.registrar, now);
+        if seqs.len() < 7 {
+            assert_eq!(b.bus.next_deadline(), Some(now), "more to read");
+        }
         let mut taken = 0;
         while let Some(event) = b.bus.next_event() {
             taken += 1;
