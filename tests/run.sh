@@ -30,7 +30,11 @@ if [ -f tests/interop/setup.sh ]; then
 fi
 # A short bounded run of every fuzz target (installs cargo-fuzz when missing).
 bash tests/fuzz/run.sh
-# Tests drive the real example binaries (echo_server, client, ...): build them first.
+# Tests drive the real example binaries (echo_server, client, ...) and the macroquad game
+# (tests/engine_example.rs): build them first.
 cargo build --examples
+cargo build -p wspeer-macroquad-game
 cargo test --all-targets
 cargo test --doc
+# The game's own unit tests: the race's rules and its packets.
+cargo test -p wspeer-macroquad-game

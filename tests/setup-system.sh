@@ -16,6 +16,11 @@
 #   Godot 3.2 headless      godot3-server            godot3-server    interop_godot.rs, multiplayer_godot3.rs
 #   Chromium headless       chromium                 chromium         interop_chromium.rs
 #   tinyproxy               tinyproxy                tinyproxy        tests/proxy.rs (HTTP CONNECT proxy)
+#   Xvfb, run by xvfb-run   xvfb-run, xauth          xvfb, xauth      tests/engine_example.rs (the macroquad
+#                                                                     game, headless)
+#   Mesa's software OpenGL, (dpkg-query)             libgl1-mesa-dri, tests/engine_example.rs: what
+#   Xlib and XInput                                  libglx-mesa0,    miniquad loads when its window
+#                                                    libx11-6, libxi6 opens (libGL, libX11, libXi)
 #   root                    id -u = 0                -                tests/faults.rs (ip netns, setns)
 #   TUN device              /dev/net/tun             (kernel)         tests/faults.rs (the userspace netem wire)
 #   rustup                  rustup                   (rustup.rs)      the MSRV build step (tests/msrv.sh)
@@ -34,6 +39,13 @@ install="${SETUP_INSTALL:-1}"
 windows_target=x86_64-pc-windows-gnu
 missing_pkgs=()
 missing_what=()
+
+need_pkg() { # need_pkg PACKAGE WHAT: a library, installed as that Debian package
+  if [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" != "install ok installed" ]; then
+    missing_pkgs+=("$1")
+    missing_what+=("$2 (Debian package $1)")
+  fi
+}
 
 need_cmd() { # need_cmd PACKAGE WHAT COMMAND...
   local pkg=$1 what=$2
@@ -74,6 +86,13 @@ check_all() {
   need_cmd godot3-server "Godot 3.2 headless, for the Godot 3 interop tests" godot3-server
   need_cmd chromium "Chromium, for tests/interop_chromium.rs" chromium
   need_cmd tinyproxy "tinyproxy, the HTTP proxy of tests/proxy.rs" tinyproxy
+  need_cmd xvfb "Xvfb, the X server of tests/engine_example.rs" xvfb-run Xvfb
+  need_cmd xauth "xauth, which xvfb-run needs" xauth
+  # miniquad (macroquad's window) loads these when the window opens, not at build time.
+  need_pkg libgl1-mesa-dri "Mesa's software OpenGL driver, for the game of tests/engine_example.rs"
+  need_pkg libglx-mesa0 "Mesa's GLX, for the game of tests/engine_example.rs"
+  need_pkg libx11-6 "Xlib, for the game of tests/engine_example.rs"
+  need_pkg libxi6 "the X Input library, for the game of tests/engine_example.rs"
 }
 
 check_all
@@ -138,4 +157,4 @@ if [ "${#problems[@]}" -gt 0 ]; then
   [ "$install" = 1 ] || echo "  (SETUP_INSTALL=0: nothing was installed)" >&2
   exit 1
 fi
-echo "system setup: cc, c++, x86_64-w64-mingw32-gcc + the $windows_target target, ip, kill, python3 + pip, node + npm, godot3-server, chromium, tinyproxy, root, /dev/net/tun, open files, rustup: ready"
+echo "system setup: cc, c++, x86_64-w64-mingw32-gcc + the $windows_target target, ip, kill, python3 + pip, node + npm, godot3-server, chromium, tinyproxy, xvfb-run + Mesa GL, root, /dev/net/tun, open files, rustup: ready"
