@@ -130,8 +130,15 @@ fn roll_packet(number: u32, roll: u32) -> String {
     format!("roll {number} {roll}")
 }
 
+/// The longest packet [`roll_packet`] makes (`roll 4294967295 6`), with room to spare:
+/// anything longer is refused unread, so a log line never holds more than this of it.
+const MAX_ROLL_PACKET: usize = 32;
+
 /// The move number and roll in a packet from [`roll_packet`].
 fn parse_roll(packet: &[u8]) -> Result<(u32, u32), String> {
+    if packet.len() > MAX_ROLL_PACKET {
+        return Err(format!("{} bytes, too long for a roll", packet.len()));
+    }
     let text = std::str::from_utf8(packet).map_err(|_| "not UTF-8 text".to_string())?;
     let mut words = text.split(' ');
     match (words.next(), words.next(), words.next(), words.next()) {
@@ -142,10 +149,7 @@ fn parse_roll(packet: &[u8]) -> Result<(u32, u32), String> {
             let roll = roll.parse().map_err(|_| format!("bad roll {roll:?}"))?;
             Ok((number, roll))
         }
-        _ => Err(format!(
-            "not a roll: {:?}",
-            text.chars().take(40).collect::<String>()
-        )),
+        _ => Err(format!("not a roll: {text:?}")),
     }
 }
 
@@ -378,10 +382,10 @@ fn draw(game: &Game) {
         (Some(Ok(text)), _) => format!("Race over: {text}. Close the window to leave."),
         (Some(Err(why)), _) => format!("Error: {why}"),
         (None, Some(_)) if game.my_turn() => "Your turn: press Space to roll".into(),
-        (None, Some(race)) => format!(
-            "Waiting for player {}",
-            race.players[(race.moves % 2) as usize]
-        ),
+        (None, Some(race)) => match race.to_move() {
+            Some(player) => format!("Waiting for player {player}"),
+            None => String::new(),
+        },
         (None, None) if game.me == 0 => "Connecting...".into(),
         (None, None) => format!("Connected as {}: waiting for an opponent", game.me),
     };
@@ -548,6 +552,11 @@ mod tests {
         assert_eq!(parse_roll(b"roll x 2"), Err("bad move number \"x\"".into()));
         assert_eq!(parse_roll(b"roll 1 -2"), Err("bad roll \"-2\"".into()));
         assert_eq!(parse_roll(&[0xff, 0xfe]), Err("not UTF-8 text".into()));
+        let longest = roll_packet(u32::MAX, 6);
+        assert_eq!(parse_roll(longest.as_bytes()), Ok((u32::MAX, 6)));
+        let long = format!("roll 1 {}", "6".repeat(MAX_ROLL_PACKET));
+        let refused = format!("{} bytes, too long for a roll", long.len());
+        assert_eq!(parse_roll(long.as_bytes()), Err(refused));
     }
 
     #[test]
