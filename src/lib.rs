@@ -113,6 +113,8 @@ mod doc_snippets {
     struct Readme;
     #[doc = include_str!("../docs/architecture.md")]
     struct Architecture;
+    #[doc = include_str!("../docs/edge.md")]
+    struct Edge;
     #[doc = include_str!("../docs/godot.md")]
     struct Godot;
     #[doc = include_str!("../docs/interop.md")]
