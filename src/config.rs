@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::Error;
+use crate::proto::{ForwardedHeader, IpNetwork, MIN_PROXY_HEADER_BYTES, ProxyProtocol};
 use crate::variant::{GodotVersion, Limits};
 
 /// Godot's `DEFAULT_BUFFER_SIZE`: the default for both buffer limits.
@@ -352,6 +353,42 @@ pub struct ServerConfig {
     /// [`reject_upgrade`](crate::WebSocketServer::reject_upgrade), within
     /// `handshake_timeout`. Beyond Godot.
     pub decide_upgrades: bool,
+    /// A path answered on the WebSocket port as a health check (off by default): a plain
+    /// `GET` or `HEAD` of exactly this path (any query; no `Upgrade: websocket` header) gets
+    /// `200` with `ok` while the server serves, `503` with `draining` and `Retry-After`
+    /// once [`drain`](crate::WebSocketServer::drain) was called. The connection closes
+    /// after the answer and never becomes a peer (it counts as a pending handshake until
+    /// then). It must start with `/` and hold no space, control character, `?` or `#`.
+    /// Beyond Godot.
+    pub health_path: Option<String>,
+    /// The `Retry-After` a draining server sends with its `503` answers, in whole seconds
+    /// (rounded up). Default: 10 s. Beyond Godot.
+    pub drain_retry_after: Duration,
+    /// The PROXY protocol header every connection must start with (off by default): set
+    /// it when a load balancer in front sends one (HAProxy `send-proxy` / `send-proxy-v2`,
+    /// nginx `proxy_protocol on`, AWS NLB). The header is read before TLS and HTTP, whole,
+    /// within `handshake_timeout`; connections from a socket peer not in
+    /// [`trusted_proxies`](Self::trusted_proxies) are closed at once (logged, counted in
+    /// [`refused_connections`](crate::WebSocketServer::refused_connections)), and one
+    /// without a valid header is closed with nothing sent (logged). A v2 `LOCAL` header
+    /// (the balancer's own health check) is accepted, and the connection keeps the
+    /// socket's address. Beyond Godot.
+    pub proxy_protocol: Option<ProxyProtocol>,
+    /// The longest PROXY header accepted, in bytes (v2 TLVs included; a v1 header is at
+    /// most 107 by its specification). Default: 4096. At least
+    /// [`MIN_PROXY_HEADER_BYTES`](crate::proto::MIN_PROXY_HEADER_BYTES) (232), at most
+    /// 65551 (the largest v2 header).
+    pub max_proxy_header_bytes: usize,
+    /// The proxies and load balancers in front of this server (their addresses or
+    /// networks: `"10.0.0.0/8".parse()`), trusted to tell the client's address: with a
+    /// PROXY header ([`proxy_protocol`](Self::proxy_protocol)) or a forwarding header
+    /// ([`forwarded_header`](Self::forwarded_header)). Required by both; empty by default.
+    pub trusted_proxies: Vec<IpNetwork>,
+    /// The header a trusted proxy names the client in (off by default). The address
+    /// reported is the first hop, walking from the right, that is not a trusted proxy:
+    /// see [`client_address`](crate::proto::client_address). Ignored for connections whose
+    /// socket peer is not trusted. Beyond Godot.
+    pub forwarded_header: Option<ForwardedHeader>,
 }
 
 impl Default for ServerConfig {
@@ -362,6 +399,12 @@ impl Default for ServerConfig {
             max_pending_handshakes: 256,
             max_accepts_per_poll: 64,
             decide_upgrades: false,
+            health_path: None,
+            drain_retry_after: Duration::from_secs(10),
+            proxy_protocol: None,
+            max_proxy_header_bytes: 4096,
+            trusted_proxies: Vec::new(),
+            forwarded_header: None,
         }
     }
 }
@@ -370,9 +413,52 @@ impl ServerConfig {
     /// Checks the listener's own values and the peers' settings, before any I/O.
     pub(crate) fn validate(&self) -> Result<(), Error> {
         check_handshake_timeout(self.handshake_timeout)?;
+        if let Some(path) = &self.health_path {
+            let valid = path.starts_with('/')
+                && !path
+                    .chars()
+                    .any(|c| c.is_whitespace() || c.is_control() || c == '?' || c == '#');
+            if !valid {
+                return Err(Error::InvalidConfig(format!(
+                    "health_path {path:?} must start with '/' and hold no space, control \
+                     character, '?' or '#'"
+                )));
+            }
+        }
+        if self.proxy_protocol.is_some() {
+            let range = MIN_PROXY_HEADER_BYTES..=MAX_PROXY_HEADER_BYTES;
+            if !range.contains(&self.max_proxy_header_bytes) {
+                return Err(Error::InvalidConfig(format!(
+                    "max_proxy_header_bytes {} is outside {MIN_PROXY_HEADER_BYTES}-\
+                     {MAX_PROXY_HEADER_BYTES}",
+                    self.max_proxy_header_bytes
+                )));
+            }
+        }
+        if self.trusted_proxies.is_empty() {
+            for (setting, on) in [
+                ("proxy_protocol", self.proxy_protocol.is_some()),
+                ("forwarded_header", self.forwarded_header.is_some()),
+            ] {
+                if on {
+                    return Err(Error::InvalidConfig(format!(
+                        "{setting} needs trusted_proxies: the addresses of the proxies in front"
+                    )));
+                }
+            }
+        }
         self.peer.validate()
     }
+
+    /// `drain_retry_after` in whole seconds, rounded up.
+    pub(crate) fn retry_after_seconds(&self) -> u64 {
+        let d = self.drain_retry_after;
+        d.as_secs() + u64::from(d.subsec_nanos() > 0)
+    }
 }
+
+/// The largest v2 PROXY header: 16 bytes and a 16-bit length.
+const MAX_PROXY_HEADER_BYTES: usize = 16 + u16::MAX as usize;
 
 /// Refuses a zero handshake timeout, as Godot's `set_handshake_timeout` refuses `<= 0`.
 pub(crate) fn check_handshake_timeout(timeout: Duration) -> Result<(), Error> {

@@ -120,6 +120,9 @@ pub enum Error {
     /// An authentication call out of turn: the peer is not authenticating, or this side
     /// already completed.
     Auth(String),
+    /// `reregister_source` / `deregister_source` with a token this server does not have
+    /// registered (already deregistered, or from another server).
+    SourceNotRegistered(crate::SourceToken),
     /// A socket or OS error.
     Io(io::Error),
 }
@@ -215,6 +218,10 @@ impl fmt::Display for Error {
             Error::Variant(e) => write!(f, "Variant: {e}"),
             Error::Rpc(why) => write!(f, "RPC not sent: {why}"),
             Error::Auth(why) => write!(f, "authentication: {why}"),
+            Error::SourceNotRegistered(token) => write!(
+                f,
+                "{token:?} is not registered with this server (deregistered already?)"
+            ),
             Error::Io(e) => write!(f, "I/O error: {e}"),
         }
     }

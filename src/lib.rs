@@ -60,6 +60,7 @@ mod peer;
 pub mod proto;
 mod proxy;
 mod server;
+mod sources;
 mod stream;
 mod target;
 #[cfg(feature = "tls")]
@@ -72,6 +73,9 @@ pub mod variant;
 pub use config::{DEFAULT_BUFFER_SIZE, LookupFn, PeerConfig, Proxy, Resolver, ServerConfig};
 pub use error::Error;
 pub use listen::listen_tcp;
+/// The mio version wspeer is built with: other sources share a server's poller through
+/// [`WebSocketServer::register_source`] and its [`waker`](WebSocketServer::waker).
+pub use mio;
 pub use multiplayer::wire as multiplayer_wire;
 pub use multiplayer::{
     ConnectionStatus, MultiplayerConfig, MultiplayerEvent, MultiplayerPeer, MultiplayerProtocol,
@@ -79,8 +83,10 @@ pub use multiplayer::{
     TransferMode, WebSocketMultiplayerPeer,
 };
 pub use peer::WebSocketPeer;
+pub use proto::{ForwardedHeader, IpNetwork, ProxyProtocol};
 pub use proto::{HandshakeRequest, Packet, PeerStats, State, WriteMode};
 pub use server::{ServerEvent, WebSocketServer};
+pub use sources::SourceToken;
 pub use tls::TlsOptions;
 
 /// The rustls version wspeer is built with, for [`TlsOptions::from_client_config`] and
@@ -107,6 +113,8 @@ mod doc_snippets {
     struct Readme;
     #[doc = include_str!("../docs/architecture.md")]
     struct Architecture;
+    #[doc = include_str!("../docs/edge.md")]
+    struct Edge;
     #[doc = include_str!("../docs/godot.md")]
     struct Godot;
     #[doc = include_str!("../docs/interop.md")]

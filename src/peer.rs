@@ -2,7 +2,7 @@
 //! name lookup and connect attempts of a client, and a poller of its own when standalone.
 
 use std::collections::VecDeque;
-use std::io;
+use std::io::{self, Read};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -11,11 +11,14 @@ use mio::{Events, Interest, Poll, Registry, Token};
 
 use crate::config::{PeerConfig, Proxy, ProxyEndpoint};
 use crate::error::Error;
-use crate::proto::{Connection, Event, HandshakeRequest, Packet, PeerStats, State, WriteMode};
+use crate::proto::{
+    Connection, Event, HandshakeRequest, Packet, PeerStats, ProxyHeader, ProxyProtocol, State,
+    WriteMode, read_proxy_header,
+};
 use crate::proxy::{Tunnel, TunnelStep};
 use crate::stream::Transport;
 use crate::target::{Lookup, Target, literal_addr};
-use crate::tls::TlsOptions;
+use crate::tls::{Session, TlsOptions};
 use crate::variant::{Variant, VariantError};
 
 /// How far the socket under the connection has come.
@@ -29,7 +32,20 @@ enum Link {
     },
     /// Connected to the HTTP proxy, asking it for a tunnel to the target.
     Tunneling(Tunnel),
+    /// Server side, behind a balancer: waiting for the PROXY header, before TLS and HTTP.
+    ProxyHeader(Box<AwaitingProxyHeader>),
     Streaming(Transport),
+}
+
+/// An accepted connection whose PROXY header has not fully arrived.
+struct AwaitingProxyHeader {
+    tcp: TcpStream,
+    /// The TLS session that starts after the header (`wss://`).
+    session: Option<Session>,
+    expected: ProxyProtocol,
+    max_bytes: usize,
+    /// The remote ended its side (peeking cannot tell while bytes wait).
+    ended: bool,
 }
 
 /// A standalone peer's own poller (a server's peers share the server's).
@@ -89,6 +105,11 @@ pub struct WebSocketPeer {
     last_was_string: bool,
     requested_url: String,
     remote_addr: Option<SocketAddr>,
+    /// Server side: the client's address when a proxy in front tells another one than the
+    /// socket's (a PROXY header, a forwarding header).
+    client_addr: Option<SocketAddr>,
+    /// Server side: the address the PROXY header gave, once read.
+    proxied_addr: Option<SocketAddr>,
 }
 
 impl Default for WebSocketPeer {
@@ -134,6 +155,8 @@ impl WebSocketPeer {
             last_was_string: false,
             requested_url: String::new(),
             remote_addr: None,
+            client_addr: None,
+            proxied_addr: None,
         }
     }
 
@@ -308,7 +331,7 @@ impl WebSocketPeer {
             Interest::READABLE | Interest::WRITABLE,
         )?;
         let deadline = Instant::now() + self.config.connect_timeout;
-        self.start_server_side(tcp, tls, deadline, false)?;
+        self.start_server_side(tcp, tls, deadline, false, None)?;
         self.poller = Some(Poller {
             poll,
             events: Events::with_capacity(16),
@@ -318,16 +341,18 @@ impl WebSocketPeer {
 
     /// A peer for a connection a [`WebSocketServer`](crate::WebSocketServer) accepted and
     /// registered with its own poller; `decide`: the server's application decides the
-    /// upgrade ([`ServerConfig::decide_upgrades`](crate::ServerConfig::decide_upgrades)).
+    /// upgrade ([`ServerConfig::decide_upgrades`](crate::ServerConfig::decide_upgrades));
+    /// `proxy_header`: the PROXY header expected first, and its size limit.
     pub(crate) fn server_side(
         config: PeerConfig,
         tcp: TcpStream,
         tls: Option<&TlsOptions>,
         deadline: Instant,
         decide: bool,
+        proxy_header: Option<(ProxyProtocol, usize)>,
     ) -> Result<Self, Error> {
         let mut peer = Self::with_config(config);
-        peer.start_server_side(tcp, tls, deadline, decide)?;
+        peer.start_server_side(tcp, tls, deadline, decide, proxy_header)?;
         peer.server_owned = true;
         Ok(peer)
     }
@@ -338,6 +363,7 @@ impl WebSocketPeer {
         tls: Option<&TlsOptions>,
         deadline: Instant,
         decide: bool,
+        proxy_header: Option<(ProxyProtocol, usize)>,
     ) -> Result<(), Error> {
         if let Some(options) = tls {
             options.check_server()?;
@@ -351,7 +377,17 @@ impl WebSocketPeer {
         let remote_addr = tcp.peer_addr().ok();
         let session = tls.map(TlsOptions::start_server).transpose()?;
         let scheme = if session.is_some() { "wss://" } else { "ws://" };
-        self.start(connection, Link::Streaming(Transport::new(tcp, session)));
+        let link = match proxy_header {
+            Some((expected, max_bytes)) => Link::ProxyHeader(Box::new(AwaitingProxyHeader {
+                tcp,
+                session,
+                expected,
+                max_bytes,
+                ended: false,
+            })),
+            None => Link::Streaming(Transport::new(tcp, session)),
+        };
+        self.start(connection, link);
         self.requested_url = scheme.into();
         self.remote_addr = remote_addr;
         Ok(())
@@ -368,6 +404,8 @@ impl WebSocketPeer {
         self.last_was_string = false;
         self.requested_url.clear();
         self.remote_addr = None;
+        self.client_addr = None;
+        self.proxied_addr = None;
     }
 
     fn check_reusable(&self) -> Result<(), Error> {
@@ -427,8 +465,12 @@ impl WebSocketPeer {
 
     /// Records readiness reported by a poller.
     pub(crate) fn on_ready(&mut self, event: &mio::event::Event) {
-        if let Link::Streaming(transport) = &mut self.link {
-            transport.on_ready(event);
+        match &mut self.link {
+            Link::Streaming(transport) => transport.on_ready(event),
+            Link::ProxyHeader(awaiting) => {
+                awaiting.ended |= event.is_read_closed() || event.is_error();
+            }
+            _ => {}
         }
     }
 
@@ -463,6 +505,7 @@ impl WebSocketPeer {
                 };
             }
             Link::Tunneling(tunnel) => self.link = self.step_tunnel(tunnel, now),
+            Link::ProxyHeader(awaiting) => self.link = self.step_proxy_header(awaiting),
             link @ Link::Streaming(_) => self.link = link,
         }
         let Some(connection) = self.connection.as_mut() else {
@@ -470,6 +513,13 @@ impl WebSocketPeer {
         };
         let Link::Streaming(transport) = &mut self.link else {
             connection.handle_timeout(now);
+            if connection.is_closed() && matches!(self.link, Link::ProxyHeader(_)) {
+                log::warn!(
+                    "refusing the connection from {}: no whole PROXY header within the \
+                     handshake timeout",
+                    self.proxy_header_sender()
+                );
+            }
             return self.drop_link_when_closed();
         };
         // Input first, so an answer already in the socket (a pong, a close reply) counts
@@ -584,6 +634,65 @@ impl WebSocketPeer {
         }
     }
 
+    /// Looks at what arrived (without taking it) until a whole PROXY header is there, then
+    /// takes exactly the header: TLS or HTTP read the rest from the socket as they would
+    /// without one. A connection that cannot be a valid header is refused (logged).
+    fn step_proxy_header(&mut self, awaiting: Box<AwaitingProxyHeader>) -> Link {
+        let from = self.proxy_header_sender();
+        let mut head = vec![0u8; awaiting.max_bytes];
+        let seen = match awaiting.tcp.peek(&mut head) {
+            Ok(0) => {
+                log::warn!("{from} closed the connection before its PROXY header");
+                return self.fail_link(Error::Handshake(
+                    "the connection closed before its PROXY header".into(),
+                ));
+            }
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => 0,
+            Err(e) => return self.fail_link(Error::ConnectionLost(e.to_string())),
+        };
+        let header = read_proxy_header(&head[..seen], awaiting.expected, awaiting.max_bytes);
+        let (len, source) = match header {
+            ProxyHeader::Incomplete if awaiting.ended => {
+                log::warn!("refusing the connection from {from}: it ended inside its PROXY header");
+                return self.fail_link(Error::Handshake(
+                    "the connection closed inside its PROXY header".into(),
+                ));
+            }
+            ProxyHeader::Incomplete => return Link::ProxyHeader(awaiting),
+            ProxyHeader::Invalid(why) => {
+                log::warn!("refusing the connection from {from}: {why}");
+                return self.fail_link(Error::Handshake(why));
+            }
+            ProxyHeader::Complete { len, source } => (len, source),
+        };
+        // The peeked bytes are still in the socket: a read of `len` takes exactly them.
+        let AwaitingProxyHeader { tcp, session, .. } = *awaiting;
+        let mut taken = 0;
+        while taken < len {
+            match (&tcp).read(&mut head[taken..len]) {
+                Ok(0) => break,
+                Ok(n) => taken += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return self.fail_link(Error::ConnectionLost(e.to_string())),
+            }
+        }
+        if taken < len {
+            return self.fail_link(Error::ConnectionLost(
+                "the connection closed inside its PROXY header".into(),
+            ));
+        }
+        self.proxied_addr = source;
+        Link::Streaming(Transport::new(tcp, session))
+    }
+
+    /// Who sent the PROXY header being read, for the logs.
+    fn proxy_header_sender(&self) -> String {
+        self.remote_addr
+            .map_or_else(|| "?".into(), |a| a.to_string())
+    }
+
     /// TLS (for `wss://`) and the WebSocket handshake over a connected socket. `leftover`:
     /// bytes from the server that came with the proxy's answer, read before they could
     /// reach the transport.
@@ -611,6 +720,11 @@ impl WebSocketPeer {
             }
         }
         Link::Streaming(transport)
+    }
+
+    /// The connection, for a server that sets what it answers besides upgrades.
+    pub(crate) fn connection_mut(&mut self) -> Option<&mut Connection> {
+        self.connection.as_mut()
     }
 
     /// The earliest moment this peer needs `advance` without any socket event.
@@ -810,16 +924,43 @@ impl WebSocketPeer {
 
     // ----- information -----
 
-    /// The remote IP address, once connected (Godot's `get_connected_host`).
+    /// The remote IP address, once connected (Godot's `get_connected_host`). On a server,
+    /// behind trusted proxies ([`ServerConfig::proxy_protocol`](crate::ServerConfig),
+    /// `forwarded_header`), the client's as they report it, once known;
+    /// [`get_socket_peer_address`](Self::get_socket_peer_address) keeps the socket's.
     pub fn get_connected_host(&self) -> Option<std::net::IpAddr> {
         // An IPv4 client of a dual-stack listener arrives as `::ffff:a.b.c.d`; report the
         // IPv4 address it is, as Godot does.
-        self.remote_addr.map(|a| a.ip().to_canonical())
+        self.client_addr
+            .or(self.remote_addr)
+            .map(|a| a.ip().to_canonical())
     }
 
-    /// The remote TCP port, or 0 before a connection (Godot's `get_connected_port`).
+    /// The remote TCP port, or 0 before a connection (Godot's `get_connected_port`); the
+    /// client's, as [`get_connected_host`](Self::get_connected_host) (0 when a forwarding
+    /// header gave no port).
     pub fn get_connected_port(&self) -> u16 {
-        self.remote_addr.map_or(0, |a| a.port())
+        self.client_addr
+            .or(self.remote_addr)
+            .map_or(0, |a| a.port())
+    }
+
+    /// The address at the other end of the socket itself, once connected: on a server
+    /// behind a proxy, the proxy's (IPv4 clients of a dual-stack listener as IPv4).
+    /// Beyond Godot.
+    pub fn get_socket_peer_address(&self) -> Option<SocketAddr> {
+        self.remote_addr
+            .map(|a| SocketAddr::new(a.ip().to_canonical(), a.port()))
+    }
+
+    /// Server side: the client address a PROXY header gave, once read.
+    pub(crate) fn proxied_address(&self) -> Option<SocketAddr> {
+        self.proxied_addr
+    }
+
+    /// Server side: the client's address as the server worked it out.
+    pub(crate) fn set_client_address(&mut self, address: SocketAddr) {
+        self.client_addr = Some(address);
     }
 
     /// Client: the URL given to `connect_to_url`. Server side: `ws://` or `wss://` + the
@@ -888,6 +1029,7 @@ impl WebSocketPeer {
         let tcp = match &self.link {
             Link::Connecting { tcp, .. } => Some(tcp),
             Link::Tunneling(tunnel) => Some(tunnel.tcp()),
+            Link::ProxyHeader(awaiting) => Some(&awaiting.tcp),
             Link::Streaming(transport) => Some(transport.tcp()),
             _ => None,
         };
@@ -905,6 +1047,7 @@ impl WebSocketPeer {
         let tcp = match &self.link {
             Link::Connecting { tcp, .. } => tcp,
             Link::Tunneling(tunnel) => tunnel.tcp(),
+            Link::ProxyHeader(awaiting) => &awaiting.tcp,
             Link::Streaming(transport) => transport.tcp(),
             _ => return Err(Error::NotOpen),
         };

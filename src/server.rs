@@ -5,10 +5,12 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use mio::event::Source;
 use mio::net::TcpListener;
-use mio::{Events, Interest, Poll, Token};
+use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 
 use crate::config::{ServerConfig, check_handshake_timeout};
@@ -16,7 +18,8 @@ use crate::error::Error;
 use crate::ids::PeerIds;
 use crate::listen::listen_tcp;
 use crate::peer::WebSocketPeer;
-use crate::proto::{Event, HandshakeRequest, State};
+use crate::proto::{Event, HandshakeRequest, State, client_address};
+use crate::sources::{LISTENER, SourceToken, Sources, WAKER};
 use crate::tls::TlsOptions;
 
 /// What happened on a [`WebSocketServer`], drained in order after `poll()` (Godot's
@@ -68,9 +71,35 @@ pub enum ServerEvent {
         id: i32,
         /// The request: path, query and headers.
         request: HandshakeRequest,
-        /// The client's address (IPv4 clients of a dual-stack listener as IPv4).
+        /// The client's address (IPv4 clients of a dual-stack listener as IPv4). Behind
+        /// trusted proxies, the client's as they tell it
+        /// ([`ServerConfig::proxy_protocol`], [`ServerConfig::forwarded_header`]); the
+        /// socket's own peer is
+        /// [`get_socket_peer_address`](WebSocketServer::get_socket_peer_address) once
+        /// connected.
         address: SocketAddr,
     },
+    /// A source registered with [`register_source`](WebSocketServer::register_source) is
+    /// ready (mio's readiness, edge-triggered: read or write it until `WouldBlock`, or the
+    /// next event may never come). Never reported for a token once it is deregistered.
+    /// Beyond Godot.
+    SourceReady {
+        /// The source, as `register_source` returned it.
+        token: SourceToken,
+        /// It can be read (or its reading side closed: see `read_closed`).
+        readable: bool,
+        /// It can be written.
+        writable: bool,
+        /// Its reading side is closed (a hint: a read returning 0 is the proof).
+        read_closed: bool,
+        /// Its writing side is closed (a hint, as `read_closed`).
+        write_closed: bool,
+        /// It has an error pending (read it with the source's own `take_error`).
+        error: bool,
+    },
+    /// The server's [`waker`](WebSocketServer::waker) was woken (from any thread) since the
+    /// last poll; wakes between two polls make one event. Beyond Godot.
+    Woken,
 }
 
 /// One accepted connection in the server's slab.
@@ -81,15 +110,13 @@ struct Slot {
     connected: bool,
     /// `UpgradeRequested` was reported and no decision taken yet.
     awaiting: bool,
-    /// The client's address, as accepted.
+    /// The socket's peer, as accepted (IPv4 clients of a dual-stack listener as IPv4).
     address: SocketAddr,
     /// The deadline this slot has in the timer heap, if any.
     scheduled: Option<Instant>,
     /// Already in this poll's work list.
     queued: bool,
 }
-
-const LISTENER: Token = Token(usize::MAX);
 
 /// A WebSocket server driven by the game loop: Godot 3's `WebSocketServer`, in Rust.
 ///
@@ -145,6 +172,10 @@ pub struct WebSocketServer {
     connected: usize,
     refusing: bool,
     refused: u64,
+    /// `drain()` was called (until `stop()`).
+    draining: bool,
+    /// Other sources sharing the poller, and its waker.
+    sources: Sources,
 }
 
 impl Default for WebSocketServer {
@@ -207,6 +238,8 @@ impl WebSocketServer {
             connected: 0,
             refusing: false,
             refused: 0,
+            draining: false,
+            sources: Sources::default(),
         })
     }
 
@@ -304,21 +337,50 @@ impl WebSocketServer {
         self.refusing
     }
 
-    /// Connections closed at once because of `refuse_new_connections` or the pending
-    /// handshake limit, since the server started.
+    /// Connections closed at once because of `refuse_new_connections`, the pending
+    /// handshake limit, or (with [`ServerConfig::proxy_protocol`]) a socket peer not in
+    /// `trusted_proxies`, since the server started.
     pub fn refused_connections(&self) -> u64 {
         self.refused
+    }
+
+    /// Starts draining, before a deploy or a scale-down: the server keeps accepting
+    /// connections and serving its peers, but every upgrade request that completes from
+    /// now on is answered `503` with `Retry-After` ([`ServerConfig::drain_retry_after`]),
+    /// and the health check ([`ServerConfig::health_path`]) answers `503`, so the load
+    /// balancer takes the server out of rotation. Existing peers are untouched; with
+    /// [`ServerConfig::decide_upgrades`], requests already reported as
+    /// [`UpgradeRequested`](ServerEvent::UpgradeRequested) stay the application's to
+    /// decide. Once the peers are gone (or at the deadline of your choice), call
+    /// [`stop`](Self::stop). Lasts until `stop()`. Beyond Godot.
+    pub fn drain(&mut self) {
+        self.draining = true;
+        let retry_after = Some(self.config.retry_after_seconds());
+        for (_, slot) in self.slots.iter_mut() {
+            if !slot.connected {
+                if let Some(connection) = slot.peer.connection_mut() {
+                    connection.set_draining(retry_after);
+                }
+            }
+        }
+    }
+
+    /// Whether [`drain`](Self::drain) was called (and `stop()` not since).
+    pub fn is_draining(&self) -> bool {
+        self.draining
     }
 
     /// Stops listening and starts closing every peer with 1001 ("going away"); their
     /// close frames are written now, as far as the sockets take them. Keep calling
     /// [`poll`](Self::poll) until [`peer_count`](Self::peer_count) is 0 to finish the
     /// close handshakes (each bounded by `close_timeout`) and flush what was queued.
+    /// Connections still in their handshake are dropped. Ends [`drain`](Self::drain).
     pub fn stop(&mut self) {
         if let Some(mut listener) = self.listener.take() {
             let _ = self.poll.registry().deregister(&mut listener);
         }
         self.listener_ready = false;
+        self.draining = false;
         for (key, slot) in self.slots.iter_mut() {
             let code = if slot.connected { 1001 } else { -1 };
             let _ = slot.peer.close(code, "Server stopping");
@@ -382,6 +444,21 @@ impl WebSocketServer {
         for event in self.events.iter() {
             if event.token() == LISTENER {
                 self.listener_ready = true;
+                continue;
+            }
+            if event.token() == WAKER {
+                self.queue.push_back(ServerEvent::Woken);
+                continue;
+            }
+            if let Some(token) = self.sources.find(event.token()) {
+                self.queue.push_back(ServerEvent::SourceReady {
+                    token,
+                    readable: event.is_readable(),
+                    writable: event.is_writable(),
+                    read_closed: event.is_read_closed(),
+                    write_closed: event.is_write_closed(),
+                    error: event.is_error(),
+                });
                 continue;
             }
             let key = event.token().0;
@@ -452,6 +529,21 @@ impl WebSocketServer {
                 self.refused += 1;
                 continue;
             }
+            let trusted = || {
+                self.config
+                    .trusted_proxies
+                    .iter()
+                    .any(|n| n.contains(addr.ip()))
+            };
+            if self.config.proxy_protocol.is_some() && !trusted() {
+                log::warn!(
+                    "refusing connection from {addr}: PROXY protocol is on and {} is not in \
+                     trusted_proxies",
+                    addr.ip().to_canonical()
+                );
+                self.refused += 1;
+                continue;
+            }
             // Only reachable through config_mut after listen: a zero timeout would fail the
             // handshake anyway, so say why instead.
             if let Err(e) = check_handshake_timeout(self.config.handshake_timeout) {
@@ -469,12 +561,15 @@ impl WebSocketServer {
                 continue;
             }
             let deadline = now + self.config.handshake_timeout;
-            let peer = match WebSocketPeer::server_side(
+            let mut peer = match WebSocketPeer::server_side(
                 self.config.peer.clone(),
                 tcp,
                 self.tls.as_ref(),
                 deadline,
                 self.config.decide_upgrades,
+                self.config
+                    .proxy_protocol
+                    .map(|p| (p, self.config.max_proxy_header_bytes)),
             ) {
                 Ok(peer) => peer,
                 Err(e) => {
@@ -482,6 +577,12 @@ impl WebSocketServer {
                     continue;
                 }
             };
+            if let Some(connection) = peer.connection_mut() {
+                connection.serve_health_checks(self.config.health_path.clone());
+                if self.draining {
+                    connection.set_draining(Some(self.config.retry_after_seconds()));
+                }
+            }
             let Some(id) = self.ids.next() else {
                 log::error!("peer ids exhausted; refusing {addr}");
                 self.refused += 1;
@@ -521,10 +622,18 @@ impl WebSocketServer {
                         return;
                     }
                     slot.awaiting = true;
+                    let address = client_address(
+                        slot.address,
+                        slot.peer.proxied_address(),
+                        Some(&request),
+                        self.config.forwarded_header,
+                        &self.config.trusted_proxies,
+                    );
+                    slot.peer.set_client_address(address);
                     self.queue.push_back(ServerEvent::UpgradeRequested {
                         id,
                         request,
-                        address: slot.address,
+                        address,
                     });
                 }
                 Event::Opened { protocol } => {
@@ -536,6 +645,14 @@ impl WebSocketServer {
                         self.retired.push(key);
                         return;
                     }
+                    let address = client_address(
+                        slot.address,
+                        slot.peer.proxied_address(),
+                        slot.peer.get_handshake_request(),
+                        self.config.forwarded_header,
+                        &self.config.trusted_proxies,
+                    );
+                    slot.peer.set_client_address(address);
                     slot.connected = true;
                     self.connected += 1;
                     self.queue
@@ -598,6 +715,75 @@ impl WebSocketServer {
     /// early, or the iterator was dropped) stay queued for the next call.
     pub fn events(&mut self) -> impl Iterator<Item = ServerEvent> + '_ {
         std::iter::from_fn(move || self.pop_event())
+    }
+
+    // ----- other sources in the same poll -----
+
+    /// Registers another mio [`Source`] (the socket of a message bus or a database
+    /// connection, a `SourceFd` ...) with this server's poller, so that `poll()` and
+    /// `poll_with_timeout()` report its readiness as [`ServerEvent::SourceReady`] in order
+    /// with the other events, and `poll_with_timeout` wakes for it: other I/O shares the
+    /// frame loop with no thread. Beyond Godot.
+    ///
+    /// Works before `listen` and after `stop()`: the poller lives as long as the server,
+    /// and registrations with it. The returned token is never given out again by this
+    /// server. When done, [`deregister_source`](Self::deregister_source) it: a source
+    /// dropped while registered reports nothing more, but its token stays taken.
+    pub fn register_source<S: Source + ?Sized>(
+        &mut self,
+        source: &mut S,
+        interest: Interest,
+    ) -> Result<SourceToken, Error> {
+        let token = self.sources.next()?;
+        self.poll
+            .registry()
+            .register(source, token.mio(), interest)?;
+        self.sources.issue(token);
+        Ok(token)
+    }
+
+    /// Changes the interest of a source registered with
+    /// [`register_source`](Self::register_source) under `token` (mio's `reregister`). Fails
+    /// with [`Error::SourceNotRegistered`] for a token this server does not have
+    /// registered.
+    pub fn reregister_source<S: Source + ?Sized>(
+        &mut self,
+        source: &mut S,
+        token: SourceToken,
+        interest: Interest,
+    ) -> Result<(), Error> {
+        self.sources.check(token)?;
+        self.poll
+            .registry()
+            .reregister(source, token.mio(), interest)?;
+        Ok(())
+    }
+
+    /// Takes a source registered under `token` out of the poller; its `SourceReady` events
+    /// still queued are dropped, and none is reported for `token` again. Fails with
+    /// [`Error::SourceNotRegistered`] for a token this server does not have registered,
+    /// and with the OS error if `source` is not the one registered (nothing changes then).
+    pub fn deregister_source<S: Source + ?Sized>(
+        &mut self,
+        source: &mut S,
+        token: SourceToken,
+    ) -> Result<(), Error> {
+        self.sources.check(token)?;
+        self.poll.registry().deregister(source)?;
+        self.sources.forget(token);
+        self.queue.retain(
+            |event| !matches!(event, ServerEvent::SourceReady { token: t, .. } if *t == token),
+        );
+        Ok(())
+    }
+
+    /// The server's one [`Waker`] (created at the first call, the same one after): wake it
+    /// from any thread and the server's current or next poll reports
+    /// [`ServerEvent::Woken`], so a `poll_with_timeout` sleeping in the OS returns at once.
+    /// For work that arrives on a channel (a thread of your own, a library that has one).
+    /// Beyond Godot.
+    pub fn waker(&mut self) -> Result<Arc<Waker>, Error> {
+        self.sources.waker(self.poll.registry())
     }
 
     // ----- deciding upgrades -----
@@ -734,16 +920,26 @@ impl WebSocketServer {
     }
 
     /// The remote IP address of the connected peer `id` (the peers
-    /// [`get_peer`](Self::get_peer) knows: none while still in the handshake).
+    /// [`get_peer`](Self::get_peer) knows: none while still in the handshake). Behind
+    /// trusted proxies ([`ServerConfig::proxy_protocol`],
+    /// [`ServerConfig::forwarded_header`]), the client's as they tell it.
     pub fn get_peer_address(&self, id: i32) -> Option<IpAddr> {
         self.connected_slot_ref(id)?.peer.get_connected_host()
     }
 
     /// The remote TCP port of the connected peer `id` (as
-    /// [`get_peer_address`](Self::get_peer_address)).
+    /// [`get_peer_address`](Self::get_peer_address); 0 when a forwarding header named the
+    /// client without a port).
     pub fn get_peer_port(&self, id: i32) -> Option<u16> {
         let peer = &self.connected_slot_ref(id)?.peer;
         peer.get_connected_host().map(|_| peer.get_connected_port())
+    }
+
+    /// The address at the other end of the connected peer `id`'s socket: behind a proxy,
+    /// the proxy's (where [`get_peer_address`](Self::get_peer_address) gives the client's).
+    /// Beyond Godot.
+    pub fn get_socket_peer_address(&self, id: i32) -> Option<SocketAddr> {
+        Some(self.connected_slot_ref(id)?.address)
     }
 
     /// Slab slots in use (connected, pending and just-closed peers): for leak checks.

@@ -7,10 +7,11 @@ use wspeer::multiplayer_wire::rpc::{RpcError, RpcTable};
 use wspeer::proto::{Connection, Event};
 use wspeer::variant::{Array, Dictionary, GodotVersion, Limits, NodePath, VariantError};
 use wspeer::{
-    ConnectionStatus, Error, HandshakeRequest, LookupFn, MultiplayerConfig, MultiplayerEvent,
-    MultiplayerProtocol, Packet, PeerConfig, PeerStats, RemoteCall, RemoteSet, Resolver, RpcMode,
-    RpcNode, ServerConfig, ServerEvent, State, TlsOptions, TransferMode, Variant,
-    WebSocketMultiplayerPeer, WebSocketPeer, WebSocketServer, WriteMode,
+    ConnectionStatus, Error, ForwardedHeader, HandshakeRequest, IpNetwork, LookupFn,
+    MultiplayerConfig, MultiplayerEvent, MultiplayerProtocol, Packet, PeerConfig, PeerStats,
+    ProxyProtocol, RemoteCall, RemoteSet, Resolver, RpcMode, RpcNode, ServerConfig, ServerEvent,
+    SourceToken, State, TlsOptions, TransferMode, Variant, WebSocketMultiplayerPeer, WebSocketPeer,
+    WebSocketServer, WriteMode,
 };
 
 fn assert_send_sync<T: Send + Sync + ?Sized>() {}
@@ -35,6 +36,11 @@ fn public_types_are_send_and_sync() {
     assert_send_sync::<RemoteCall>();
     assert_send_sync::<RemoteSet>();
     assert_send_sync::<ConnectionStatus>();
+    assert_send_sync::<SourceToken>();
+    assert_send_sync::<ProxyProtocol>();
+    assert_send_sync::<ForwardedHeader>();
+    assert_send_sync::<IpNetwork>();
+    assert_send_sync::<wspeer::proto::ProxyHeader>();
     assert_send_sync::<Error>();
     assert_send_sync::<VariantError>();
     assert_send_sync::<RpcError>();

@@ -137,6 +137,26 @@ pub enum MultiplayerEvent {
         /// The client's address.
         address: std::net::SocketAddr,
     },
+    /// Server only: a source registered with
+    /// [`register_source`](crate::WebSocketMultiplayerPeer::register_source) is ready, as
+    /// [`ServerEvent::SourceReady`](crate::ServerEvent::SourceReady). Beyond Godot.
+    SourceReady {
+        /// The source, as `register_source` returned it.
+        token: crate::SourceToken,
+        /// It can be read.
+        readable: bool,
+        /// It can be written.
+        writable: bool,
+        /// Its reading side is closed (a hint).
+        read_closed: bool,
+        /// Its writing side is closed (a hint).
+        write_closed: bool,
+        /// It has an error pending.
+        error: bool,
+    },
+    /// Server only: its [`waker`](crate::WebSocketMultiplayerPeer::waker) was woken since
+    /// the last poll, as [`ServerEvent::Woken`](crate::ServerEvent::Woken). Beyond Godot.
+    Woken,
 }
 
 /// Godot 4's `MultiplayerPeer`: a packet transport between a server (id 1) and clients

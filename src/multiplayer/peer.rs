@@ -20,6 +20,7 @@ use crate::error::Error;
 use crate::peer::WebSocketPeer;
 use crate::proto::{Packet, State};
 use crate::server::{ServerEvent, WebSocketServer};
+use crate::sources::SourceToken;
 use crate::tls::TlsOptions;
 use crate::variant::{GodotVersion, Limits, Variant, VariantError};
 
@@ -408,6 +409,22 @@ impl Host {
                     request,
                     address,
                 }),
+                ServerEvent::SourceReady {
+                    token,
+                    readable,
+                    writable,
+                    read_closed,
+                    write_closed,
+                    error,
+                } => inbox.event(MultiplayerEvent::SourceReady {
+                    token,
+                    readable,
+                    writable,
+                    read_closed,
+                    write_closed,
+                    error,
+                }),
+                ServerEvent::Woken => inbox.event(MultiplayerEvent::Woken),
                 ServerEvent::ClientConnected { id, .. } => self.greet(id, inbox, config),
                 ServerEvent::DataReceived { id } if self.pending.contains_key(&id) => {
                     self.pull_auth(id, inbox, config)
@@ -1396,6 +1413,89 @@ impl WebSocketMultiplayerPeer {
         }
     }
 
+    /// Server: starts draining, as [`WebSocketServer::drain`]: clients already connected
+    /// (admitted or authenticating) keep playing, new upgrade requests get `503` with
+    /// `Retry-After`, and the health check (`websocket.health_path`) answers `503`; then
+    /// [`close`](MultiplayerPeer::close) when the game allows. Fails with
+    /// [`Error::NotOpen`] unless this peer is a server.
+    pub fn drain(&mut self) -> Result<(), Error> {
+        match &mut self.role {
+            Role::Server(host) => {
+                host.server.drain();
+                Ok(())
+            }
+            _ => Err(Error::NotOpen),
+        }
+    }
+
+    /// Whether this peer is a server that [`drain`](Self::drain)s.
+    pub fn is_draining(&self) -> bool {
+        matches!(&self.role, Role::Server(host) if host.server.is_draining())
+    }
+
+    /// Server: registers another mio source with the server's poller, as
+    /// [`WebSocketServer::register_source`]; its readiness is reported as
+    /// [`MultiplayerEvent::SourceReady`]. The registration belongs to the server started
+    /// by `create_server` and ends with it (`close()`): register again on the next one.
+    /// Fails with [`Error::NotOpen`] unless this peer is a server.
+    pub fn register_source<S: mio::event::Source + ?Sized>(
+        &mut self,
+        source: &mut S,
+        interest: mio::Interest,
+    ) -> Result<SourceToken, Error> {
+        match &mut self.role {
+            Role::Server(host) => host.server.register_source(source, interest),
+            _ => Err(Error::NotOpen),
+        }
+    }
+
+    /// Server: changes a registered source's interest, as
+    /// [`WebSocketServer::reregister_source`]. Fails with [`Error::NotOpen`] unless this
+    /// peer is a server.
+    pub fn reregister_source<S: mio::event::Source + ?Sized>(
+        &mut self,
+        source: &mut S,
+        token: SourceToken,
+        interest: mio::Interest,
+    ) -> Result<(), Error> {
+        match &mut self.role {
+            Role::Server(host) => host.server.reregister_source(source, token, interest),
+            _ => Err(Error::NotOpen),
+        }
+    }
+
+    /// Server: takes a registered source out of the poller, as
+    /// [`WebSocketServer::deregister_source`] (queued `SourceReady` events for it are
+    /// dropped too). Fails with [`Error::NotOpen`] unless this peer is a server.
+    pub fn deregister_source<S: mio::event::Source + ?Sized>(
+        &mut self,
+        source: &mut S,
+        token: SourceToken,
+    ) -> Result<(), Error> {
+        match &mut self.role {
+            Role::Server(host) => {
+                host.server.deregister_source(source, token)?;
+                // Source events carry no data: the byte and data counts stay as they are.
+                self.inbox.events.retain(|(event, _)| {
+                    !matches!(event, MultiplayerEvent::SourceReady { token: t, .. } if *t == token)
+                });
+                Ok(())
+            }
+            _ => Err(Error::NotOpen),
+        }
+    }
+
+    /// Server: the server's waker, as [`WebSocketServer::waker`]; waking it makes the
+    /// next poll report [`MultiplayerEvent::Woken`] (and `poll_with_timeout` return at
+    /// once). Each `create_server` has a new one. Fails with [`Error::NotOpen`] unless
+    /// this peer is a server.
+    pub fn waker(&mut self) -> Result<std::sync::Arc<mio::Waker>, Error> {
+        match &mut self.role {
+            Role::Server(host) => host.server.waker(),
+            _ => Err(Error::NotOpen),
+        }
+    }
+
     /// The peers still authenticating, in id order (Godot's `get_authenticating_peers`).
     pub fn get_authenticating_peers(&self) -> Vec<i32> {
         match &self.role {
@@ -1454,7 +1554,9 @@ impl WebSocketMultiplayerPeer {
         }
     }
 
-    /// The IP address of peer `id` (on a client, the server's, id 1).
+    /// The IP address of peer `id` (on a client, the server's, id 1). On a server behind
+    /// trusted proxies, the client's as they tell it (see
+    /// [`WebSocketServer::get_peer_address`]).
     pub fn get_peer_address(&self, id: i32) -> Option<IpAddr> {
         match &self.role {
             Role::Server(host) if host.knows(id) => host.server.get_peer_address(id),
@@ -1471,6 +1573,19 @@ impl WebSocketMultiplayerPeer {
                 .socket
                 .get_connected_host()
                 .map(|_| guest.socket.get_connected_port()),
+            _ => None,
+        }
+    }
+
+    /// The address at the other end of peer `id`'s socket: on a server behind a proxy,
+    /// the proxy's (where [`get_peer_address`](Self::get_peer_address) gives the client's).
+    /// Beyond Godot.
+    pub fn get_socket_peer_address(&self, id: i32) -> Option<SocketAddr> {
+        match &self.role {
+            Role::Server(host) if host.knows(id) => host.server.get_socket_peer_address(id),
+            Role::Client(guest) if id == TARGET_PEER_SERVER => {
+                guest.socket.get_socket_peer_address()
+            }
             _ => None,
         }
     }

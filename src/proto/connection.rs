@@ -257,6 +257,11 @@ pub struct Connection {
     selected_protocol: String,
     handshake_request: Option<HandshakeRequest>,
     response_headers: Vec<(String, String)>,
+    /// Server side: the path answered as a health check instead of refused.
+    health_path: Option<String>,
+    /// Server side, while its server drains: the `Retry-After` seconds of the 503 that
+    /// upgrade requests (and health checks) get.
+    draining: Option<u64>,
 }
 
 impl std::fmt::Debug for Connection {
@@ -317,6 +322,8 @@ impl Connection {
             selected_protocol: String::new(),
             handshake_request: None,
             response_headers: Vec::new(),
+            health_path: None,
+            draining: None,
         }
     }
 
@@ -509,10 +516,20 @@ impl Connection {
                     &head,
                     self.settings.max_handshake_bytes,
                     self.settings.max_handshake_headers,
+                    self.health_path.as_deref(),
                 );
                 match parsed {
                     Parsed::Incomplete => self.upgrade = Upgrade::Server { head },
                     Parsed::Refused(refusal) => self.refuse(refusal, now),
+                    Parsed::Health { head_only } => {
+                        let response = handshake::health_response(self.draining, head_only);
+                        let error = Error::Handshake("answered a health check".into());
+                        self.end_with_http(&response, error, now);
+                    }
+                    Parsed::Upgrade { .. } if self.draining.is_some() => {
+                        let seconds = self.draining.unwrap_or_default();
+                        self.refuse(handshake::draining(seconds), now);
+                    }
                     Parsed::Upgrade {
                         head_len,
                         request,
@@ -659,6 +676,20 @@ impl Connection {
         let error = Error::Handshake(format!("rejected by the application with HTTP {status}"));
         self.end_with_http(&response, error, now);
         Ok(())
+    }
+
+    /// Server side: answer plain `GET` / `HEAD` requests of `path` (no `Upgrade` header) as
+    /// a health check, `200` while serving and `503` while draining, instead of refusing
+    /// them with `400`. Before the request arrives.
+    pub(crate) fn serve_health_checks(&mut self, path: Option<String>) {
+        self.health_path = path;
+    }
+
+    /// Server side: while `Some(seconds)`, a complete upgrade request not yet answered gets
+    /// `503` with `Retry-After: seconds` (a request already waiting for the application's
+    /// decision stays the application's), and health checks `503`.
+    pub(crate) fn set_draining(&mut self, retry_after: Option<u64>) {
+        self.draining = retry_after;
     }
 
     /// Server side: whether a valid upgrade request waits for

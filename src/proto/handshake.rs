@@ -61,12 +61,26 @@ impl HandshakeRequest {
 pub(crate) struct Refusal {
     pub(crate) status: u16,
     pub(crate) why: String,
+    /// Seconds for `Retry-After` (a draining server's 503).
+    pub(crate) retry_after: Option<u64>,
 }
 
 fn refuse(status: u16, why: impl Into<String>) -> Refusal {
     Refusal {
         status,
         why: why.into(),
+        retry_after: None,
+    }
+}
+
+/// A draining server's answer to an upgrade: 503 with `Retry-After`.
+pub(crate) fn draining(retry_after: u64) -> Refusal {
+    Refusal {
+        retry_after: Some(retry_after),
+        ..refuse(
+            503,
+            "this server is draining: connect again, the load balancer picks another one",
+        )
     }
 }
 
@@ -83,6 +97,11 @@ pub(crate) enum Parsed {
         key: String,
     },
     Refused(Refusal),
+    /// A plain `GET` or `HEAD` (no `Upgrade: websocket`) of the health path.
+    Health {
+        /// `HEAD`: the answer has no body.
+        head_only: bool,
+    },
 }
 
 /// Whether `buf` starts like a TLS record (handshake or alert), not like HTTP.
@@ -90,8 +109,14 @@ fn looks_like_tls(buf: &[u8]) -> bool {
     matches!(buf, [0x15 | 0x16, 0x03, ..])
 }
 
-/// Parses and validates the request head in `buf`.
-pub(crate) fn parse_request(buf: &[u8], max_bytes: usize, max_headers: usize) -> Parsed {
+/// Parses and validates the request head in `buf`; `health_path`: the path answered as a
+/// health check (exact match, query ignored).
+pub(crate) fn parse_request(
+    buf: &[u8],
+    max_bytes: usize,
+    max_headers: usize,
+    health_path: Option<&str>,
+) -> Parsed {
     if looks_like_tls(buf) {
         return Parsed::Refused(refuse(
             400,
@@ -130,6 +155,15 @@ pub(crate) fn parse_request(buf: &[u8], max_bytes: usize, max_headers: usize) ->
         query,
         headers: header_list(parsed.headers),
     };
+    let method = parsed.method.unwrap_or("");
+    if Some(request.path.as_str()) == health_path
+        && matches!(method, "GET" | "HEAD")
+        && !request.has_token("upgrade", "websocket")
+    {
+        return Parsed::Health {
+            head_only: method == "HEAD",
+        };
+    }
     if parsed.method != Some("GET") {
         let method = parsed.method.unwrap_or("");
         return Parsed::Refused(refuse(
@@ -234,6 +268,7 @@ pub(crate) fn accept_response(key: &str, protocol: &str, extra_headers: &[String
 /// The reason phrase of an HTTP status (`"Error"` for one not listed).
 fn reason_phrase(status: u16) -> &'static str {
     match status {
+        200 => "OK",
         300 => "Multiple Choices",
         301 => "Moved Permanently",
         302 => "Found",
@@ -284,19 +319,41 @@ pub(crate) fn rejection_response(status: u16, headers: &[&str], body: &[u8]) -> 
 /// An HTTP error answer that closes the connection; the body says why.
 pub(crate) fn refusal_response(refusal: &Refusal) -> Vec<u8> {
     let reason = reason_phrase(refusal.status);
-    let version = if refusal.status == 426 {
-        "Sec-WebSocket-Version: 13\r\n"
-    } else {
-        ""
-    };
+    let mut extra = String::new();
+    if refusal.status == 426 {
+        extra.push_str("Sec-WebSocket-Version: 13\r\n");
+    }
+    if let Some(seconds) = refusal.retry_after {
+        extra.push_str(&format!("Retry-After: {seconds}\r\n"));
+    }
     let body = format!("{}\n", refusal.why);
     format!(
-        "HTTP/1.1 {} {reason}\r\nConnection: close\r\n{version}Content-Type: text/plain; \
+        "HTTP/1.1 {} {reason}\r\nConnection: close\r\n{extra}Content-Type: text/plain; \
          charset=utf-8\r\nContent-Length: {}\r\n\r\n{body}",
         refusal.status,
         body.len()
     )
     .into_bytes()
+}
+
+/// The answer to a health check: `200` and `ok` while serving, `503`, `draining` and
+/// `Retry-After` while draining (`retry_after` is `Some`). Never cached; `HEAD` gets the
+/// same head and no body.
+pub(crate) fn health_response(retry_after: Option<u64>, head_only: bool) -> Vec<u8> {
+    let (status, retry, body) = match retry_after {
+        None => (200, String::new(), "ok\n"),
+        Some(seconds) => (503, format!("Retry-After: {seconds}\r\n"), "draining\n"),
+    };
+    let mut out = format!(
+        "HTTP/1.1 {status} {}\r\nConnection: close\r\n{retry}Cache-Control: no-store\r\n\
+         Content-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n\r\n",
+        reason_phrase(status),
+        body.len()
+    );
+    if !head_only {
+        out.push_str(body);
+    }
+    out.into_bytes()
 }
 
 /// The client's upgrade request for `path_and_query` on `authority`; returns it with the
@@ -455,7 +512,7 @@ mod tests {
         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: a, b\r\n\r\n";
 
     fn status_of(request: &str) -> u16 {
-        match parse_request(request.as_bytes(), 8192, 64) {
+        match parse_request(request.as_bytes(), 8192, 64, None) {
             Parsed::Refused(r) => r.status,
             other => panic!("expected a refusal, got {other:?}"),
         }
@@ -469,7 +526,7 @@ mod tests {
             head_len,
             request,
             key,
-        } = parse_request(&bytes, 8192, 64)
+        } = parse_request(&bytes, 8192, 64, None)
         else {
             panic!("not accepted")
         };
@@ -489,7 +546,7 @@ mod tests {
     #[test]
     fn incomplete_until_the_blank_line() {
         assert!(matches!(
-            parse_request(&GOOD.as_bytes()[..40], 8192, 64),
+            parse_request(&GOOD.as_bytes()[..40], 8192, 64, None),
             Parsed::Incomplete
         ));
     }
@@ -518,7 +575,7 @@ mod tests {
         assert_eq!(status_of(&GOOD.replace("Host: example.com\r\n", "")), 400);
         assert_eq!(status_of("NOT HTTP AT ALL\r\n\r\n"), 400);
         let hello = [0x16, 0x03, 0x01, 0x02, 0x00];
-        match parse_request(&hello, 8192, 64) {
+        match parse_request(&hello, 8192, 64, None) {
             Parsed::Refused(r) => assert!(r.why.contains("TLS handshake on a plain ws://")),
             other => panic!("{other:?}"),
         }
@@ -606,7 +663,7 @@ mod tests {
         let text = String::from_utf8(request).unwrap();
         assert!(text.starts_with("GET /p?q HTTP/1.1\r\nHost: h:1\r\n"));
         assert!(text.contains("Sec-WebSocket-Protocol: a, b\r\nX-Y: z\r\n\r\n"));
-        let Parsed::Upgrade { key, .. } = parse_request(text.as_bytes(), 8192, 64) else {
+        let Parsed::Upgrade { key, .. } = parse_request(text.as_bytes(), 8192, 64, None) else {
             panic!()
         };
         assert_eq!(derive_accept_key(key.as_bytes()), accept);

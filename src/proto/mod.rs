@@ -11,14 +11,18 @@
 
 mod close;
 mod connection;
+mod forwarded;
 mod frames;
 pub(crate) mod handshake;
 mod outbox;
+mod proxy_header;
 mod stats;
 
 pub(crate) use connection::check_close;
 pub use connection::{Connection, Event, Packet, State, WriteMode};
+pub use forwarded::{ForwardedHeader, IpNetwork, client_address};
 pub use handshake::HandshakeRequest;
+pub use proxy_header::{MIN_PROXY_HEADER_BYTES, ProxyHeader, ProxyProtocol, read_proxy_header};
 pub use stats::PeerStats;
 
 #[cfg(test)]

@@ -2708,3 +2708,140 @@ fn deciding_server_ends_when_the_client_leaves_undecided() {
     assert_eq!(server.get_ready_state(), State::Closed);
     assert_eq!(events(&mut server), [closed(-1, "", false)]);
 }
+
+// ----- health checks and draining (a server's `health_path` and `drain()`) -----
+
+const HEALTH_GET: &str = "GET /healthz?from=lb HTTP/1.1\r\nHost: 10.0.0.5\r\n\r\n";
+
+/// A lone server answering health checks on `/healthz`, draining when `retry_after` is set.
+fn health_server(retry_after: Option<u64>) -> (Connection, Instant) {
+    let (mut server, t0) = lone_server(&PeerConfig::default());
+    server.serve_health_checks(Some("/healthz".into()));
+    server.set_draining(retry_after);
+    (server, t0)
+}
+
+/// Feeds `request`; returns the whole answer, and checks the connection ends as a refused
+/// one does (no `Opened`, no request kept, `Closed` with -1 at the client's EOF).
+fn answer_to(mut server: Connection, t0: Instant, request: &str) -> String {
+    server.handle_input(t0, request.as_bytes());
+    assert_eq!(server.get_ready_state(), State::Closing);
+    let answer = String::from_utf8(output(&mut server)).expect("an ASCII answer");
+    assert!(server.handshake_request().is_none());
+    assert!(server.wants_shutdown());
+    server.handle_shutdown(t0);
+    server.handle_eof(t0);
+    assert_eq!(events(&mut server), [closed(-1, "", false)]);
+    answer
+}
+
+#[test]
+fn a_health_check_gets_200_ok_while_serving() {
+    let (server, t0) = health_server(None);
+    assert_eq!(
+        answer_to(server, t0, HEALTH_GET),
+        "HTTP/1.1 200 OK\r\nConnection: close\r\nCache-Control: no-store\r\n\
+         Content-Type: text/plain; charset=utf-8\r\nContent-Length: 3\r\n\r\nok\n"
+    );
+    // HEAD: the same head, no body.
+    let (server, t0) = health_server(None);
+    let head = "HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+    assert_eq!(
+        answer_to(server, t0, head),
+        "HTTP/1.1 200 OK\r\nConnection: close\r\nCache-Control: no-store\r\n\
+         Content-Type: text/plain; charset=utf-8\r\nContent-Length: 3\r\n\r\n"
+    );
+    // Cut in pieces, as a slow balancer may send it.
+    let (mut server, t0) = health_server(None);
+    for byte in HEALTH_GET.as_bytes() {
+        server.handle_input(t0, &[*byte]);
+    }
+    assert!(output(&mut server).starts_with(b"HTTP/1.1 200 OK\r\n"));
+}
+
+#[test]
+fn a_health_check_gets_503_with_retry_after_while_draining() {
+    let (server, t0) = health_server(Some(7));
+    assert_eq!(
+        answer_to(server, t0, HEALTH_GET),
+        "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nRetry-After: 7\r\n\
+         Cache-Control: no-store\r\nContent-Type: text/plain; charset=utf-8\r\n\
+         Content-Length: 9\r\n\r\ndraining\n"
+    );
+}
+
+#[test]
+fn only_a_plain_get_or_head_of_the_exact_health_path_is_a_health_check() {
+    // Another path, another method: refused as before.
+    for request in [
+        "GET /healthz/more HTTP/1.1\r\nHost: x\r\n\r\n",
+        "GET /health HTTP/1.1\r\nHost: x\r\n\r\n",
+        "POST /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
+    ] {
+        let (server, t0) = health_server(None);
+        let answer = answer_to(server, t0, request);
+        assert!(
+            answer.starts_with("HTTP/1.1 400 Bad Request\r\n"),
+            "{answer}"
+        );
+    }
+    // Without a health path, the balancer's GET is a bad upgrade (the issue's 400).
+    let (server, t0) = lone_server(&PeerConfig::default());
+    let answer = answer_to(server, t0, HEALTH_GET);
+    assert!(
+        answer.starts_with("HTTP/1.1 400 Bad Request\r\n"),
+        "{answer}"
+    );
+    // An upgrade of the health path is an upgrade.
+    let (mut server, t0) = health_server(None);
+    server.handle_input(t0, REQUEST.replace("/chat?room=1", "/healthz").as_bytes());
+    assert_eq!(server.get_ready_state(), State::Open);
+}
+
+#[test]
+fn a_draining_server_answers_upgrades_503_with_retry_after() {
+    let (mut server, t0) = lone_server(&PeerConfig::default());
+    server.set_draining(Some(30));
+    server.handle_input(t0, REQUEST.as_bytes());
+    let answer = String::from_utf8(output(&mut server)).unwrap();
+    assert!(
+        answer.starts_with(
+            "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nRetry-After: 30\r\n"
+        ),
+        "{answer}"
+    );
+    assert!(answer.ends_with("draining: connect again, the load balancer picks another one\n"));
+    assert!(
+        matches!(server.error(), Some(Error::Handshake(m)) if m.starts_with("refused with HTTP 503")),
+        "{:?}",
+        server.error()
+    );
+    assert!(events(&mut server).is_empty(), "never opened");
+    // A bad request while draining is still told what is wrong with it.
+    let (mut server, t0) = lone_server(&PeerConfig::default());
+    server.set_draining(Some(30));
+    server.handle_input(t0, b"GET / HTTP/1.0\r\n\r\n");
+    assert!(output(&mut server).starts_with(b"HTTP/1.1 400 Bad Request\r\n"));
+}
+
+#[test]
+fn draining_leaves_a_request_awaiting_the_applications_decision_to_it() {
+    let (mut server, t0) = deciding_server(&protocols(&["a"]), OFFERING);
+    assert!(matches!(
+        &events(&mut server)[..],
+        [Event::UpgradeRequested { .. }]
+    ));
+    server.set_draining(Some(5));
+    server.handle_input(t0, &[]);
+    assert!(server.is_awaiting_decision());
+    server.accept_upgrade(t0, None, &[]).unwrap();
+    assert!(output(&mut server).starts_with(b"HTTP/1.1 101 Switching Protocols\r\n"));
+    assert_eq!(server.get_ready_state(), State::Open);
+    // A request completing while draining is refused before the application sees it.
+    let t0 = crate::test_epoch();
+    let mut server = Connection::server_deciding(&protocols(&["a"]), t0 + CONNECT).unwrap();
+    server.set_draining(Some(5));
+    server.handle_input(t0, OFFERING.as_bytes());
+    assert!(output(&mut server).starts_with(b"HTTP/1.1 503 Service Unavailable\r\n"));
+    assert!(events(&mut server).is_empty());
+}

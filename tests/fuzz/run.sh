@@ -30,7 +30,7 @@ cd "$(dirname "$0")/../.."
 FUZZ_SECONDS="${FUZZ_SECONDS:-5}"
 FUZZ_PROFILE="${FUZZ_PROFILE:-dev}"
 FUZZ_DIR=tests/fuzz
-TARGETS=(server_handshake server_frames client_handshake client_frames multiplayer_packets variant_decode rpc_packets)
+TARGETS=(server_handshake server_frames client_handshake client_frames multiplayer_packets variant_decode rpc_packets proxy_header)
 if [ -n "${FUZZ_TARGETS:-}" ]; then
   read -r -a TARGETS <<<"$FUZZ_TARGETS"
 fi
