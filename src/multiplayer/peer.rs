@@ -1,13 +1,21 @@
 //! `WebSocketMultiplayerPeer`: the server and client sides of Godot's multiplayer
 //! transport, their peer lists, the shared inbound queue and the relay.
 
+#[cfg_attr(target_arch = "wasm32", allow(unused_imports))]
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
+#[cfg(not(target_arch = "wasm32"))]
 use std::net::{IpAddr, SocketAddr};
+#[cfg(target_arch = "wasm32")]
+use std::time::Duration;
+#[cfg(not(target_arch = "wasm32"))]
 use std::time::{Duration, Instant};
+#[cfg(target_arch = "wasm32")]
+use web_time::Instant;
 
 use super::RpcNode;
 use super::codec::{Codec, FromServer};
+#[cfg_attr(target_arch = "wasm32", allow(unused_imports))]
 use super::routing::{self, Addressing, Deliver, Source};
 use super::scene::{Flavor, Received, Scene};
 use super::wire::scene as scene_wire;
@@ -17,11 +25,17 @@ use super::{
 };
 use crate::config::{ServerConfig, check_handshake_timeout};
 use crate::error::Error;
+#[cfg(not(target_arch = "wasm32"))]
 use crate::peer::WebSocketPeer;
+#[cfg_attr(target_arch = "wasm32", allow(unused_imports))]
 use crate::proto::{Packet, State};
+#[cfg(not(target_arch = "wasm32"))]
 use crate::server::{ServerEvent, WebSocketServer};
+#[cfg(not(target_arch = "wasm32"))]
 use crate::tls::TlsOptions;
 use crate::variant::{GodotVersion, Limits, Variant, VariantError};
+#[cfg(target_arch = "wasm32")]
+use crate::web::WebSocketPeer;
 
 /// Which Godot multiplayer protocol a [`WebSocketMultiplayerPeer`] speaks. Both ends must
 /// use the same one.
@@ -179,6 +193,7 @@ impl MultiplayerConfig {
         (!self.auth_timeout.is_zero()).then(|| Instant::now() + self.auth_timeout)
     }
 
+    #[cfg(not(target_arch = "wasm32"))]
     /// Whether the server tells clients about each other.
     fn announces_peers(&self) -> bool {
         routing::announces_peers(self.protocol, self.server_relay)
@@ -252,6 +267,7 @@ impl Inbox {
     }
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 /// Sends one WebSocket message to server-side peer `id`.
 fn send_to(server: &mut WebSocketServer, id: i32, bytes: &[u8]) -> Result<(), Error> {
     server
@@ -354,6 +370,7 @@ fn no_rpc_layer() -> Error {
     )
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 /// The server role.
 struct Host {
     server: WebSocketServer,
@@ -369,6 +386,7 @@ struct Host {
     scene: Option<Scene>,
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 impl Host {
     fn poll(&mut self, inbox: &mut Inbox, config: &MultiplayerConfig, wait: Option<Duration>) {
         match wait {
@@ -1124,6 +1142,7 @@ impl Guest {
 
 enum Role {
     Idle,
+    #[cfg(not(target_arch = "wasm32"))]
     Server(Box<Host>),
     Client(Box<Guest>),
 }
@@ -1237,6 +1256,7 @@ impl WebSocketMultiplayerPeer {
         self.last_error = None;
     }
 
+    #[cfg(not(target_arch = "wasm32"))]
     /// Starts a server on `bind` (an IP address, `"*"` for every interface, or
     /// `"localhost"`) and `port` (`0`: any free port, see
     /// [`local_addr`](Self::local_addr)), serving `wss://` with server `tls` options.
@@ -1269,11 +1289,22 @@ impl WebSocketMultiplayerPeer {
     /// for `wss://`, `None` for the default trust store). The status is
     /// [`ConnectionStatus::Connecting`] until the server sends our id, which must happen
     /// within the handshake timeout.
-    pub fn create_client(&mut self, url: &str, tls: Option<TlsOptions>) -> Result<(), Error> {
+    #[cfg_attr(
+        target_arch = "wasm32",
+        doc = "\n\nOn wasm32 there is no `tls` parameter: the browser does `wss://` with its own trust store."
+    )]
+    pub fn create_client(
+        &mut self,
+        url: &str,
+        #[cfg(not(target_arch = "wasm32"))] tls: Option<TlsOptions>,
+    ) -> Result<(), Error> {
         self.check_idle()?;
         self.config.validate()?;
         let mut socket = WebSocketPeer::with_config(self.config.websocket.peer.clone());
+        #[cfg(not(target_arch = "wasm32"))]
         socket.connect_to_url(url, tls)?;
+        #[cfg(target_arch = "wasm32")]
+        socket.connect_to_url(url)?;
         self.reset();
         self.role = Role::Client(Box::new(Guest {
             socket,
@@ -1301,6 +1332,7 @@ impl WebSocketMultiplayerPeer {
         self.rpc_nodes.push((path.to_string(), node.clone()));
         let scene = match &mut self.role {
             Role::Idle => None,
+            #[cfg(not(target_arch = "wasm32"))]
             Role::Server(host) => host.scene.as_mut(),
             Role::Client(guest) => guest.scene.as_mut(),
         };
@@ -1327,6 +1359,7 @@ impl WebSocketMultiplayerPeer {
         let call = (path, method, args);
         match &mut self.role {
             Role::Idle => Err(Error::NotOpen),
+            #[cfg(not(target_arch = "wasm32"))]
             Role::Server(host) => host.rpc(peer, call, &self.config),
             Role::Client(guest) => guest.rpc(peer, call, &self.config),
         }
@@ -1344,6 +1377,7 @@ impl WebSocketMultiplayerPeer {
     pub fn send_auth(&mut self, id: i32, data: &[u8]) -> Result<(), Error> {
         match &mut self.role {
             Role::Idle => Err(Error::NotOpen),
+            #[cfg(not(target_arch = "wasm32"))]
             Role::Server(host) => host.send_auth(id, data),
             Role::Client(guest) => guest.send_auth(id, data),
         }
@@ -1355,11 +1389,13 @@ impl WebSocketMultiplayerPeer {
     pub fn complete_auth(&mut self, id: i32) -> Result<(), Error> {
         match &mut self.role {
             Role::Idle => Err(Error::NotOpen),
+            #[cfg(not(target_arch = "wasm32"))]
             Role::Server(host) => host.complete_auth(id, &mut self.inbox, &self.config),
             Role::Client(guest) => guest.complete_auth(id, &mut self.inbox),
         }
     }
 
+    #[cfg(not(target_arch = "wasm32"))]
     /// Server, with `websocket.decide_upgrades`: accepts the upgrade request of `id` (after
     /// [`MultiplayerEvent::UpgradeRequested`]) as
     /// [`WebSocketServer::accept_upgrade`] does; the client then gets its id and
@@ -1374,11 +1410,13 @@ impl WebSocketMultiplayerPeer {
         headers: &[&str],
     ) -> Result<(), Error> {
         match &mut self.role {
+            #[cfg(not(target_arch = "wasm32"))]
             Role::Server(host) => host.server.accept_upgrade(id, protocol, headers),
             _ => Err(Error::NoUpgradePending),
         }
     }
 
+    #[cfg(not(target_arch = "wasm32"))]
     /// Server, with `websocket.decide_upgrades`: rejects the upgrade request of `id` with
     /// an HTTP answer, as [`WebSocketServer::reject_upgrade`] does; no event follows.
     /// Fails with [`Error::NoUpgradePending`] on a client or a closed peer, and otherwise
@@ -1391,6 +1429,7 @@ impl WebSocketMultiplayerPeer {
         body: &[u8],
     ) -> Result<(), Error> {
         match &mut self.role {
+            #[cfg(not(target_arch = "wasm32"))]
             Role::Server(host) => host.server.reject_upgrade(id, status, headers, body),
             _ => Err(Error::NoUpgradePending),
         }
@@ -1399,6 +1438,7 @@ impl WebSocketMultiplayerPeer {
     /// The peers still authenticating, in id order (Godot's `get_authenticating_peers`).
     pub fn get_authenticating_peers(&self) -> Vec<i32> {
         match &self.role {
+            #[cfg(not(target_arch = "wasm32"))]
             Role::Server(host) => host.pending.keys().copied().collect(),
             Role::Client(guest) if guest.phase == Phase::Authenticating => {
                 vec![TARGET_PEER_SERVER]
@@ -1426,6 +1466,7 @@ impl WebSocketMultiplayerPeer {
         ))
     }
 
+    #[cfg(not(target_arch = "wasm32"))]
     /// Like [`poll`](MultiplayerPeer::poll), but a server with nothing to do sleeps in the
     /// OS until network activity, its next timer or `max_wait` (for headless servers with
     /// no frame to render). A client polls once without waiting.
@@ -1433,9 +1474,11 @@ impl WebSocketMultiplayerPeer {
         self.poll_inner(Some(max_wait));
     }
 
+    #[cfg_attr(target_arch = "wasm32", allow(unused_variables))]
     fn poll_inner(&mut self, wait: Option<Duration>) {
         match &mut self.role {
             Role::Idle => {}
+            #[cfg(not(target_arch = "wasm32"))]
             Role::Server(host) => host.poll(&mut self.inbox, &self.config, wait),
             Role::Client(guest) => guest.poll(&mut self.inbox, &self.config, &mut self.last_error),
         }
@@ -1448,24 +1491,29 @@ impl WebSocketMultiplayerPeer {
     /// directly bypasses the multiplayer protocol.
     pub fn get_peer(&mut self, id: i32) -> Option<&mut WebSocketPeer> {
         match &mut self.role {
+            #[cfg(not(target_arch = "wasm32"))]
             Role::Server(host) if host.knows(id) => host.server.get_peer(id),
             Role::Client(guest) if id == TARGET_PEER_SERVER => Some(&mut guest.socket),
             _ => None,
         }
     }
 
+    #[cfg(not(target_arch = "wasm32"))]
     /// The IP address of peer `id` (on a client, the server's, id 1).
     pub fn get_peer_address(&self, id: i32) -> Option<IpAddr> {
         match &self.role {
+            #[cfg(not(target_arch = "wasm32"))]
             Role::Server(host) if host.knows(id) => host.server.get_peer_address(id),
             Role::Client(guest) if id == TARGET_PEER_SERVER => guest.socket.get_connected_host(),
             _ => None,
         }
     }
 
+    #[cfg(not(target_arch = "wasm32"))]
     /// The TCP port of peer `id` (on a client, the server's, id 1).
     pub fn get_peer_port(&self, id: i32) -> Option<u16> {
         match &self.role {
+            #[cfg(not(target_arch = "wasm32"))]
             Role::Server(host) if host.knows(id) => host.server.get_peer_port(id),
             Role::Client(guest) if id == TARGET_PEER_SERVER => guest
                 .socket
@@ -1479,6 +1527,7 @@ impl WebSocketMultiplayerPeer {
     /// on a connected client the server (1) and the clients the server announced.
     pub fn peer_ids(&self) -> Vec<i32> {
         match &self.role {
+            #[cfg(not(target_arch = "wasm32"))]
             Role::Server(host) => host.peers.iter().copied().collect(),
             Role::Client(guest) if guest.phase == Phase::Connected => {
                 std::iter::once(TARGET_PEER_SERVER)
@@ -1489,9 +1538,11 @@ impl WebSocketMultiplayerPeer {
         }
     }
 
+    #[cfg(not(target_arch = "wasm32"))]
     /// The address a server listens on.
     pub fn local_addr(&self) -> Option<SocketAddr> {
         match &self.role {
+            #[cfg(not(target_arch = "wasm32"))]
             Role::Server(host) => host.server.local_addr(),
             _ => None,
         }
@@ -1552,6 +1603,7 @@ impl WebSocketMultiplayerPeer {
         &self.config.websocket.peer.supported_protocols
     }
 
+    #[cfg(not(target_arch = "wasm32"))]
     /// Godot's `handshake_headers`: extra `"Name: value"` lines in the client's request or
     /// the server's response.
     pub fn set_handshake_headers<S: AsRef<str>>(&mut self, headers: &[S]) {
@@ -1559,6 +1611,7 @@ impl WebSocketMultiplayerPeer {
             headers.iter().map(|h| h.as_ref().to_string()).collect();
     }
 
+    #[cfg(not(target_arch = "wasm32"))]
     /// Godot's `handshake_headers` getter.
     pub fn get_handshake_headers(&self) -> &[String] {
         &self.config.websocket.peer.handshake_headers
@@ -1608,6 +1661,7 @@ impl WebSocketMultiplayerPeer {
         self.config.websocket.peer.max_queued_packets
     }
 
+    #[cfg(not(target_arch = "wasm32"))]
     /// Ping every connection at this interval and drop the ones that do not answer
     /// (`Duration::ZERO`, the default, turns it off). Godot's multiplayer peer has no
     /// such setting.
@@ -1615,6 +1669,7 @@ impl WebSocketMultiplayerPeer {
         self.config.websocket.peer.heartbeat_interval = interval;
     }
 
+    #[cfg(not(target_arch = "wasm32"))]
     /// The heartbeat interval.
     pub fn get_heartbeat_interval(&self) -> Duration {
         self.config.websocket.peer.heartbeat_interval
@@ -1644,6 +1699,7 @@ impl MultiplayerPeer for WebSocketMultiplayerPeer {
     fn get_unique_id(&self) -> i32 {
         match &self.role {
             Role::Idle => 0,
+            #[cfg(not(target_arch = "wasm32"))]
             Role::Server(_) => TARGET_PEER_SERVER,
             Role::Client(guest) => guest.unique_id,
         }
@@ -1672,6 +1728,7 @@ impl MultiplayerPeer for WebSocketMultiplayerPeer {
         let target = self.target_peer;
         match &mut self.role {
             Role::Idle => Err(Error::NotOpen),
+            #[cfg(not(target_arch = "wasm32"))]
             Role::Server(host) => host.put(target, data, &self.config),
             Role::Client(guest) => guest.put(target, data, &self.config),
         }
@@ -1692,6 +1749,7 @@ impl MultiplayerPeer for WebSocketMultiplayerPeer {
     fn get_connection_status(&self) -> ConnectionStatus {
         match &self.role {
             Role::Idle => ConnectionStatus::Disconnected,
+            #[cfg(not(target_arch = "wasm32"))]
             Role::Server(_) => ConnectionStatus::Connected,
             Role::Client(guest) => match guest.phase {
                 Phase::Joining | Phase::Authenticating => ConnectionStatus::Connecting,
@@ -1709,6 +1767,7 @@ impl MultiplayerPeer for WebSocketMultiplayerPeer {
     fn disconnect_peer(&mut self, id: i32, force: bool) -> Result<(), Error> {
         match &mut self.role {
             Role::Idle => Err(Error::NotOpen),
+            #[cfg(not(target_arch = "wasm32"))]
             Role::Server(host) => {
                 if host.pending.contains_key(&id) {
                     // SceneMultiplayer reports a pending peer that goes as failed.
@@ -1756,6 +1815,7 @@ impl MultiplayerPeer for WebSocketMultiplayerPeer {
     fn close(&mut self) {
         match &mut self.role {
             Role::Idle => {}
+            #[cfg(not(target_arch = "wasm32"))]
             Role::Server(host) => host.server.stop(),
             Role::Client(guest) => {
                 let _ = guest.socket.close(1000, "");
@@ -1766,6 +1826,7 @@ impl MultiplayerPeer for WebSocketMultiplayerPeer {
 
     fn set_refuse_new_connections(&mut self, refuse: bool) {
         self.refusing = refuse;
+        #[cfg(not(target_arch = "wasm32"))]
         if let Role::Server(host) = &mut self.role {
             host.server.set_refuse_new_connections(refuse);
         }
