@@ -82,8 +82,8 @@ pub enum Error {
         not(target_arch = "wasm32"),
         doc = "([`PeerConfig::proxy`](crate::PeerConfig::proxy))"
     )]
-    /// answered the client's `CONNECT` with a status other than `2xx` (`403`: the proxy does not allow
-    /// that host or port; `407`: credentials missing or wrong).
+    /// answered the client's `CONNECT` with a status other than `2xx` (`403`: the proxy
+    /// does not allow that host or port; `407`: credentials missing or wrong).
     ProxyRefused {
         /// The proxy, as `host:port`.
         proxy: String,
