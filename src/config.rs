@@ -376,7 +376,14 @@ pub(crate) fn parse_header_line(
     Ok((name, value))
 }
 
-/// Settings of a [`WebSocketServer`](crate::WebSocketServer): the [`PeerConfig`] given to
+#[cfg_attr(
+    not(target_arch = "wasm32"),
+    doc = "Settings of a [`WebSocketServer`](crate::WebSocketServer): the [`PeerConfig`] given to"
+)]
+#[cfg_attr(
+    target_arch = "wasm32",
+    doc = "Settings of a `WebSocketServer` (native only): the [`PeerConfig`] given to"
+)]
 /// every accepted connection plus the listener's own limits.
 ///
 /// On wasm32 there is no server: what is left is what a

@@ -65,17 +65,25 @@ pub enum Error {
     /// the remote, ... (Only with a TLS feature.)
     #[cfg(all(feature = "tls", not(target_arch = "wasm32")))]
     Tls(rustls::Error),
-    /// TLS was asked for (`wss://`, a [`TlsOptions`](crate::TlsOptions) constructor) but
-    /// this build has no TLS, or no crypto provider or root store to use: the message
+    /// TLS was asked for
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        doc = "(`wss://`, a [`TlsOptions`](crate::TlsOptions) constructor)"
+    )]
+    /// but this build has no TLS, or no crypto provider or root store to use: the message
     /// names the Cargo feature to enable (`tls-ring`, `webpki-roots`, ...).
     TlsDisabled(&'static str),
     /// The host name did not resolve to any address.
     Resolve(String),
     /// Every resolved address refused or failed the TCP connection.
     Connect(String),
-    /// The HTTP proxy ([`PeerConfig::proxy`](crate::PeerConfig::proxy)) answered the
-    /// client's `CONNECT` with a status other than `2xx` (`403`: the proxy does not allow
-    /// that host or port; `407`: credentials missing or wrong).
+    /// The HTTP proxy
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        doc = "([`PeerConfig::proxy`](crate::PeerConfig::proxy))"
+    )]
+    /// answered the client's `CONNECT` with a status other than `2xx` (`403`: the proxy
+    /// does not allow that host or port; `407`: credentials missing or wrong).
     ProxyRefused {
         /// The proxy, as `host:port`.
         proxy: String,

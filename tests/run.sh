@@ -21,9 +21,12 @@ bash tests/msrv.sh
 # about 4 s after an edit in src/, under a second when nothing changed.
 RUSTFLAGS="-D warnings" cargo check --target x86_64-pc-windows-gnu -p wspeer --all-targets
 # The browser (docs/web.md): the library for wasm32-unknown-unknown (the target comes from
-# tests/setup-system.sh) with warnings denied, then the example page that
-# tests/web_chromium.rs opens in headless Chromium (build.sh installs wasm-bindgen-cli).
+# tests/setup-system.sh) with warnings denied, its documentation, then the example page
+# that tests/web_chromium.rs opens in headless Chromium (build.sh installs
+# wasm-bindgen-cli).
 cargo clippy --target wasm32-unknown-unknown -p wspeer -- -D warnings
+# Its documentation too: no link to an item that is native only (about a second).
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --target wasm32-unknown-unknown -p wspeer
 bash examples/web/build.sh
 # TLS is a Cargo feature (README "Cargo features"). Without default features the library's
 # normal dependencies hold no rustls, ring, aws-lc or webpki-roots, it builds warning-free,

@@ -1168,8 +1168,16 @@ enum Role {
 /// Godot's `WebSocketMultiplayerPeer`: a [`MultiplayerPeer`] over WebSocket, as a server
 /// (id 1) hosting clients or as a client of such a server, Godot 4 or Godot 3 compatible.
 ///
-/// The server uses a [`WebSocketServer`], so its client ids are unpredictable, never
-/// repeated, and in 2..=2³¹−1. Everything happens in [`poll`](MultiplayerPeer::poll).
+#[cfg_attr(
+    not(target_arch = "wasm32"),
+    doc = "The server uses a [`WebSocketServer`], so its client ids are unpredictable, never
+repeated, and in 2..=2³¹−1."
+)]
+#[cfg_attr(
+    target_arch = "wasm32",
+    doc = "On wasm32 it is a client only: a page cannot listen."
+)]
+/// Everything happens in [`poll`](MultiplayerPeer::poll).
 ///
 /// ```
 /// use wspeer::{MultiplayerEvent, MultiplayerPeer, WebSocketMultiplayerPeer};

@@ -1,13 +1,17 @@
 //! The WebSocket protocol of one connection with no I/O: upgrade, frames, queues, budgets,
 //! heartbeat, close handshake and timers, driven by bytes and time given to it.
-//!
-//! [`Connection`] never touches a socket or the clock, and starts no work of its own: bytes
-//! come in through [`Connection::handle_input`], bytes to send go out through
-//! [`Connection::transmit`], and every call that can start, check or end a timer takes the
-//! time as a parameter.
-//! [`WebSocketPeer`](crate::WebSocketPeer) and [`WebSocketServer`](crate::WebSocketServer)
-//! are thin drivers around it (sockets, TLS, name lookup); an engine that owns its
-//! sockets drives it the same way (see `examples/embed.rs`).
+// Natively only: on wasm32 these items do not exist, so neither may links to them.
+#![cfg_attr(
+    not(target_arch = "wasm32"),
+    doc = "
+[`Connection`] never touches a socket or the clock, and starts no work of its own: bytes
+come in through [`Connection::handle_input`], bytes to send go out through
+[`Connection::transmit`], and every call that can start, check or end a timer takes the
+time as a parameter.
+[`WebSocketPeer`](crate::WebSocketPeer) and [`WebSocketServer`](crate::WebSocketServer)
+are thin drivers around it (sockets, TLS, name lookup); an engine that owns its
+sockets drives it the same way (see `examples/embed.rs`)."
+)]
 //!
 //! On wasm32 the browser speaks the protocol itself: this module then holds only the
 //! values the browser driver shares ([`State`], [`WriteMode`], [`Packet`]).
