@@ -1,12 +1,17 @@
 //! Tunables Godot exposes on `WebSocketPeer` and its server, with Godot's defaults.
 
+#[cfg(not(target_arch = "wasm32"))]
 use std::fmt;
+#[cfg(not(target_arch = "wasm32"))]
 use std::io;
+#[cfg(not(target_arch = "wasm32"))]
 use std::net::SocketAddr;
+#[cfg(not(target_arch = "wasm32"))]
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::Error;
+#[cfg(not(target_arch = "wasm32"))]
 use crate::proto::{ForwardedHeader, IpNetwork, MIN_PROXY_HEADER_BYTES, ProxyProtocol};
 use crate::variant::{GodotVersion, Limits};
 
@@ -18,11 +23,17 @@ pub const DEFAULT_BUFFER_SIZE: usize = 65535;
 ///
 /// Changes take effect at the next `connect_to_url` / `accept_stream` (as in Godot, an open
 /// connection keeps the values it started with).
+///
+/// On wasm32 the browser does the handshake, the pings and the sockets itself: the fields
+/// for those (`handshake_headers`, `heartbeat_interval`, `close_timeout`,
+/// `connect_timeout`, `no_delay`, `batch_writes`, `max_handshake_*`, `resolver`, `proxy`)
+/// are not there (see `docs/web.md`).
 #[derive(Clone, Debug)]
 pub struct PeerConfig {
     /// Sub-protocols offered by a client (in order of preference) or accepted by a server.
     /// A server picks the first one *in the client's order* that it supports.
     pub supported_protocols: Vec<String>,
+    #[cfg(not(target_arch = "wasm32"))]
     /// Extra `"Name: value"` header lines, sent in the client's request and in the server's
     /// `101` response.
     pub handshake_headers: Vec<String>,
@@ -35,35 +46,44 @@ pub struct PeerConfig {
     /// Most messages waiting in each direction: unread inbound packets (reading pauses)
     /// and unwritten outbound messages (`send` fails).
     pub max_queued_packets: usize,
+    #[cfg(not(target_arch = "wasm32"))]
     /// Send a ping every interval; a ping still unanswered at the next interval drops the
     /// connection uncleanly (close code -1). `Duration::ZERO` (the default) turns it off.
     pub heartbeat_interval: Duration,
+    #[cfg(not(target_arch = "wasm32"))]
     /// After we send a close frame, how long to wait for the remote's answer before
     /// dropping the connection. Beyond Godot, which waits forever.
     pub close_timeout: Duration,
+    #[cfg(not(target_arch = "wasm32"))]
     /// Client only: time allowed for name resolution, TCP connect, TLS and WebSocket
     /// handshake together. Beyond Godot's `WebSocketPeer`, which has none.
     pub connect_timeout: Duration,
+    #[cfg(not(target_arch = "wasm32"))]
     /// Whether `TCP_NODELAY` is set on new connections (Godot: on).
     pub no_delay: bool,
+    #[cfg(not(target_arch = "wasm32"))]
     /// Hold sent messages until the next `poll()` (or an explicit `flush()`), so that all a
     /// frame sends to one peer leaves in one system call. Off by default: as in Godot, a
     /// message is written to the socket inside `send`. Turn it on for servers that send
     /// several messages per peer per frame (a headless server's loop polls again at once,
     /// so nothing waits).
     pub batch_writes: bool,
+    #[cfg(not(target_arch = "wasm32"))]
     /// The largest HTTP head of the upgrade accepted, in bytes, on both sides. A server
     /// answers a larger request with `431` and closes; a client fails a larger `101`
     /// response with `Error::Handshake` (close code -1).
     pub max_handshake_bytes: usize,
+    #[cfg(not(target_arch = "wasm32"))]
     /// The most header lines in the upgrade's HTTP head, on both sides: a server answers a
     /// request with more with `431`; a client fails such a `101` response with
     /// `Error::Handshake`.
     pub max_handshake_headers: usize,
+    #[cfg(not(target_arch = "wasm32"))]
     /// Client only: how host names become addresses. `None` (the default) asks the OS
     /// resolver. Either way the lookup runs on a short-lived thread, never in `poll()`.
     /// With a [`proxy`](Self::proxy), it resolves the proxy's host name.
     pub resolver: Option<Resolver>,
+    #[cfg(not(target_arch = "wasm32"))]
     /// Client only: an HTTP proxy to tunnel through (`CONNECT`), for `ws://` and `wss://`
     /// alike. `None` (the default) connects directly. Checked at `connect_to_url`.
     pub proxy: Option<Proxy>,
@@ -74,14 +94,17 @@ pub struct PeerConfig {
     pub variant_limits: Limits,
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 /// A host name lookup of your own (service discovery, a DNS cache, tests): given a host and
 /// port, the addresses to try in order. It runs on wspeer's lookup thread and may block.
 #[derive(Clone)]
 pub struct Resolver(pub Arc<LookupFn>);
 
+#[cfg(not(target_arch = "wasm32"))]
 /// The function behind a [`Resolver`].
 pub type LookupFn = dyn Fn(&str, u16) -> io::Result<Vec<SocketAddr>> + Send + Sync;
 
+#[cfg(not(target_arch = "wasm32"))]
 impl Resolver {
     /// Wraps a lookup function.
     pub fn new(
@@ -91,6 +114,7 @@ impl Resolver {
     }
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 impl fmt::Debug for Resolver {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Resolver(..)")
@@ -101,18 +125,28 @@ impl Default for PeerConfig {
     fn default() -> Self {
         PeerConfig {
             supported_protocols: Vec::new(),
+            #[cfg(not(target_arch = "wasm32"))]
             handshake_headers: Vec::new(),
             inbound_buffer_size: DEFAULT_BUFFER_SIZE,
             outbound_buffer_size: DEFAULT_BUFFER_SIZE,
             max_queued_packets: 4096,
+            #[cfg(not(target_arch = "wasm32"))]
             heartbeat_interval: Duration::ZERO,
+            #[cfg(not(target_arch = "wasm32"))]
             close_timeout: Duration::from_secs(5),
+            #[cfg(not(target_arch = "wasm32"))]
             connect_timeout: Duration::from_secs(30),
+            #[cfg(not(target_arch = "wasm32"))]
             no_delay: true,
+            #[cfg(not(target_arch = "wasm32"))]
             batch_writes: false,
+            #[cfg(not(target_arch = "wasm32"))]
             max_handshake_bytes: 8 * 1024,
+            #[cfg(not(target_arch = "wasm32"))]
             max_handshake_headers: 64,
+            #[cfg(not(target_arch = "wasm32"))]
             resolver: None,
+            #[cfg(not(target_arch = "wasm32"))]
             proxy: None,
             variant_version: GodotVersion::Godot4,
             variant_limits: Limits::default(),
@@ -120,6 +154,7 @@ impl Default for PeerConfig {
     }
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 /// An HTTP proxy a client reaches its server through: the client connects to the proxy,
 /// asks it for a tunnel with `CONNECT host:port` (with `Proxy-Authorization: Basic` when
 /// credentials are given), and runs TLS (for `wss://`) and the WebSocket handshake inside
@@ -149,6 +184,7 @@ pub struct Proxy {
     pub basic_auth: Option<(String, String)>,
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 impl Proxy {
     /// A proxy at `address` (`host:port` or `http://[user:password@]host:port`).
     pub fn new(address: impl Into<String>) -> Self {
@@ -223,6 +259,7 @@ impl Proxy {
     }
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 /// The address with any password replaced, for messages.
 fn redact(address: &str) -> String {
     match address.rsplit_once('@') {
@@ -237,6 +274,7 @@ fn redact(address: &str) -> String {
     }
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 impl fmt::Debug for Proxy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Proxy")
@@ -249,6 +287,7 @@ impl fmt::Debug for Proxy {
     }
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 /// A checked [`Proxy`]: where to connect, and the `Proxy-Authorization` value.
 #[derive(Clone, Debug)]
 pub(crate) struct ProxyEndpoint {
@@ -258,6 +297,7 @@ pub(crate) struct ProxyEndpoint {
     pub(crate) authorization: Option<String>,
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 impl ProxyEndpoint {
     /// `host:port` as messages show it (IPv6 in brackets).
     pub(crate) fn display(&self) -> String {
@@ -265,6 +305,7 @@ impl ProxyEndpoint {
     }
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 /// `host:port`, with IPv6 literals in brackets (as `CONNECT` and `Host` need them).
 pub(crate) fn host_port(host: &str, port: u16) -> String {
     if host.contains(':') {
@@ -277,6 +318,7 @@ pub(crate) fn host_port(host: &str, port: u16) -> String {
 impl PeerConfig {
     /// Checks every value that could make the connection unusable, before any I/O.
     pub(crate) fn validate(&self) -> Result<(), Error> {
+        #[cfg(not(target_arch = "wasm32"))]
         for line in &self.handshake_headers {
             parse_header_line(line)?;
         }
@@ -293,12 +335,14 @@ impl PeerConfig {
                 "inbound_buffer_size must be at least 1".into(),
             ));
         }
+        #[cfg(not(target_arch = "wasm32"))]
         if self.max_handshake_headers < 5 {
             // Host, Upgrade, Connection, Sec-WebSocket-Key and -Version are all required.
             return Err(Error::InvalidConfig(
                 "max_handshake_headers must be at least 5".into(),
             ));
         }
+        #[cfg(not(target_arch = "wasm32"))]
         if self.max_handshake_bytes < 128 {
             return Err(Error::InvalidConfig(
                 "max_handshake_bytes must be at least 128".into(),
@@ -313,6 +357,7 @@ impl PeerConfig {
     }
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 /// Splits a `"Name: value"` line into a validated header name and value.
 pub(crate) fn parse_header_line(
     line: &str,
@@ -331,8 +376,19 @@ pub(crate) fn parse_header_line(
     Ok((name, value))
 }
 
-/// Settings of a [`WebSocketServer`](crate::WebSocketServer): the [`PeerConfig`] given to
+#[cfg_attr(
+    not(target_arch = "wasm32"),
+    doc = "Settings of a [`WebSocketServer`](crate::WebSocketServer): the [`PeerConfig`] given to"
+)]
+#[cfg_attr(
+    target_arch = "wasm32",
+    doc = "Settings of a `WebSocketServer` (native only): the [`PeerConfig`] given to"
+)]
 /// every accepted connection plus the listener's own limits.
+///
+/// On wasm32 there is no server: what is left is what a
+/// [`WebSocketMultiplayerPeer`](crate::WebSocketMultiplayerPeer) client uses, the
+/// connection's [`PeerConfig`] and the `handshake_timeout` that bounds its wait for an id.
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
     /// Settings for each accepted peer.
@@ -340,12 +396,15 @@ pub struct ServerConfig {
     /// Time allowed from TCP accept to an open WebSocket (TLS included). Godot: 3 s. Must
     /// be more than zero, as Godot's setter requires (with zero every handshake would fail).
     pub handshake_timeout: Duration,
+    #[cfg(not(target_arch = "wasm32"))]
     /// Connections still in their handshake at once; further connections are accepted and
     /// closed at once.
     pub max_pending_handshakes: usize,
+    #[cfg(not(target_arch = "wasm32"))]
     /// Connections accepted per `poll()`; the rest wait in the kernel backlog for the next
     /// call, so a connection storm cannot stall a frame.
     pub max_accepts_per_poll: usize,
+    #[cfg(not(target_arch = "wasm32"))]
     /// Let the application decide each upgrade before `101` (off by default): a complete,
     /// valid request is reported as
     /// [`ServerEvent::UpgradeRequested`](crate::ServerEvent::UpgradeRequested) and waits
@@ -353,6 +412,7 @@ pub struct ServerConfig {
     /// [`reject_upgrade`](crate::WebSocketServer::reject_upgrade), within
     /// `handshake_timeout`. Beyond Godot.
     pub decide_upgrades: bool,
+    #[cfg(not(target_arch = "wasm32"))]
     /// A path answered on the WebSocket port as a health check (off by default): a plain
     /// `GET` or `HEAD` of exactly this path (any query; no `Upgrade: websocket` header) gets
     /// `200` with `ok` while the server serves, `503` with `draining` and `Retry-After`
@@ -361,9 +421,11 @@ pub struct ServerConfig {
     /// then). It must start with `/` and hold no space, control character, `?` or `#`.
     /// Beyond Godot.
     pub health_path: Option<String>,
+    #[cfg(not(target_arch = "wasm32"))]
     /// The `Retry-After` a draining server sends with its `503` answers, in whole seconds
     /// (rounded up). Default: 10 s. Beyond Godot.
     pub drain_retry_after: Duration,
+    #[cfg(not(target_arch = "wasm32"))]
     /// The PROXY protocol header every connection must start with (off by default): set
     /// it when a load balancer in front sends one (HAProxy `send-proxy` / `send-proxy-v2`,
     /// nginx `proxy_protocol on`, AWS NLB). The header is read before TLS and HTTP, whole,
@@ -374,16 +436,19 @@ pub struct ServerConfig {
     /// (the balancer's own health check) is accepted, and the connection keeps the
     /// socket's address. Beyond Godot.
     pub proxy_protocol: Option<ProxyProtocol>,
+    #[cfg(not(target_arch = "wasm32"))]
     /// The longest PROXY header accepted, in bytes (v2 TLVs included; a v1 header is at
     /// most 107 by its specification). Default: 4096. At least
     /// [`MIN_PROXY_HEADER_BYTES`](crate::proto::MIN_PROXY_HEADER_BYTES) (232), at most
     /// 65551 (the largest v2 header).
     pub max_proxy_header_bytes: usize,
+    #[cfg(not(target_arch = "wasm32"))]
     /// The proxies and load balancers in front of this server (their addresses or
     /// networks: `"10.0.0.0/8".parse()`), trusted to tell the client's address: with a
     /// PROXY header ([`proxy_protocol`](Self::proxy_protocol)) or a forwarding header
     /// ([`forwarded_header`](Self::forwarded_header)). Required by both; empty by default.
     pub trusted_proxies: Vec<IpNetwork>,
+    #[cfg(not(target_arch = "wasm32"))]
     /// The header a trusted proxy names the client in (off by default). The address
     /// reported is the first hop, walking from the right, that is not a trusted proxy:
     /// see [`client_address`](crate::proto::client_address). Ignored for connections whose
@@ -396,19 +461,29 @@ impl Default for ServerConfig {
         ServerConfig {
             peer: PeerConfig::default(),
             handshake_timeout: Duration::from_secs(3),
+            #[cfg(not(target_arch = "wasm32"))]
             max_pending_handshakes: 256,
+            #[cfg(not(target_arch = "wasm32"))]
             max_accepts_per_poll: 64,
+            #[cfg(not(target_arch = "wasm32"))]
             decide_upgrades: false,
+            #[cfg(not(target_arch = "wasm32"))]
             health_path: None,
+            #[cfg(not(target_arch = "wasm32"))]
             drain_retry_after: Duration::from_secs(10),
+            #[cfg(not(target_arch = "wasm32"))]
             proxy_protocol: None,
+            #[cfg(not(target_arch = "wasm32"))]
             max_proxy_header_bytes: 4096,
+            #[cfg(not(target_arch = "wasm32"))]
             trusted_proxies: Vec::new(),
+            #[cfg(not(target_arch = "wasm32"))]
             forwarded_header: None,
         }
     }
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 impl ServerConfig {
     /// Checks the listener's own values and the peers' settings, before any I/O.
     pub(crate) fn validate(&self) -> Result<(), Error> {
@@ -458,6 +533,7 @@ impl ServerConfig {
 }
 
 /// The largest v2 PROXY header: 16 bytes and a 16-bit length.
+#[cfg(not(target_arch = "wasm32"))]
 const MAX_PROXY_HEADER_BYTES: usize = 16 + u16::MAX as usize;
 
 /// Refuses a zero handshake timeout, as Godot's `set_handshake_timeout` refuses `<= 0`.

@@ -47,7 +47,8 @@ pub enum Error {
     /// Text messages must be valid UTF-8.
     InvalidUtf8,
     /// A close code that may not be sent (RFC 6455 §7.4): use 1000–1003, 1007–1013 or
-    /// 3000–4999, or a negative code to abort without a close frame.
+    /// 3000–4999, or a negative code to abort without a close frame. In a browser
+    /// (wasm32) only 1000 and 3000–4999.
     InvalidCloseCode(i32),
     /// A close reason longer than 123 bytes does not fit in a control frame.
     CloseReasonTooLong(usize),
@@ -62,19 +63,27 @@ pub enum Error {
     InvalidTlsOptions(String),
     /// The TLS layer failed: certificate not trusted, wrong host name, expired, alert from
     /// the remote, ... (Only with a TLS feature.)
-    #[cfg(feature = "tls")]
+    #[cfg(all(feature = "tls", not(target_arch = "wasm32")))]
     Tls(rustls::Error),
-    /// TLS was asked for (`wss://`, a [`TlsOptions`](crate::TlsOptions) constructor) but
-    /// this build has no TLS, or no crypto provider or root store to use: the message
+    /// TLS was asked for
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        doc = "(`wss://`, a [`TlsOptions`](crate::TlsOptions) constructor)"
+    )]
+    /// but this build has no TLS, or no crypto provider or root store to use: the message
     /// names the Cargo feature to enable (`tls-ring`, `webpki-roots`, ...).
     TlsDisabled(&'static str),
     /// The host name did not resolve to any address.
     Resolve(String),
     /// Every resolved address refused or failed the TCP connection.
     Connect(String),
-    /// The HTTP proxy ([`PeerConfig::proxy`](crate::PeerConfig::proxy)) answered the
-    /// client's `CONNECT` with a status other than `2xx` (`403`: the proxy does not allow
-    /// that host or port; `407`: credentials missing or wrong).
+    /// The HTTP proxy
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        doc = "([`PeerConfig::proxy`](crate::PeerConfig::proxy))"
+    )]
+    /// answered the client's `CONNECT` with a status other than `2xx` (`403`: the proxy
+    /// does not allow that host or port; `407`: credentials missing or wrong).
     ProxyRefused {
         /// The proxy, as `host:port`.
         proxy: String,
@@ -120,11 +129,27 @@ pub enum Error {
     /// An authentication call out of turn: the peer is not authenticating, or this side
     /// already completed.
     Auth(String),
+    #[cfg(not(target_arch = "wasm32"))]
     /// `reregister_source` / `deregister_source` with a token this server does not have
     /// registered (already deregistered, or from another server).
     SourceNotRegistered(crate::SourceToken),
     /// A socket or OS error.
     Io(io::Error),
+    /// Browser (wasm32) only: messages arrived faster than the application read them, and
+    /// `max_queued_packets` packets or `inbound_buffer_size` bytes already waited unread.
+    /// A native peer stops reading then (TCP pushes back on the sender); a page cannot, so
+    /// the connection was closed (close code 1008) instead of growing without bound.
+    #[cfg(any(target_arch = "wasm32", test))]
+    InboundQueueFull {
+        /// Packets that were waiting unread.
+        packets: usize,
+        /// Their payload bytes.
+        bytes: usize,
+    },
+    /// Browser (wasm32) only: the page's `WebSocket` refused the call (the exception's
+    /// message), such as a URL the browser cannot parse.
+    #[cfg(target_arch = "wasm32")]
+    Browser(String),
 }
 
 impl fmt::Display for Error {
@@ -159,9 +184,16 @@ impl fmt::Display for Error {
                  raise the limit or split the message"
             ),
             Error::InvalidUtf8 => write!(f, "text messages must be valid UTF-8"),
+            #[cfg(not(target_arch = "wasm32"))]
             Error::InvalidCloseCode(c) => write!(
                 f,
                 "close code {c} may not be sent: use 1000-1003, 1007-1013, 3000-4999, \
+                 or a negative code to abort"
+            ),
+            #[cfg(target_arch = "wasm32")]
+            Error::InvalidCloseCode(c) => write!(
+                f,
+                "close code {c} may not be sent from a browser: use 1000 or 3000-4999, \
                  or a negative code to abort"
             ),
             Error::CloseReasonTooLong(n) => {
@@ -179,7 +211,7 @@ impl fmt::Display for Error {
             Error::InvalidConfig(why) => write!(f, "invalid setting: {why}"),
             Error::InvalidProtocol(p) => write!(f, "invalid sub-protocol name {p:?}"),
             Error::InvalidTlsOptions(why) => write!(f, "invalid TLS options: {why}"),
-            #[cfg(feature = "tls")]
+            #[cfg(all(feature = "tls", not(target_arch = "wasm32")))]
             Error::Tls(e) => write!(f, "TLS error: {}", describe_tls(e)),
             Error::TlsDisabled(why) => f.write_str(why),
             Error::Resolve(why) => write!(f, "could not resolve host: {why}"),
@@ -218,17 +250,27 @@ impl fmt::Display for Error {
             Error::Variant(e) => write!(f, "Variant: {e}"),
             Error::Rpc(why) => write!(f, "RPC not sent: {why}"),
             Error::Auth(why) => write!(f, "authentication: {why}"),
+            #[cfg(not(target_arch = "wasm32"))]
             Error::SourceNotRegistered(token) => write!(
                 f,
                 "{token:?} is not registered with this server (deregistered already?)"
             ),
             Error::Io(e) => write!(f, "I/O error: {e}"),
+            #[cfg(any(target_arch = "wasm32", test))]
+            Error::InboundQueueFull { packets, bytes } => write!(
+                f,
+                "inbound queue full: {packets} packets ({bytes} bytes) waited unread, at \
+                 max_queued_packets or inbound_buffer_size; a browser cannot pause reading, \
+                 so the connection was closed: read every packet each frame, or raise the limits"
+            ),
+            #[cfg(target_arch = "wasm32")]
+            Error::Browser(why) => write!(f, "the browser's WebSocket refused: {why}"),
         }
     }
 }
 
 /// Spells out the common certificate failures in words a user can act on.
-#[cfg(feature = "tls")]
+#[cfg(all(feature = "tls", not(target_arch = "wasm32")))]
 fn describe_tls(e: &rustls::Error) -> String {
     use rustls::CertificateError as C;
     match e {
@@ -263,7 +305,7 @@ fn describe_tls(e: &rustls::Error) -> String {
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            #[cfg(feature = "tls")]
+            #[cfg(all(feature = "tls", not(target_arch = "wasm32")))]
             Error::Tls(e) => Some(e),
             Error::Io(e) => Some(e),
             Error::Variant(e) => Some(e),
@@ -273,12 +315,12 @@ impl std::error::Error for Error {
 }
 
 impl From<io::Error> for Error {
-    #[cfg(not(feature = "tls"))]
+    #[cfg(any(not(feature = "tls"), target_arch = "wasm32"))]
     fn from(e: io::Error) -> Self {
         Error::Io(e)
     }
 
-    #[cfg(feature = "tls")]
+    #[cfg(all(feature = "tls", not(target_arch = "wasm32")))]
     fn from(e: io::Error) -> Self {
         // rustls failures travel through `io::Error` inside the stream layer; surface them.
         if !e.get_ref().is_some_and(|inner| inner.is::<rustls::Error>()) {
@@ -302,7 +344,7 @@ impl From<crate::variant::VariantError> for Error {
     }
 }
 
-#[cfg(feature = "tls")]
+#[cfg(all(feature = "tls", not(target_arch = "wasm32")))]
 impl From<rustls::Error> for Error {
     fn from(e: rustls::Error) -> Self {
         Error::Tls(e)

@@ -1,5 +1,6 @@
 //! Peer ids: positive, unpredictable, and never repeated during a server's life.
 
+#[cfg(not(target_arch = "wasm32"))]
 /// Ids are a secret keyed permutation (a Feistel network) of a counter: a bijection on
 /// 32-bit values, so two counters never give the same id and nothing needs remembering,
 /// yet without the keys the next id cannot be guessed from the previous ones. Counter values
@@ -12,6 +13,7 @@ pub(crate) struct PeerIds {
     counter: u64,
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 impl PeerIds {
     pub(crate) fn new() -> Self {
         let mut seed = [0u8; 32];
@@ -75,6 +77,7 @@ fn fill_random(buf: &mut [u8]) {
     }
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 /// A keyed 16-bit round function (murmur3's finaliser over the key-mixed half).
 fn round(half: u32, key: u32) -> u32 {
     let mut h = (half ^ key).wrapping_mul(0x9E37_79B1);

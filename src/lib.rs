@@ -49,32 +49,64 @@
 //! }
 //! # Ok::<(), wspeer::Error>(())
 //! ```
+//!
+//! # In a browser (wasm32)
+//!
+//! Built for `wasm32-unknown-unknown`, `WebSocketPeer` is a driver over the page's own
+//! `WebSocket` with the same poll model: the browser's callbacks only queue, and what they
+//! bring (the open, packets, the close) becomes visible in `poll()`. The client side of
+//! the crate is there: [`WebSocketPeer`] (with `connect_to_url(url)`: the browser does
+//! `wss://` with its own trust store, so there is no TLS parameter), the client role of
+//! [`WebSocketMultiplayerPeer`] (`create_client(url)`), [`Variant`], [`Packet`], [`State`],
+//! [`WriteMode`], [`PeerConfig`] and [`Error`]. What a page cannot do is absent, not
+//! stubbed: servers, `TlsOptions`, HTTP proxies, resolvers, custom handshake headers, the
+//! heartbeat, socket options, statistics and the sans-IO `proto::Connection`. See
+//! `docs/web.md`.
 #![warn(missing_docs)]
 
 mod config;
 mod error;
 mod ids;
+#[cfg(not(target_arch = "wasm32"))]
 mod listen;
 mod multiplayer;
+#[cfg(not(target_arch = "wasm32"))]
 mod peer;
 pub mod proto;
+#[cfg(not(target_arch = "wasm32"))]
 mod proxy;
+#[cfg(not(target_arch = "wasm32"))]
 mod server;
+#[cfg(not(target_arch = "wasm32"))]
 mod sources;
+#[cfg(not(target_arch = "wasm32"))]
 mod stream;
+#[cfg(not(target_arch = "wasm32"))]
 mod target;
-#[cfg(feature = "tls")]
+#[cfg(all(feature = "tls", not(target_arch = "wasm32")))]
 mod tls;
-#[cfg(not(feature = "tls"))]
+#[cfg(all(not(feature = "tls"), not(target_arch = "wasm32")))]
 #[path = "tls_off.rs"]
 mod tls;
 pub mod variant;
+#[cfg(target_arch = "wasm32")]
+mod web;
+/// The browser driver's queue and limits are plain Rust: their tests run on the host
+/// (where the driver that calls the rest of it is not built).
+#[cfg(all(test, not(target_arch = "wasm32")))]
+#[allow(dead_code)]
+#[path = "web/inbox.rs"]
+mod web_inbox;
 
-pub use config::{DEFAULT_BUFFER_SIZE, LookupFn, PeerConfig, Proxy, Resolver, ServerConfig};
+pub use config::{DEFAULT_BUFFER_SIZE, PeerConfig, ServerConfig};
+#[cfg(not(target_arch = "wasm32"))]
+pub use config::{LookupFn, Proxy, Resolver};
 pub use error::Error;
+#[cfg(not(target_arch = "wasm32"))]
 pub use listen::listen_tcp;
 /// The mio version wspeer is built with: other sources share a server's poller through
 /// [`WebSocketServer::register_source`] and its [`waker`](WebSocketServer::waker).
+#[cfg(not(target_arch = "wasm32"))]
 pub use mio;
 pub use multiplayer::wire as multiplayer_wire;
 pub use multiplayer::{
@@ -82,17 +114,24 @@ pub use multiplayer::{
     RemoteCall, RemoteSet, RpcMode, RpcNode, TARGET_PEER_BROADCAST, TARGET_PEER_SERVER,
     TransferMode, WebSocketMultiplayerPeer,
 };
+#[cfg(not(target_arch = "wasm32"))]
 pub use peer::WebSocketPeer;
-pub use proto::{ForwardedHeader, IpNetwork, ProxyProtocol};
-pub use proto::{HandshakeRequest, Packet, PeerStats, State, WriteMode};
+#[cfg(not(target_arch = "wasm32"))]
+pub use proto::{ForwardedHeader, HandshakeRequest, IpNetwork, PeerStats, ProxyProtocol};
+pub use proto::{Packet, State, WriteMode};
+#[cfg(not(target_arch = "wasm32"))]
 pub use server::{ServerEvent, WebSocketServer};
+#[cfg(not(target_arch = "wasm32"))]
 pub use sources::SourceToken;
+#[cfg(not(target_arch = "wasm32"))]
 pub use tls::TlsOptions;
+#[cfg(target_arch = "wasm32")]
+pub use web::WebSocketPeer;
 
 /// The rustls version wspeer is built with, for [`TlsOptions::from_client_config`] and
 /// [`TlsOptions::from_server_config`] (and [`Error::Tls`]'s payload). Only with a TLS
-/// feature.
-#[cfg(feature = "tls")]
+/// feature, and not on wasm32.
+#[cfg(all(feature = "tls", not(target_arch = "wasm32")))]
 pub use rustls;
 pub use variant::Variant;
 
@@ -113,6 +152,8 @@ mod doc_snippets {
     struct Readme;
     #[doc = include_str!("../docs/architecture.md")]
     struct Architecture;
+    #[doc = include_str!("../docs/edge.md")]
+    struct Edge;
     #[doc = include_str!("../docs/godot.md")]
     struct Godot;
     #[doc = include_str!("../docs/interop.md")]
@@ -125,4 +166,6 @@ mod doc_snippets {
     struct Scaling;
     #[doc = include_str!("../docs/security.md")]
     struct Security;
+    #[doc = include_str!("../docs/web.md")]
+    struct Web;
 }

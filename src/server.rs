@@ -337,8 +337,9 @@ impl WebSocketServer {
         self.refusing
     }
 
-    /// Connections closed at once because of `refuse_new_connections` or the pending
-    /// handshake limit, since the server started.
+    /// Connections closed at once because of `refuse_new_connections`, the pending
+    /// handshake limit, or (with [`ServerConfig::proxy_protocol`]) a socket peer not in
+    /// `trusted_proxies`, since the server started.
     pub fn refused_connections(&self) -> u64 {
         self.refused
     }

@@ -20,6 +20,14 @@ bash tests/msrv.sh
 # Measured on 2 busy cores: 31 s the first time (42 s with an empty target directory),
 # about 4 s after an edit in src/, under a second when nothing changed.
 RUSTFLAGS="-D warnings" cargo check --target x86_64-pc-windows-gnu -p wspeer --all-targets
+# The browser (docs/web.md): the library for wasm32-unknown-unknown (the target comes from
+# tests/setup-system.sh) with warnings denied, its documentation, then the example page
+# that tests/web_chromium.rs opens in headless Chromium (build.sh installs
+# wasm-bindgen-cli).
+cargo clippy --target wasm32-unknown-unknown -p wspeer -- -D warnings
+# Its documentation too: no link to an item that is native only (about a second).
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --target wasm32-unknown-unknown -p wspeer
+bash examples/web/build.sh
 # TLS is a Cargo feature (README "Cargo features"). Without default features the library's
 # normal dependencies hold no rustls, ring, aws-lc or webpki-roots, it builds warning-free,
 # and wss:// fails with an error naming the feature (tests/tls_disabled.rs). Then the other
@@ -30,10 +38,17 @@ if [ -f tests/interop/setup.sh ]; then
 fi
 # A short bounded run of every fuzz target (installs cargo-fuzz when missing).
 bash tests/fuzz/run.sh
-# Tests drive the real example binaries (echo_server, client, ...): build them first.
+# Tests drive the real example binaries (echo_server, client, ...) and the macroquad game
+# (tests/engine_example.rs, about 2 s): build them first. The game's first build (macroquad,
+# miniquad, glam, fontdue, image) took 37 s from an empty target directory on an idle 2-core
+# machine, 89-119 s after the examples on a busy one; then 2 s after an edit in src/, 0.3 s
+# when nothing changed.
 cargo build --examples
+cargo build -p wspeer-macroquad-game
 cargo test --all-targets
 cargo test --doc
+# The game's own unit tests: the race's rules and its packets.
+cargo test -p wspeer-macroquad-game
 # The room bus crate (bus/): unit tests, and its tests against a real redis-server
 # (bus/tests/redis.rs, each with a server of its own on a free loopback port): about 1 s.
 cargo test -p wspeer-bus

@@ -1,7 +1,10 @@
 //! Godot's high-level multiplayer: `MultiplayerPeer`, `WebSocketMultiplayerPeer`, wire formats.
 
+// Their server halves are only used by the server role, which wasm32 does not have.
+#[cfg_attr(target_arch = "wasm32", allow(dead_code))]
 mod codec;
 mod peer;
+#[cfg_attr(target_arch = "wasm32", allow(dead_code))]
 mod routing;
 pub mod rpc;
 mod scene;
@@ -122,6 +125,7 @@ pub enum MultiplayerEvent {
         /// The packet.
         packet: Vec<u8>,
     },
+    #[cfg(not(target_arch = "wasm32"))]
     /// Server only, with
     /// [`ServerConfig::decide_upgrades`](crate::ServerConfig::decide_upgrades) in
     /// `MultiplayerConfig::websocket`: a client's complete, valid upgrade request waits for
@@ -137,6 +141,7 @@ pub enum MultiplayerEvent {
         /// The client's address.
         address: std::net::SocketAddr,
     },
+    #[cfg(not(target_arch = "wasm32"))]
     /// Server only: a source registered with
     /// [`register_source`](crate::WebSocketMultiplayerPeer::register_source) is ready, as
     /// [`ServerEvent::SourceReady`](crate::ServerEvent::SourceReady). Beyond Godot.
@@ -154,6 +159,7 @@ pub enum MultiplayerEvent {
         /// It has an error pending.
         error: bool,
     },
+    #[cfg(not(target_arch = "wasm32"))]
     /// Server only: its [`waker`](crate::WebSocketMultiplayerPeer::waker) was woken since
     /// the last poll, as [`ServerEvent::Woken`](crate::ServerEvent::Woken). Beyond Godot.
     Woken,

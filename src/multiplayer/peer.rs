@@ -1,13 +1,21 @@
 //! `WebSocketMultiplayerPeer`: the server and client sides of Godot's multiplayer
 //! transport, their peer lists, the shared inbound queue and the relay.
 
+#[cfg_attr(target_arch = "wasm32", allow(unused_imports))]
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
+#[cfg(not(target_arch = "wasm32"))]
 use std::net::{IpAddr, SocketAddr};
+#[cfg(target_arch = "wasm32")]
+use std::time::Duration;
+#[cfg(not(target_arch = "wasm32"))]
 use std::time::{Duration, Instant};
+#[cfg(target_arch = "wasm32")]
+use web_time::Instant;
 
 use super::RpcNode;
 use super::codec::{Codec, FromServer};
+#[cfg_attr(target_arch = "wasm32", allow(unused_imports))]
 use super::routing::{self, Addressing, Deliver, Source};
 use super::scene::{Flavor, Received, Scene};
 use super::wire::scene as scene_wire;
@@ -17,12 +25,19 @@ use super::{
 };
 use crate::config::{ServerConfig, check_handshake_timeout};
 use crate::error::Error;
+#[cfg(not(target_arch = "wasm32"))]
 use crate::peer::WebSocketPeer;
+#[cfg_attr(target_arch = "wasm32", allow(unused_imports))]
 use crate::proto::{Packet, State};
+#[cfg(not(target_arch = "wasm32"))]
 use crate::server::{ServerEvent, WebSocketServer};
+#[cfg(not(target_arch = "wasm32"))]
 use crate::sources::SourceToken;
+#[cfg(not(target_arch = "wasm32"))]
 use crate::tls::TlsOptions;
 use crate::variant::{GodotVersion, Limits, Variant, VariantError};
+#[cfg(target_arch = "wasm32")]
+use crate::web::WebSocketPeer;
 
 /// Which Godot multiplayer protocol a [`WebSocketMultiplayerPeer`] speaks. Both ends must
 /// use the same one.
@@ -180,6 +195,7 @@ impl MultiplayerConfig {
         (!self.auth_timeout.is_zero()).then(|| Instant::now() + self.auth_timeout)
     }
 
+    #[cfg(not(target_arch = "wasm32"))]
     /// Whether the server tells clients about each other.
     fn announces_peers(&self) -> bool {
         routing::announces_peers(self.protocol, self.server_relay)
@@ -253,6 +269,7 @@ impl Inbox {
     }
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 /// Sends one WebSocket message to server-side peer `id`.
 fn send_to(server: &mut WebSocketServer, id: i32, bytes: &[u8]) -> Result<(), Error> {
     server
@@ -355,6 +372,7 @@ fn no_rpc_layer() -> Error {
     )
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 /// The server role.
 struct Host {
     server: WebSocketServer,
@@ -370,6 +388,7 @@ struct Host {
     scene: Option<Scene>,
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 impl Host {
     fn poll(&mut self, inbox: &mut Inbox, config: &MultiplayerConfig, wait: Option<Duration>) {
         match wait {
@@ -1141,6 +1160,7 @@ impl Guest {
 
 enum Role {
     Idle,
+    #[cfg(not(target_arch = "wasm32"))]
     Server(Box<Host>),
     Client(Box<Guest>),
 }
@@ -1148,8 +1168,16 @@ enum Role {
 /// Godot's `WebSocketMultiplayerPeer`: a [`MultiplayerPeer`] over WebSocket, as a server
 /// (id 1) hosting clients or as a client of such a server, Godot 4 or Godot 3 compatible.
 ///
-/// The server uses a [`WebSocketServer`], so its client ids are unpredictable, never
-/// repeated, and in 2..=2³¹−1. Everything happens in [`poll`](MultiplayerPeer::poll).
+#[cfg_attr(
+    not(target_arch = "wasm32"),
+    doc = "The server uses a [`WebSocketServer`], so its client ids are unpredictable, never
+repeated, and in 2..=2³¹−1."
+)]
+#[cfg_attr(
+    target_arch = "wasm32",
+    doc = "On wasm32 it is a client only: a page cannot listen."
+)]
+/// Everything happens in [`poll`](MultiplayerPeer::poll).
 ///
 /// ```
 /// use wspeer::{MultiplayerEvent, MultiplayerPeer, WebSocketMultiplayerPeer};
@@ -1254,6 +1282,7 @@ impl WebSocketMultiplayerPeer {
         self.last_error = None;
     }
 
+    #[cfg(not(target_arch = "wasm32"))]
     /// Starts a server on `bind` (an IP address, `"*"` for every interface, or
     /// `"localhost"`) and `port` (`0`: any free port, see
     /// [`local_addr`](Self::local_addr)), serving `wss://` with server `tls` options.
@@ -1286,11 +1315,22 @@ impl WebSocketMultiplayerPeer {
     /// for `wss://`, `None` for the default trust store). The status is
     /// [`ConnectionStatus::Connecting`] until the server sends our id, which must happen
     /// within the handshake timeout.
-    pub fn create_client(&mut self, url: &str, tls: Option<TlsOptions>) -> Result<(), Error> {
+    #[cfg_attr(
+        target_arch = "wasm32",
+        doc = "\n\nOn wasm32 there is no `tls` parameter: the browser does `wss://` with its own trust store."
+    )]
+    pub fn create_client(
+        &mut self,
+        url: &str,
+        #[cfg(not(target_arch = "wasm32"))] tls: Option<TlsOptions>,
+    ) -> Result<(), Error> {
         self.check_idle()?;
         self.config.validate()?;
         let mut socket = WebSocketPeer::with_config(self.config.websocket.peer.clone());
+        #[cfg(not(target_arch = "wasm32"))]
         socket.connect_to_url(url, tls)?;
+        #[cfg(target_arch = "wasm32")]
+        socket.connect_to_url(url)?;
         self.reset();
         self.role = Role::Client(Box::new(Guest {
             socket,
@@ -1318,6 +1358,7 @@ impl WebSocketMultiplayerPeer {
         self.rpc_nodes.push((path.to_string(), node.clone()));
         let scene = match &mut self.role {
             Role::Idle => None,
+            #[cfg(not(target_arch = "wasm32"))]
             Role::Server(host) => host.scene.as_mut(),
             Role::Client(guest) => guest.scene.as_mut(),
         };
@@ -1344,6 +1385,7 @@ impl WebSocketMultiplayerPeer {
         let call = (path, method, args);
         match &mut self.role {
             Role::Idle => Err(Error::NotOpen),
+            #[cfg(not(target_arch = "wasm32"))]
             Role::Server(host) => host.rpc(peer, call, &self.config),
             Role::Client(guest) => guest.rpc(peer, call, &self.config),
         }
@@ -1361,6 +1403,7 @@ impl WebSocketMultiplayerPeer {
     pub fn send_auth(&mut self, id: i32, data: &[u8]) -> Result<(), Error> {
         match &mut self.role {
             Role::Idle => Err(Error::NotOpen),
+            #[cfg(not(target_arch = "wasm32"))]
             Role::Server(host) => host.send_auth(id, data),
             Role::Client(guest) => guest.send_auth(id, data),
         }
@@ -1372,11 +1415,13 @@ impl WebSocketMultiplayerPeer {
     pub fn complete_auth(&mut self, id: i32) -> Result<(), Error> {
         match &mut self.role {
             Role::Idle => Err(Error::NotOpen),
+            #[cfg(not(target_arch = "wasm32"))]
             Role::Server(host) => host.complete_auth(id, &mut self.inbox, &self.config),
             Role::Client(guest) => guest.complete_auth(id, &mut self.inbox),
         }
     }
 
+    #[cfg(not(target_arch = "wasm32"))]
     /// Server, with `websocket.decide_upgrades`: accepts the upgrade request of `id` (after
     /// [`MultiplayerEvent::UpgradeRequested`]) as
     /// [`WebSocketServer::accept_upgrade`] does; the client then gets its id and
@@ -1391,11 +1436,13 @@ impl WebSocketMultiplayerPeer {
         headers: &[&str],
     ) -> Result<(), Error> {
         match &mut self.role {
+            #[cfg(not(target_arch = "wasm32"))]
             Role::Server(host) => host.server.accept_upgrade(id, protocol, headers),
             _ => Err(Error::NoUpgradePending),
         }
     }
 
+    #[cfg(not(target_arch = "wasm32"))]
     /// Server, with `websocket.decide_upgrades`: rejects the upgrade request of `id` with
     /// an HTTP answer, as [`WebSocketServer::reject_upgrade`] does; no event follows.
     /// Fails with [`Error::NoUpgradePending`] on a client or a closed peer, and otherwise
@@ -1408,11 +1455,13 @@ impl WebSocketMultiplayerPeer {
         body: &[u8],
     ) -> Result<(), Error> {
         match &mut self.role {
+            #[cfg(not(target_arch = "wasm32"))]
             Role::Server(host) => host.server.reject_upgrade(id, status, headers, body),
             _ => Err(Error::NoUpgradePending),
         }
     }
 
+    #[cfg(not(target_arch = "wasm32"))]
     /// Server: starts draining, as [`WebSocketServer::drain`]: clients already connected
     /// (admitted or authenticating) keep playing, new upgrade requests get `503` with
     /// `Retry-After`, and the health check (`websocket.health_path`) answers `503`; then
@@ -1428,11 +1477,13 @@ impl WebSocketMultiplayerPeer {
         }
     }
 
+    #[cfg(not(target_arch = "wasm32"))]
     /// Whether this peer is a server that [`drain`](Self::drain)s.
     pub fn is_draining(&self) -> bool {
         matches!(&self.role, Role::Server(host) if host.server.is_draining())
     }
 
+    #[cfg(not(target_arch = "wasm32"))]
     /// Server: registers another mio source with the server's poller, as
     /// [`WebSocketServer::register_source`]; its readiness is reported as
     /// [`MultiplayerEvent::SourceReady`]. The registration belongs to the server started
@@ -1449,6 +1500,7 @@ impl WebSocketMultiplayerPeer {
         }
     }
 
+    #[cfg(not(target_arch = "wasm32"))]
     /// Server: changes a registered source's interest, as
     /// [`WebSocketServer::reregister_source`]. Fails with [`Error::NotOpen`] unless this
     /// peer is a server.
@@ -1464,6 +1516,7 @@ impl WebSocketMultiplayerPeer {
         }
     }
 
+    #[cfg(not(target_arch = "wasm32"))]
     /// Server: takes a registered source out of the poller, as
     /// [`WebSocketServer::deregister_source`] (queued `SourceReady` events for it are
     /// dropped too). Fails with [`Error::NotOpen`] unless this peer is a server.
@@ -1485,6 +1538,7 @@ impl WebSocketMultiplayerPeer {
         }
     }
 
+    #[cfg(not(target_arch = "wasm32"))]
     /// Server: the server's waker, as [`WebSocketServer::waker`]; waking it makes the
     /// next poll report [`MultiplayerEvent::Woken`] (and `poll_with_timeout` return at
     /// once). Each `create_server` has a new one. Fails with [`Error::NotOpen`] unless
@@ -1499,6 +1553,7 @@ impl WebSocketMultiplayerPeer {
     /// The peers still authenticating, in id order (Godot's `get_authenticating_peers`).
     pub fn get_authenticating_peers(&self) -> Vec<i32> {
         match &self.role {
+            #[cfg(not(target_arch = "wasm32"))]
             Role::Server(host) => host.pending.keys().copied().collect(),
             Role::Client(guest) if guest.phase == Phase::Authenticating => {
                 vec![TARGET_PEER_SERVER]
@@ -1526,6 +1581,7 @@ impl WebSocketMultiplayerPeer {
         ))
     }
 
+    #[cfg(not(target_arch = "wasm32"))]
     /// Like [`poll`](MultiplayerPeer::poll), but a server with nothing to do sleeps in the
     /// OS until network activity, its next timer or `max_wait` (for headless servers with
     /// no frame to render). A client polls once without waiting.
@@ -1533,9 +1589,11 @@ impl WebSocketMultiplayerPeer {
         self.poll_inner(Some(max_wait));
     }
 
+    #[cfg_attr(target_arch = "wasm32", allow(unused_variables))]
     fn poll_inner(&mut self, wait: Option<Duration>) {
         match &mut self.role {
             Role::Idle => {}
+            #[cfg(not(target_arch = "wasm32"))]
             Role::Server(host) => host.poll(&mut self.inbox, &self.config, wait),
             Role::Client(guest) => guest.poll(&mut self.inbox, &self.config, &mut self.last_error),
         }
@@ -1548,26 +1606,31 @@ impl WebSocketMultiplayerPeer {
     /// directly bypasses the multiplayer protocol.
     pub fn get_peer(&mut self, id: i32) -> Option<&mut WebSocketPeer> {
         match &mut self.role {
+            #[cfg(not(target_arch = "wasm32"))]
             Role::Server(host) if host.knows(id) => host.server.get_peer(id),
             Role::Client(guest) if id == TARGET_PEER_SERVER => Some(&mut guest.socket),
             _ => None,
         }
     }
 
+    #[cfg(not(target_arch = "wasm32"))]
     /// The IP address of peer `id` (on a client, the server's, id 1). On a server behind
     /// trusted proxies, the client's as they tell it (see
     /// [`WebSocketServer::get_peer_address`]).
     pub fn get_peer_address(&self, id: i32) -> Option<IpAddr> {
         match &self.role {
+            #[cfg(not(target_arch = "wasm32"))]
             Role::Server(host) if host.knows(id) => host.server.get_peer_address(id),
             Role::Client(guest) if id == TARGET_PEER_SERVER => guest.socket.get_connected_host(),
             _ => None,
         }
     }
 
+    #[cfg(not(target_arch = "wasm32"))]
     /// The TCP port of peer `id` (on a client, the server's, id 1).
     pub fn get_peer_port(&self, id: i32) -> Option<u16> {
         match &self.role {
+            #[cfg(not(target_arch = "wasm32"))]
             Role::Server(host) if host.knows(id) => host.server.get_peer_port(id),
             Role::Client(guest) if id == TARGET_PEER_SERVER => guest
                 .socket
@@ -1577,6 +1640,7 @@ impl WebSocketMultiplayerPeer {
         }
     }
 
+    #[cfg(not(target_arch = "wasm32"))]
     /// The address at the other end of peer `id`'s socket: on a server behind a proxy,
     /// the proxy's (where [`get_peer_address`](Self::get_peer_address) gives the client's).
     /// Beyond Godot.
@@ -1594,6 +1658,7 @@ impl WebSocketMultiplayerPeer {
     /// on a connected client the server (1) and the clients the server announced.
     pub fn peer_ids(&self) -> Vec<i32> {
         match &self.role {
+            #[cfg(not(target_arch = "wasm32"))]
             Role::Server(host) => host.peers.iter().copied().collect(),
             Role::Client(guest) if guest.phase == Phase::Connected => {
                 std::iter::once(TARGET_PEER_SERVER)
@@ -1604,9 +1669,11 @@ impl WebSocketMultiplayerPeer {
         }
     }
 
+    #[cfg(not(target_arch = "wasm32"))]
     /// The address a server listens on.
     pub fn local_addr(&self) -> Option<SocketAddr> {
         match &self.role {
+            #[cfg(not(target_arch = "wasm32"))]
             Role::Server(host) => host.server.local_addr(),
             _ => None,
         }
@@ -1667,6 +1734,7 @@ impl WebSocketMultiplayerPeer {
         &self.config.websocket.peer.supported_protocols
     }
 
+    #[cfg(not(target_arch = "wasm32"))]
     /// Godot's `handshake_headers`: extra `"Name: value"` lines in the client's request or
     /// the server's response.
     pub fn set_handshake_headers<S: AsRef<str>>(&mut self, headers: &[S]) {
@@ -1674,6 +1742,7 @@ impl WebSocketMultiplayerPeer {
             headers.iter().map(|h| h.as_ref().to_string()).collect();
     }
 
+    #[cfg(not(target_arch = "wasm32"))]
     /// Godot's `handshake_headers` getter.
     pub fn get_handshake_headers(&self) -> &[String] {
         &self.config.websocket.peer.handshake_headers
@@ -1723,6 +1792,7 @@ impl WebSocketMultiplayerPeer {
         self.config.websocket.peer.max_queued_packets
     }
 
+    #[cfg(not(target_arch = "wasm32"))]
     /// Ping every connection at this interval and drop the ones that do not answer
     /// (`Duration::ZERO`, the default, turns it off). Godot's multiplayer peer has no
     /// such setting.
@@ -1730,6 +1800,7 @@ impl WebSocketMultiplayerPeer {
         self.config.websocket.peer.heartbeat_interval = interval;
     }
 
+    #[cfg(not(target_arch = "wasm32"))]
     /// The heartbeat interval.
     pub fn get_heartbeat_interval(&self) -> Duration {
         self.config.websocket.peer.heartbeat_interval
@@ -1759,6 +1830,7 @@ impl MultiplayerPeer for WebSocketMultiplayerPeer {
     fn get_unique_id(&self) -> i32 {
         match &self.role {
             Role::Idle => 0,
+            #[cfg(not(target_arch = "wasm32"))]
             Role::Server(_) => TARGET_PEER_SERVER,
             Role::Client(guest) => guest.unique_id,
         }
@@ -1787,6 +1859,7 @@ impl MultiplayerPeer for WebSocketMultiplayerPeer {
         let target = self.target_peer;
         match &mut self.role {
             Role::Idle => Err(Error::NotOpen),
+            #[cfg(not(target_arch = "wasm32"))]
             Role::Server(host) => host.put(target, data, &self.config),
             Role::Client(guest) => guest.put(target, data, &self.config),
         }
@@ -1807,6 +1880,7 @@ impl MultiplayerPeer for WebSocketMultiplayerPeer {
     fn get_connection_status(&self) -> ConnectionStatus {
         match &self.role {
             Role::Idle => ConnectionStatus::Disconnected,
+            #[cfg(not(target_arch = "wasm32"))]
             Role::Server(_) => ConnectionStatus::Connected,
             Role::Client(guest) => match guest.phase {
                 Phase::Joining | Phase::Authenticating => ConnectionStatus::Connecting,
@@ -1824,6 +1898,7 @@ impl MultiplayerPeer for WebSocketMultiplayerPeer {
     fn disconnect_peer(&mut self, id: i32, force: bool) -> Result<(), Error> {
         match &mut self.role {
             Role::Idle => Err(Error::NotOpen),
+            #[cfg(not(target_arch = "wasm32"))]
             Role::Server(host) => {
                 if host.pending.contains_key(&id) {
                     // SceneMultiplayer reports a pending peer that goes as failed.
@@ -1871,6 +1946,7 @@ impl MultiplayerPeer for WebSocketMultiplayerPeer {
     fn close(&mut self) {
         match &mut self.role {
             Role::Idle => {}
+            #[cfg(not(target_arch = "wasm32"))]
             Role::Server(host) => host.server.stop(),
             Role::Client(guest) => {
                 let _ = guest.socket.close(1000, "");
@@ -1881,6 +1957,7 @@ impl MultiplayerPeer for WebSocketMultiplayerPeer {
 
     fn set_refuse_new_connections(&mut self, refuse: bool) {
         self.refusing = refuse;
+        #[cfg(not(target_arch = "wasm32"))]
         if let Role::Server(host) = &mut self.role {
             host.server.set_refuse_new_connections(refuse);
         }

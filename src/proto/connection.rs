@@ -5,86 +5,16 @@ use std::collections::VecDeque;
 use std::io::IoSlice;
 use std::time::{Duration, Instant};
 
-use tungstenite::Bytes;
 use tungstenite::protocol::frame::coding::{CloseCode, Control, Data, OpCode};
 
 use super::close::{CloseEffect, CloseInput, CloseState};
 use super::frames::{FrameReader, FrameWriter, Incoming, Payload};
 use super::handshake::{self, Answer, HandshakeRequest, Parsed, Refusal};
+use super::message::{Packet, State, WriteMode};
 use super::outbox::Outbox;
 use super::stats::{PeerStats, RoundTrip};
 use crate::config::PeerConfig;
 use crate::error::Error;
-
-/// Where a connection is, as Godot's `WebSocketPeer.State`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum State {
-    /// Resolving, connecting, or in the TLS/WebSocket handshake.
-    Connecting,
-    /// Open: messages flow both ways.
-    Open,
-    /// A close frame was sent or received; keep polling until `Closed`.
-    Closing,
-    /// Closed, or never opened. Packets received before the close can still be read.
-    Closed,
-}
-
-/// How a message is framed, as Godot's `WriteMode`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
-pub enum WriteMode {
-    /// A text frame: the payload must be valid UTF-8.
-    Text,
-    /// A binary frame.
-    #[default]
-    Binary,
-}
-
-/// One received message.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Packet {
-    pub(crate) data: Bytes,
-    pub(crate) is_text: bool,
-}
-
-impl Packet {
-    /// A packet with this payload and type (for tests and for sending on what you built).
-    /// Text must be valid UTF-8, or sending it fails with [`Error::InvalidUtf8`].
-    pub fn new(data: impl Into<Bytes>, is_text: bool) -> Self {
-        Packet {
-            data: data.into(),
-            is_text,
-        }
-    }
-
-    /// The payload.
-    pub fn data(&self) -> &[u8] {
-        &self.data
-    }
-
-    /// The payload as shared bytes (a cheap clone, no copy).
-    pub fn bytes(&self) -> &Bytes {
-        &self.data
-    }
-
-    /// Whether it arrived as a text frame (then [`as_text`](Self::as_text) is `Some`).
-    pub fn is_text(&self) -> bool {
-        self.is_text
-    }
-
-    /// The payload as text, for text frames (always valid UTF-8: checked on arrival).
-    pub fn as_text(&self) -> Option<&str> {
-        if self.is_text {
-            std::str::from_utf8(&self.data).ok()
-        } else {
-            None
-        }
-    }
-
-    /// The payload as an owned vector.
-    pub fn into_vec(self) -> Vec<u8> {
-        Vec::from(self.data)
-    }
-}
 
 /// Something that happened to a [`Connection`], in order, from
 /// [`Connection::poll_event`].
