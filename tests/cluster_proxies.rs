@@ -25,14 +25,16 @@ struct Nodes {
 }
 
 impl Nodes {
-    fn start(redis: &Redis, extra: &[&str]) -> Nodes {
+    /// Nodes `PREFIX1` to `PREFIX3`: node ids are unique in a cluster (a node drops
+    /// envelopes carrying its own id as its own messages).
+    fn start(redis: &Redis, prefix: &str, extra: &[&str]) -> Nodes {
         let nodes = (1..=3)
             .map(|i| {
                 let port = free_loopback_port().to_string();
                 let mut args = vec!["--port", port.as_str(), "--trust-proxy", "127.0.0.1"];
                 args.extend_from_slice(&["--health-path", "/healthz"]);
                 args.extend_from_slice(extra);
-                ClusterNode::start(&format!("n{i}"), redis, &args)
+                ClusterNode::start(&format!("{prefix}{i}"), redis, &args)
             })
             .collect();
         Nodes { nodes }
@@ -262,9 +264,9 @@ fn members_on_different_nodes_chat_through_haproxy_and_nginx_with_their_real_add
     // Two sets of three nodes on one Redis: haproxy's require a PROXY header on every
     // connection (--proxy-protocol), nginx's read X-Forwarded-For. So alice (through
     // haproxy) and bob (through nginx) are members of the same room on two processes.
-    let mut nodes = Nodes::start(&redis, &[]);
+    let mut nodes = Nodes::start(&redis, "x", &[]);
     let nginx = nginx(&nodes);
-    let mut haproxy_nodes = Nodes::start(&redis, &["--proxy-protocol"]);
+    let mut haproxy_nodes = Nodes::start(&redis, "h", &["--proxy-protocol"]);
     let haproxy = haproxy(&haproxy_nodes);
 
     let mut alice = join(
@@ -311,7 +313,7 @@ fn members_on_different_nodes_chat_through_haproxy_and_nginx_with_their_real_add
 #[test]
 fn a_proxy_header_is_taken_from_a_trusted_proxy_only() {
     let redis = Redis::start();
-    let mut nodes = Nodes::start(&redis, &["--proxy-protocol"]);
+    let mut nodes = Nodes::start(&redis, "n", &["--proxy-protocol"]);
     let port = nodes.nodes[0].port;
     let claimed: SocketAddr = "203.0.113.7:4242".parse().unwrap();
     let header = proxy_v2(claimed, SocketAddr::from(([127, 0, 0, 1], port)));
@@ -348,7 +350,7 @@ fn a_proxy_header_is_taken_from_a_trusted_proxy_only() {
 #[test]
 fn a_draining_node_fails_haproxys_health_check_and_gets_no_new_clients() {
     let redis = Redis::start();
-    let mut nodes = Nodes::start(&redis, &["--proxy-protocol"]);
+    let mut nodes = Nodes::start(&redis, "n", &["--proxy-protocol"]);
     let haproxy = haproxy(&nodes);
     let first = join(&mut nodes, haproxy.port, Via::ProxyV2, "match", "p1", "");
     let draining = first.node;

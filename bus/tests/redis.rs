@@ -3,12 +3,53 @@
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use wspeer_bus::mio::{Events, Poll, Token};
 use wspeer_bus::{
     BusConfig, BusError, BusEvent, EnvelopeError, LinkKind, MioRegistrar, RoomBus, envelope, resp,
 };
+
+/// A free loopback port, never the same twice in this test process: tests run in
+/// parallel, and a port released for its user to bind could otherwise be handed to
+/// another test meanwhile.
+fn free_loopback_port() -> u16 {
+    static GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut given = GIVEN.lock().unwrap();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
+}
+
+/// The `process_id` of the Redis answering on `port`, once it answers.
+fn redis_pid(port: u16) -> Option<u32> {
+    let mut probe = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    probe.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
+    probe.write_all(b"INFO server\r\n").ok()?;
+    let mut answer = String::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some((_, rest)) = answer.split_once("process_id:") {
+            if let Some((pid, _)) = rest.split_once("\r\n") {
+                return pid.trim().parse().ok();
+            }
+        }
+        let n = probe.read(&mut chunk).ok()?;
+        if n == 0 {
+            return None;
+        }
+        answer.push_str(&String::from_utf8_lossy(&chunk[..n]));
+    }
+}
 
 /// A `redis-server` of its own on a free loopback port, without persistence, stopped when
 /// dropped.
@@ -19,12 +60,10 @@ struct Redis {
 
 impl Redis {
     fn start() -> Redis {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut redis = Redis { port, child: None };
+        let mut redis = Redis {
+            port: free_loopback_port(),
+            child: None,
+        };
         redis.restart();
         redis
     }
@@ -33,6 +72,8 @@ impl Redis {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
+    /// Starts the server (again) on its port; waits until it answers, and checks that the
+    /// server answering is this one (not another process that took the port).
     fn restart(&mut self) {
         assert!(self.child.is_none());
         let child = Command::new("redis-server")
@@ -47,15 +88,17 @@ impl Redis {
                      (bash tests/setup-system.sh does)"
                 )
             });
+        let pid = child.id();
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            if let Ok(mut probe) = TcpStream::connect(("127.0.0.1", self.port)) {
-                probe.write_all(b"PING\r\n").unwrap();
-                let mut answer = [0u8; 7];
-                if probe.read_exact(&mut answer).is_ok() && &answer == b"+PONG\r\n" {
-                    return;
-                }
+            if let Some(answering) = redis_pid(self.port) {
+                assert_eq!(
+                    answering, pid,
+                    "another redis-server answers on port {}",
+                    self.port
+                );
+                return;
             }
             assert!(Instant::now() < deadline, "redis-server did not start");
             std::thread::sleep(Duration::from_millis(20));
@@ -401,11 +444,7 @@ fn a_full_outbound_queue_refuses_and_loses_nothing_queued() {
 #[test]
 fn back_off_doubles_up_to_its_maximum_and_connects_time_out_in_simulated_time() {
     // A port nobody listens on: every attempt is refused.
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_loopback_port();
     let mut config = BusConfig::new("lonely");
     config.reconnect_min = Duration::from_millis(100);
     config.reconnect_max = Duration::from_millis(500);

@@ -3,20 +3,51 @@
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use wspeer::{State, WebSocketPeer};
 
 use super::{KillOnDrop, TIMEOUT, example_bin, line_channel};
 
-/// A free loopback port (bound once and released: a fixed port is never used).
+/// A free loopback port (bound once and released: a fixed port is never used), never the
+/// same twice in this test process: tests run in parallel, and a port released for its
+/// user to bind could otherwise be handed to another test meanwhile.
 pub fn free_loopback_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("local addr")
-        .port()
+    static GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .expect("bind")
+            .local_addr()
+            .expect("local addr")
+            .port();
+        let mut given = GIVEN.lock().unwrap();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
+}
+
+/// The `process_id` of the Redis answering on `port`, once it answers.
+fn redis_pid(port: u16) -> Option<u32> {
+    let mut probe = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    probe.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
+    probe.write_all(b"INFO server\r\n").ok()?;
+    let mut answer = String::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some((_, rest)) = answer.split_once("process_id:") {
+            if let Some((pid, _)) = rest.split_once("\r\n") {
+                return pid.trim().parse().ok();
+            }
+        }
+        let n = probe.read(&mut chunk).ok()?;
+        if n == 0 {
+            return None;
+        }
+        answer.push_str(&String::from_utf8_lossy(&chunk[..n]));
+    }
 }
 
 /// A `redis-server` of its own on a free loopback port, without persistence, stopped when
@@ -40,7 +71,8 @@ impl Redis {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
-    /// Starts the server again on the same port; waits until it answers `PING`.
+    /// Starts the server again on the same port; waits until it answers, and checks that
+    /// the server answering is this one (not another process that took the port).
     pub fn restart(&mut self) {
         assert!(self.child.is_none());
         let child = Command::new("redis-server")
@@ -55,16 +87,17 @@ impl Redis {
                      (bash tests/setup-system.sh does)"
                 )
             });
+        let pid = child.id();
         self.child = Some(child);
         let deadline = Instant::now() + TIMEOUT;
         loop {
-            if let Ok(mut probe) = TcpStream::connect(("127.0.0.1", self.port)) {
-                let _ = probe.set_read_timeout(Some(Duration::from_secs(1)));
-                probe.write_all(b"PING\r\n").unwrap();
-                let mut answer = [0u8; 7];
-                if probe.read_exact(&mut answer).is_ok() && &answer == b"+PONG\r\n" {
-                    return;
-                }
+            if let Some(answering) = redis_pid(self.port) {
+                assert_eq!(
+                    answering, pid,
+                    "another redis-server answers on port {}",
+                    self.port
+                );
+                return;
             }
             assert!(Instant::now() < deadline, "redis-server did not start");
             std::thread::sleep(Duration::from_millis(20));
