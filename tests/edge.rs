@@ -500,35 +500,13 @@ fn connect_through(
     scheme: &str,
     tls: Option<TlsOptions>,
 ) -> (WebSocketPeer, i32) {
-    let mut client = WebSocketPeer::new();
     let host = if scheme == "wss" {
         format!("localhost:{}", front.port())
     } else {
         front.to_string()
     };
-    client
-        .connect_to_url(&format!("{scheme}://{host}/"), tls)
-        .unwrap();
-    let mut events = Vec::new();
-    run_until(
-        server,
-        &mut [&mut client],
-        &mut events,
-        "connected through the balancer",
-        |_, c, ev| {
-            c[0].get_ready_state() == State::Open
-                && ev
-                    .iter()
-                    .any(|e| matches!(e, ServerEvent::ClientConnected { .. }))
-        },
-    );
-    let id = events
-        .iter()
-        .find_map(|e| match e {
-            ServerEvent::ClientConnected { id, .. } => Some(*id),
-            _ => None,
-        })
-        .unwrap();
+    let target = format!("{scheme}://{host}/");
+    let (mut client, id) = connect_to(server, WebSocketPeer::new(), &target, tls);
     echoes(server, &mut client, id, "through the balancer");
     (client, id)
 }

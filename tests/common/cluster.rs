@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use wspeer::{State, WebSocketPeer};
 
-use super::{KillOnDrop, TIMEOUT, example_bin, line_channel};
+use super::{KillOnDrop, TIMEOUT, example_bin, expect_line, line_channel};
 
 /// A free loopback port (bound once and released: a fixed port is never used), never the
 /// same twice in this test process: tests run in parallel, and a port released for its
@@ -162,24 +162,8 @@ impl ClusterNode {
     }
 
     /// Waits for a line containing `needle`, calling `tick` meanwhile (to drive clients).
-    pub fn expect_line(&mut self, needle: &str, mut tick: impl FnMut()) -> String {
-        let start = Instant::now();
-        loop {
-            while let Ok(line) = self.lines.try_recv() {
-                self.seen.push(line.clone());
-                if line.contains(needle) {
-                    return line;
-                }
-            }
-            tick();
-            assert!(
-                start.elapsed() < TIMEOUT,
-                "{}: no line containing {needle:?}; output so far: {:#?}",
-                self.name,
-                self.seen
-            );
-            std::thread::sleep(Duration::from_millis(1));
-        }
+    pub fn expect_line(&mut self, needle: &str, tick: impl FnMut()) -> String {
+        expect_line(&self.name, &self.lines, &mut self.seen, needle, tick)
     }
 
     /// Moves the lines printed so far into `seen`; returns how many there were before.

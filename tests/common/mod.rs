@@ -84,14 +84,25 @@ pub fn connect_with(
     config: PeerConfig,
     tls: Option<TlsOptions>,
 ) -> (WebSocketPeer, i32) {
-    let mut client = WebSocketPeer::with_config(config);
     let scheme_url = url(server, path);
     let target = if tls.is_some() {
         scheme_url.replacen("ws://", "wss://", 1)
     } else {
         scheme_url
     };
-    client.connect_to_url(&target, tls).expect("connect_to_url");
+    connect_to(server, WebSocketPeer::with_config(config), &target, tls)
+}
+
+/// Connects `client` to `target` (this server, directly or through something in front)
+/// and polls both until the client is open and the server reported it; returns the
+/// client and its server id.
+pub fn connect_to(
+    server: &mut WebSocketServer,
+    mut client: WebSocketPeer,
+    target: &str,
+    tls: Option<TlsOptions>,
+) -> (WebSocketPeer, i32) {
+    client.connect_to_url(target, tls).expect("connect_to_url");
     let mut events = Vec::new();
     run_until(
         server,
@@ -250,6 +261,33 @@ pub fn line_channel(stream: impl Read + Send + 'static) -> mpsc::Receiver<String
     let (tx, lines) = mpsc::channel();
     read_lines(stream, move |line| tx.send(line).is_ok());
     lines
+}
+
+/// Waits for a line containing `needle` on `lines` (a child's output), keeping every line
+/// read in `seen` and calling `tick` meanwhile (to drive clients); fails, naming `who` and
+/// showing the output so far, after TIMEOUT.
+pub fn expect_line(
+    who: &str,
+    lines: &mpsc::Receiver<String>,
+    seen: &mut Vec<String>,
+    needle: &str,
+    mut tick: impl FnMut(),
+) -> String {
+    let start = Instant::now();
+    loop {
+        while let Ok(line) = lines.try_recv() {
+            seen.push(line.clone());
+            if line.contains(needle) {
+                return line;
+            }
+        }
+        tick();
+        assert!(
+            start.elapsed() < TIMEOUT,
+            "{who}: no line containing {needle:?}; output so far: {seen:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
 }
 
 /// A child process killed when dropped, so a failing test leaves nothing running.
