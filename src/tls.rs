@@ -371,6 +371,7 @@ impl ServerCertVerifier for AcceptAnyCertificate {
 mod tests {
     use super::*;
 
+    #[cfg(any(feature = "webpki-roots", feature = "platform-roots"))]
     fn client_config_of(options: &TlsOptions) -> Arc<ClientConfig> {
         match &options.kind {
             Kind::Client { config, .. } => config.clone(),
